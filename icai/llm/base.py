@@ -1,0 +1,107 @@
+"""The provider protocol and the request / completion records.
+
+A provider talks to one API and nothing else. Caching, retries, concurrency
+and usage counting wrap it once, in `icai.llm.client.LLM`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything that changes a model's output, and nothing else.
+
+    `choices`, when set, asks the provider for the log-probability of each
+    choice as the next token instead of (or besides) generated text.
+    """
+
+    messages: tuple[Message, ...]
+    max_tokens: int = 512
+    temperature: float = 0.0
+    json_schema: Mapping[str, Any] | None = None
+    choices: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @classmethod
+    def chat(cls, user: str, *, system: str | None = None, **options: Any) -> Request:
+        msgs = ((Message("system", system),) if system else ()) + (Message("user", user),)
+        return cls(messages=msgs, **options)
+
+    @property
+    def prompt_text(self) -> str:
+        """All message contents joined; what fakes match against."""
+        return "\n".join(m.content for m in self.messages)
+
+    def cache_key(self, model: str) -> str:
+        """Hash of model, messages and output-affecting options only."""
+        payload = {
+            "model": model,
+            "messages": [[m.role, m.content] for m in self.messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "json_schema": self.json_schema,
+            "choices": list(self.choices),
+            "seed": self.seed,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    """Prompt tokens the provider served from its own prefix cache, where reported."""
+    choice_logprobs: Mapping[str, float] | None = None
+    from_cache: bool = field(default=False, compare=False)
+    """True when served by icai's response cache (no API call made)."""
+
+
+class LLMError(RuntimeError):
+    """A model call failed for good (after retries, or not retryable)."""
+
+
+class TransientError(LLMError):
+    """A failure worth retrying: rate limit, 5xx, timeout, dropped connection."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigError(LLMError):
+    """The model cannot be used as configured (unknown provider, missing key or package)."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One model behind one API. Implement `complete`; raise TransientError to be retried."""
+
+    model: str
+    """The full model spec, e.g. "openai/gpt-4o-mini"; part of the cache key."""
+
+    def complete(self, request: Request) -> Completion: ...
+
+
+def supports_logprobs(provider: Provider) -> bool:
+    return bool(getattr(provider, "supports_choice_logprobs", False))
+
+
+def user_text(messages: Sequence[Message]) -> str:
+    return "\n".join(m.content for m in messages if m.role == "user")

@@ -1,0 +1,289 @@
+"""Typed records passed between the pipeline stages.
+
+Every record is a frozen dataclass. DataFrames appear only at the edges
+(`to_frame()` helpers), never inside a stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pandas is imported lazily: records must stay cheap to import
+    import pandas as pd
+
+Side = Literal["a", "b"]
+"""Which response: the first (a) or the second (b)."""
+
+Pick = Literal["a", "b", "neither", "invalid"]
+"""What an annotator answered for one ordering of a pair, in the pair's own a/b terms."""
+
+VoteValue = Literal["for", "against", "abstain", "invalid"]
+"""Whether a principle picks the human-preferred response."""
+
+CONSTITUTION_SCHEMA = "icai.constitution/1"
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message is one sentence naming file, row and column."""
+
+
+def text_id(text: str, *, length: int = 12) -> str:
+    """Stable short id for a text (used for principles and for comparisons without ids)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two responses to one prompt and which one a human preferred."""
+
+    id: str
+    text_a: str
+    text_b: str
+    preferred: Side
+    prompt: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> Side:
+        return "b" if self.preferred == "a" else "a"
+
+    def text(self, side: Side) -> str:
+        return self.text_a if side == "a" else self.text_b
+
+    def with_preferred(self, preferred: Side) -> Comparison:
+        """The same pair with another label (used for flipped-label sanity runs)."""
+        return Comparison(self.id, self.text_a, self.text_b, preferred, self.prompt, self.metadata)
+
+
+@dataclass(frozen=True)
+class Principle:
+    """A candidate rule, phrased "Select the response that ..."."""
+
+    id: str
+    text: str
+    source_ids: tuple[str, ...] = ()
+    """Ids of the comparisons whose proposals it stands for."""
+    cluster: int | None = None
+    cluster_size: int = 1
+
+    @classmethod
+    def from_text(cls, text: str, *, source_ids: Iterable[str] = ()) -> Principle:
+        return cls(id=text_id(text.strip().lower()), text=text.strip(), source_ids=tuple(source_ids))
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One principle applied to one comparison, in both presentation orders.
+
+    `picks` holds one pick per order that was asked, translated back to the
+    comparison's own a/b sides, so a position-biased annotator (always "first")
+    yields ("a", "b") and cancels out to "abstain".
+    """
+
+    comparison_id: str
+    principle_id: str
+    value: VoteValue
+    picks: tuple[Pick, ...] = ()
+    raw: str = ""
+
+
+def combine_picks(picks: Sequence[Pick], preferred: Side) -> VoteValue:
+    """Debias picks from several orders into one vote against the human label.
+
+    Each valid pick scores +1 (picks the preferred side), -1 (picks the other)
+    or 0 (neither). The sign of the sum decides; all-invalid gives "invalid".
+    """
+    valid = [p for p in picks if p != "invalid"]
+    if not valid:
+        return "invalid"
+    score = sum(0 if p == "neither" else (1 if p == preferred else -1) for p in valid)
+    if score > 0:
+        return "for"
+    if score < 0:
+        return "against"
+    return "abstain"
+
+
+@dataclass(frozen=True)
+class PrincipleStats:
+    """How one principle fared against the human labels.
+
+    Counts are over comparisons. `agreement` = for / (for + against);
+    `relevance` = (for + against) / (comparisons with a valid vote).
+    Fields after `relevance` are filled by the statistics code when computed.
+    """
+
+    principle_id: str
+    n_for: int
+    n_against: int
+    n_abstain: int
+    n_invalid: int
+    agreement: float | None
+    relevance: float
+    kappa: float | None = None
+    strength: float | None = None
+    agreement_ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    q_value: float | None = None
+    swap_consistency: float | None = None
+    length_adjusted_p: float | None = None
+    length_confounded: bool | None = None
+
+    @property
+    def n_total(self) -> int:
+        return self.n_for + self.n_against + self.n_abstain + self.n_invalid
+
+
+@dataclass(frozen=True)
+class Constitution:
+    """A ranked list of principles with their statistics and provenance."""
+
+    principles: tuple[Principle, ...]
+    stats: tuple[PrincipleStats, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.principles)
+
+    @property
+    def texts(self) -> list[str]:
+        return [p.text for p in self.principles]
+
+    def stats_for(self, principle_id: str) -> PrincipleStats | None:
+        return next((s for s in self.stats if s.principle_id == principle_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = []
+        for rank, p in enumerate(self.principles, start=1):
+            s = self.stats_for(p.id)
+            rows.append(
+                {
+                    "rank": rank,
+                    "id": p.id,
+                    "text": p.text,
+                    "cluster": p.cluster,
+                    "cluster_size": p.cluster_size,
+                    "source_ids": list(p.source_ids),
+                    "stats": _stats_to_dict(s) if s else None,
+                }
+            )
+        return {"schema": CONSTITUTION_SCHEMA, "principles": rows, **dict(self.metadata)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Constitution:
+        if data.get("schema") != CONSTITUTION_SCHEMA:
+            raise DataError(f"not an icai constitution: schema is {data.get('schema')!r}, expected {CONSTITUTION_SCHEMA!r}")
+        principles, stats = [], []
+        for row in sorted(data["principles"], key=lambda r: r["rank"]):
+            principles.append(
+                Principle(
+                    id=row["id"],
+                    text=row["text"],
+                    source_ids=tuple(row.get("source_ids", ())),
+                    cluster=row.get("cluster"),
+                    cluster_size=row.get("cluster_size", 1),
+                )
+            )
+            if row.get("stats"):
+                stats.append(_stats_from_dict(row["stats"]))
+        meta = {k: v for k, v in data.items() if k not in ("schema", "principles")}
+        return cls(tuple(principles), tuple(stats), meta)
+
+    def save(self, path: str | Path) -> Path:
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Constitution:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: constitution file not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}: malformed constitution, missing field {exc}") from None
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"rank": r["rank"], "text": r["text"], **(r["stats"] or {})}
+                for r in self.to_dict()["principles"]
+            ]
+        )
+
+
+def _stats_to_dict(s: PrincipleStats) -> dict[str, Any]:
+    d = asdict(s)
+    if d["agreement_ci"] is not None:
+        d["agreement_ci"] = list(d["agreement_ci"])
+    return d
+
+
+def _stats_from_dict(d: Mapping[str, Any]) -> PrincipleStats:
+    known = {f.name for f in fields(PrincipleStats)}
+    kw = {k: v for k, v in d.items() if k in known}
+    if kw.get("agreement_ci") is not None:
+        kw["agreement_ci"] = tuple(kw["agreement_ci"])
+    return PrincipleStats(**kw)
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON to a temp file beside `path`, then rename it into place."""
+    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def comparisons_to_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {"id": c.id, "prompt": c.prompt, "text_a": c.text_a, "text_b": c.text_b, "preferred": c.preferred}
+            for c in comparisons
+        ]
+    )
+
+
+def votes_to_frame(votes: Sequence[Vote]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "comparison_id": v.comparison_id,
+                "principle_id": v.principle_id,
+                "value": v.value,
+                "picks": ",".join(v.picks),
+                "raw": v.raw,
+            }
+            for v in votes
+        ],
+        columns=["comparison_id", "principle_id", "value", "picks", "raw"],
+    )
