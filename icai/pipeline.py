@@ -1,0 +1,222 @@
+"""The only orchestrator: runs the stages in order and checkpoints each one into the run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from icai import __version__
+from icai.cluster import cluster
+from icai.embed import Embedder
+from icai.evaluate import (
+    Evaluation,
+    SelectionCurve,
+    agreement_scores,
+    evaluate,
+    forward_select,
+    predict_from_votes,
+    train_test_split,
+)
+from icai.llm.client import LLM
+from icai.propose import propose
+from icai.select import rank_key, select
+from icai.store import RunStore
+from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
+from icai.vote import vote
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of a run. Stored with the result; a changed option re-runs the stages it affects."""
+
+    model: str = "local/smollm2"
+    embedder: str = "minilm"
+    n_clusters: int = 40
+    max_principles: int = 5
+    proposals_per_pair: int = 3
+    vote_batch_size: int = 20
+    min_votes: int = 2
+    seed: int = 0
+    test_size: float = 0.0
+    flip_check: bool = False
+    curve_candidates: int = 10
+    vote_mode: Literal["generate"] = "generate"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    constitution: Constitution
+    candidates: tuple[Principle, ...]
+    """Every proposed principle, with its cluster."""
+    tested: tuple[Principle, ...]
+    """The cluster representatives that were voted on."""
+    stats: tuple[PrincipleStats, ...]
+    votes: tuple[Vote, ...]
+    train: tuple[Comparison, ...]
+    test: tuple[Comparison, ...]
+    evaluation: Evaluation | None = None
+    flipped: RunResult | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def dataset_hash(comparisons: Sequence[Comparison]) -> str:
+    h = hashlib.sha256()
+    for c in comparisons:
+        h.update(json.dumps([c.id, c.prompt, c.text_a, c.text_b, c.preferred]).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run(
+    comparisons: Sequence[Comparison],
+    *,
+    llm: LLM,
+    embedder: Embedder,
+    config: RunConfig = RunConfig(),
+    store: RunStore | None = None,
+) -> RunResult:
+    """propose -> cluster -> vote -> select on the train split, then evaluate on the test split.
+
+    With a store, each stage's output is saved and a rerun with the same data
+    and options reuses it; LLM calls are cached in the store's cache, so an
+    interrupted stage resumes without repeating completed calls.
+    """
+    if not comparisons:
+        raise ValueError("no comparisons to learn from")
+    train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
+    if store is not None:
+        store.save_config({"config": config.to_dict(), "dataset_hash": dataset_hash(comparisons), "version": __version__})
+        store.save_comparisons(train, test)
+
+    result = _learn(train, llm, embedder, config, store)
+    flipped: RunResult | None = None
+    evaluation: Evaluation | None = None
+    if test:
+        if config.flip_check:
+            flipped_train = [c.with_preferred(c.rejected) for c in train]
+            flipped = _learn(flipped_train, llm, embedder, config, store.child("flipped") if store else None)
+        evaluation = _evaluate(result, test, llm, config, store, flipped)
+
+    metadata = {
+        "config": config.to_dict(),
+        "dataset_hash": dataset_hash(comparisons),
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_candidates": len(result.candidates),
+        "n_tested": len(result.tested),
+        "usage": llm.usage.as_dict(),
+        "model": llm.model,
+        "embedder": embedder.name,
+        "version": __version__,
+    }
+    constitution = dataclasses.replace(result.constitution, metadata=metadata)
+    if store is not None:
+        store.save_constitution(constitution)
+        store.save_principle_table(result.candidates, result.stats, constitution)
+        if evaluation is not None:
+            store.save_evaluation(evaluation.to_dict())
+    return dataclasses.replace(
+        result,
+        constitution=constitution,
+        test=tuple(test),
+        evaluation=evaluation,
+        flipped=flipped,
+        usage=llm.usage.as_dict(),
+    )
+
+
+def _learn(
+    train: Sequence[Comparison], llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
+) -> RunResult:
+    data = dataset_hash(train)
+    fp_propose = _fingerprint(data, llm.model, config.proposals_per_pair, config.seed)
+    if store is not None and store.is_done("propose", fp_propose):
+        proposals = store.load_principles("proposals.json")
+        log.info("propose: reusing %d saved principles", len(proposals))
+    else:
+        proposals = propose(train, llm, per_pair=config.proposals_per_pair, seed=config.seed)
+        if store is not None:
+            store.save_principles("proposals.json", proposals)
+            store.mark_done("propose", fp_propose)
+
+    fp_cluster = _fingerprint(fp_propose, embedder.name, config.n_clusters, config.seed)
+    if store is not None and store.is_done("cluster", fp_cluster):
+        candidates, tested = store.load_clusters()
+    else:
+        clustering = cluster(proposals, embedder, n_clusters=config.n_clusters, seed=config.seed)
+        candidates, tested = list(clustering.candidates), list(clustering.representatives)
+        if store is not None:
+            store.save_clusters(candidates, tested)
+            store.mark_done("cluster", fp_cluster)
+
+    fp_vote = _fingerprint(fp_cluster, llm.model, config.vote_batch_size, config.vote_mode)
+    if store is not None and store.is_done("vote", fp_vote):
+        votes = store.load_votes()
+    else:
+        votes = vote(train, tested, llm, batch_size=config.vote_batch_size)
+        if store is not None:
+            store.save_votes(votes)
+            store.mark_done("vote", fp_vote)
+
+    constitution, stats = select(
+        tested, train, votes, max_principles=config.max_principles, min_votes=config.min_votes
+    )
+    if store is not None:
+        store.save_constitution(constitution)
+    return RunResult(
+        constitution=constitution,
+        candidates=tuple(candidates),
+        tested=tuple(tested),
+        stats=tuple(stats),
+        votes=tuple(votes),
+        train=tuple(train),
+        test=(),
+    )
+
+
+def _evaluate(
+    result: RunResult,
+    test: Sequence[Comparison],
+    llm: LLM,
+    config: RunConfig,
+    store: RunStore | None,
+    flipped: RunResult | None,
+) -> Evaluation:
+    evaluation = evaluate(
+        test,
+        llm,
+        constitution_texts=result.constitution.texts,
+        candidate_texts=[p.text for p in result.tested],
+        seed=config.seed,
+        flipped_constitution_texts=flipped.constitution.texts if flipped else None,
+    )
+    # Principle-count curve: the order comes from greedy forward selection on the
+    # train votes; each prefix is then scored on held-out votes, never on the pairs it was chosen on.
+    ranked = sorted((s for s in result.stats if s.agreement is not None), key=rank_key)
+    order = forward_select(
+        [s.principle_id for s in ranked], list(result.votes), list(result.train), max_principles=config.curve_candidates
+    ).principle_ids
+    if not order:
+        return evaluation
+    by_id = {p.id: p for p in result.tested}
+    test_votes = vote(test, [by_id[i] for i in order], llm, batch_size=config.vote_batch_size)
+    if store is not None:
+        store.save_votes(test_votes, name="test_votes.csv")
+    held_out = [
+        float(agreement_scores(predict_from_votes(order[:k], test_votes, test), test).mean())
+        for k in range(1, len(order) + 1)
+    ]
+    return dataclasses.replace(evaluation, curve=SelectionCurve(tuple(order), tuple(held_out)))

@@ -1,0 +1,498 @@
+"""A static, self-contained HTML report of a run directory.
+
+One file, no server, no external assets: CSS is inline and plots are inline SVG.
+Every value that comes from the run is passed through `html.escape`. A missing
+or unreadable file never stops the report; its section says what is missing.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from icai.export import COMPARISON_COLUMNS, VOTE_COLUMNS, read_run_csv
+from icai.types import Constitution, DataError, PrincipleStats, write_text_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+EXAMPLE_CHARS = 400
+EXAMPLES_PER_SIDE = 2
+BASELINE_COLOR = "#8a94a6"
+HIGHLIGHT_COLOR = "#1f5fbf"
+WARN_COLOR = "#c0392b"
+DASH = "\u2014"
+
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; border-bottom: 1px solid #dde2ea; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
+th, td { border: 1px solid #dde2ea; padding: .3em .55em; vertical-align: top; text-align: left; }
+th { background: #f3f5f9; } td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.ci { color: #667085; font-size: .88em; } .missing { color: #8a4b00; background: #fff6e5; padding: .5em .8em; }
+.flag { color: #c0392b; font-weight: 600; } .muted { color: #667085; }
+figure.plot { margin: 1em 0; } figure.plot svg { max-width: 100%; height: auto; }
+figcaption { color: #667085; font-size: .9em; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: .6em; margin: .6em 0 1.2em; }
+.pair .prompt { grid-column: 1 / span 2; background: #f3f5f9; padding: .4em .6em; }
+.response { border: 1px solid #dde2ea; padding: .4em .6em; white-space: pre-wrap; }
+.response.preferred { border-color: #1f5fbf; box-shadow: inset 3px 0 0 #1f5fbf; }
+.label { font-size: .8em; font-weight: 600; color: #667085; display: block; }
+pre { background: #f3f5f9; padding: .6em; overflow-x: auto; font-size: .85em; }
+"""
+
+
+@dataclass
+class Run:
+    """What could be read from a run directory; `problems` explains what could not."""
+
+    path: Path
+    constitution: Constitution | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    principles: pd.DataFrame | None = None
+    votes: pd.DataFrame | None = None
+    comparisons: pd.DataFrame | None = None
+    evaluation: dict[str, Any] | None = None
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+# --- public API -----------------------------------------------------------------------------
+
+
+def render_report(run_dir: str | Path) -> str:
+    """The HTML report of the run in `run_dir`."""
+    run = load_run(run_dir)
+    sections = [
+        _header(run),
+        _constitution_section(run),
+        _evaluation_section(run),
+        _curve_section(run),
+        _scatter_section(run),
+        _length_section(run),
+        _examples_section(run),
+    ]
+    title = f"ICAI report: {run.path.name}"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(sections)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Render the report and write it atomically to `run_dir/report.html`."""
+    path = write_text_atomic(Path(run_dir) / REPORT_FILE, render_report(run_dir))
+    log.info("wrote report to %s", path)
+    return path
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read every file of a run directory that exists; record the others in `problems`."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise DataError(f"{path}: run directory not found")
+    run = Run(path)
+    raw = _try(run, "constitution.json", lambda p: json.loads(p.read_text(encoding="utf-8")))
+    if raw is not None:
+        run.constitution = _try(run, "constitution.json", lambda _: Constitution.from_dict(raw))
+        if run.constitution is not None:
+            run.metadata = dict(run.constitution.metadata)
+    run.principles = _try(run, "principles.csv", _read_principles)
+    run.votes = _try(run, "votes.csv", lambda p: read_run_csv(p, VOTE_COLUMNS))
+    run.comparisons = _try(run, "comparisons.csv", lambda p: read_run_csv(p, COMPARISON_COLUMNS))
+    run.evaluation = _try(run, "evaluation.json", _read_evaluation)
+    return run
+
+
+def _read_evaluation(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _try(run: Run, name: str, read: Callable[[Path], Any]) -> Any:
+    path = run.path / name
+    if not path.exists():
+        run.problems[name] = f"{name} is missing"
+        return None
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # DataError and JSON errors are ValueErrors
+        log.warning("cannot read %s: %s", path, exc)
+        run.problems[name] = f"{name} could not be read: {exc}"
+        return None
+
+
+def _read_principles(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = read_run_csv(path, ("id", "text", "in_constitution", "kappa", "relevance"))
+    for column in frame.columns:
+        if column not in ("id", "text", "in_constitution", "rank"):
+            converted = pd.to_numeric(frame[column], errors="coerce")
+            if converted.notna().any() or (frame[column] == "").all():
+                frame[column] = converted
+    frame["in_constitution"] = frame["in_constitution"].str.strip().str.lower().isin(["true", "1", "yes"])
+    return frame
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if _missing(value):
+        return DASH
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return _e(value)
+
+
+def _p(value: Any) -> str:
+    if _missing(value):
+        return DASH
+    return f"{value:.1e}" if float(value) < 1e-3 else f"{float(value):.3f}"
+
+
+def _with_ci(value: Any, ci: Sequence[Any] | None, digits: int = 2) -> str:
+    """'0.81 [0.70, 0.90]' with the interval in a muted span; no brackets when there is no CI."""
+    text = _num(value, digits)
+    if ci is not None and len(ci) == 2 and not any(_missing(x) for x in ci):
+        text += f' <span class="ci">[{_num(ci[0], digits)}, {_num(ci[1], digits)}]</span>'
+    return text
+
+
+def _flag(value: Any) -> str:
+    if value is None:
+        return DASH
+    return '<span class="flag">length-confounded</span>' if value else "no"
+
+
+def _note(text: str) -> str:
+    return f'<p class="missing">{_e(text)}</p>'
+
+
+def _problem(run: Run, *names: str) -> str | None:
+    found = [run.problems[n] for n in names if n in run.problems]
+    return "; ".join(found) if found else None
+
+
+def _truncate(text: str, limit: int = EXAMPLE_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def _table(table_id: str | None, head: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
+    """A table from already-escaped cells; columns in `numeric` are right-aligned."""
+    attr = f' id="{table_id}"' if table_id else ""
+    header = "".join(f"<th>{h}</th>" for h in head)
+    body = "\n".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table{attr}>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def _figure(figure_id: str, svg: str, caption: str) -> str:
+    return f'<figure class="plot" id="{figure_id}">\n{svg}\n<figcaption>{_e(caption)}</figcaption>\n</figure>'
+
+
+def _rank_label(value: Any) -> str:
+    """'#2' from a CSV rank cell ("2", "2.0"); empty for candidates without a rank."""
+    try:
+        return f"#{int(float(value))}"
+    except (TypeError, ValueError):
+        return ""
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(_flatten(value, f"{name}."))
+        else:
+            out.append((name, value))
+    return out
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+def _new_figure(width: float = 7.5, height: float = 3.8) -> Figure:
+    # a bare Figure, not pyplot: no global backend or figure registry to leak into callers
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _svg(fig: Figure, salt: str) -> str:
+    """The figure as an inline <svg> element (deterministic ids, text kept as text)."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _agreement_plot(scores: Sequence[Mapping[str, Any]]) -> str:
+    names = [str(s.get("name", "?")) for s in scores]
+    values = [float(s["agreement"]) if not _missing(s.get("agreement")) else math.nan for s in scores]
+    lows, highs = [], []
+    for value, score in zip(values, scores):
+        ci = score.get("ci")
+        ok = ci is not None and len(ci) == 2 and not math.isnan(value)
+        lows.append(max(value - float(ci[0]), 0.0) if ok else 0.0)
+        highs.append(max(float(ci[1]) - value, 0.0) if ok else 0.0)
+    fig = _new_figure(7.5, 3.6)
+    ax = fig.add_subplot()
+    colors = [HIGHLIGHT_COLOR if n == "constitution" else BASELINE_COLOR for n in names]
+    xs = range(len(names))
+    ax.bar(xs, values, color=colors, yerr=[lows, highs], capsize=5, ecolor="#1d2330")
+    ax.axhline(0.5, color=WARN_COLOR, linestyle="--", linewidth=1, label="chance (0.5)")
+    for x, value in zip(xs, values):
+        if not math.isnan(value):
+            ax.annotate(f"{value:.2f}", (x, value), xytext=(6, 3), textcoords="offset points", fontsize=9)
+    ax.set_xticks(list(xs), names, rotation=15, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("agreement with human labels")
+    ax.legend(loc="lower right", fontsize=8)
+    return _svg(fig, "plot-agreement")
+
+
+def _curve_plot(ids: Sequence[Any], agreement: Sequence[Any], baselines: Mapping[str, float]) -> str:
+    ys = [float(v) if not _missing(v) else math.nan for v in agreement]
+    start = 0 if ids and len(ys) == len(ids) + 1 else 1  # a leading point may stand for "no principles"
+    xs = list(range(start, start + len(ys)))
+    fig = _new_figure(7.5, 3.6)
+    ax = fig.add_subplot()
+    ax.plot(xs, ys, marker="o", color=HIGHLIGHT_COLOR, label="constitution prefix")
+    for (name, value), style in zip(sorted(baselines.items()), ("--", ":", "-.", (0, (5, 1)))):
+        ax.axhline(value, color=BASELINE_COLOR, linestyle=style, linewidth=1, label=name)
+    ax.set_xticks(xs)
+    ax.set_xlabel("number of principles (in rank order)")
+    ax.set_ylabel("agreement")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right", fontsize=8)
+    return _svg(fig, "plot-curve")
+
+
+def _scatter_plot(frame: pd.DataFrame) -> str:
+    points = frame.dropna(subset=["kappa", "relevance"])
+    members, others = points[points["in_constitution"]], points[~points["in_constitution"]]
+    fig = _new_figure(7.5, 4.2)
+    ax = fig.add_subplot()
+    ax.scatter(others["relevance"], others["kappa"], s=18, color=BASELINE_COLOR, alpha=0.6, label="candidate")
+    ax.scatter(members["relevance"], members["kappa"], s=60, color=HIGHLIGHT_COLOR, edgecolor="white", label="in constitution")
+    if "rank" in members.columns:
+        for _, row in members.iterrows():
+            if label := _rank_label(row["rank"]):
+                ax.annotate(label, (row["relevance"], row["kappa"]), xytext=(5, 4), textcoords="offset points", fontsize=9)
+    ax.axhline(0, color="#1d2330", linewidth=0.6)
+    ax.set_xlabel("relevance (share of valid votes that pick a side)")
+    ax.set_ylabel("kappa")
+    ax.legend(loc="best", fontsize=8)
+    return _svg(fig, "plot-scatter")
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _header(run: Run) -> str:
+    meta = run.metadata
+    facts: list[tuple[str, str]] = []
+    for key in ("dataset_hash", "model", "version"):
+        if key in meta:
+            value = meta[key]
+            facts.append((key.replace("_", " "), _e(value if isinstance(value, str) else json.dumps(value, default=str))))
+    if run.constitution is not None:
+        facts.append(("principles in constitution", str(len(run.constitution))))
+    if run.principles is not None:
+        facts.append(("candidate principles", str(len(run.principles))))
+    if run.comparisons is not None:
+        facts.append(("comparisons", _e(_split_counts(run.comparisons))))
+    if run.votes is not None:
+        facts.append(("votes", str(len(run.votes))))
+    usage = meta.get("usage")
+    if isinstance(usage, Mapping):
+        facts.extend((f"usage: {_e(k)}", _e(f"{v:,}" if isinstance(v, int) else v)) for k, v in _flatten(usage))
+    rows = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
+    parts = [f'<header id="summary">\n<h1>ICAI report: {_e(run.path.name)}</h1>', f'<table id="run-facts">\n{rows}\n</table>']
+    if run.problems:
+        items = "".join(f"<li>{_e(p)}</li>" for p in run.problems.values())
+        parts.append(f'<div class="missing" id="problems">Some files were not available:<ul>{items}</ul></div>')
+    if "config" in meta:
+        config = json.dumps(meta["config"], indent=2, default=str, ensure_ascii=False)
+        parts.append(f"<details><summary>configuration</summary><pre>{_e(config)}</pre></details>")
+    parts.append("</header>")
+    return "\n".join(parts)
+
+
+def _split_counts(comparisons: pd.DataFrame) -> str:
+    total = f"{len(comparisons)}"
+    if "split" not in comparisons.columns:
+        return total
+    counts = comparisons["split"].value_counts()
+    return total + " (" + ", ".join(f"{name}: {n}" for name, n in counts.items()) + ")"
+
+
+def _constitution_section(run: Run) -> str:
+    head = '<section id="constitution-section">\n<h2>Constitution</h2>'
+    if run.constitution is None:
+        return f"{head}\n{_note(_problem(run, 'constitution.json') or 'no constitution')}\n</section>"
+    if not run.constitution.principles:
+        return f"{head}\n{_note('The constitution is empty: no principle passed selection.')}\n</section>"
+    columns = ["rank", "principle", "for", "against", "abstain", "invalid", "agreement [95% CI]",
+               "relevance", "kappa", "strength", "q-value", "swap consistency", "length"]
+    rows = []
+    for rank, principle in enumerate(run.constitution.principles, start=1):
+        s = run.constitution.stats_for(principle.id)
+        rows.append([str(rank), _e(principle.text), *_stats_cells(s)])
+    table = _table("constitution", columns, rows, numeric={0, *range(2, 12)})
+    caption = ('<p class="muted">Agreement = for / (for + against); relevance = (for + against) / valid votes. '
+               "The q-value is the multiple-testing-adjusted p-value.</p>")
+    return f"{head}\n{caption}\n{table}\n</section>"
+
+
+def _stats_cells(s: PrincipleStats | None) -> list[str]:
+    if s is None:
+        return [DASH] * 11
+    return [
+        str(s.n_for), str(s.n_against), str(s.n_abstain), str(s.n_invalid),
+        _with_ci(s.agreement, s.agreement_ci),
+        _num(s.relevance), _num(s.kappa), _num(s.strength), _p(s.q_value),
+        _num(s.swap_consistency), _flag(s.length_confounded),
+    ]
+
+
+def _scores(run: Run) -> list[Mapping[str, Any]]:
+    scores = (run.evaluation or {}).get("scores") or []
+    return [s for s in scores if isinstance(s, Mapping)]
+
+
+def _evaluation_section(run: Run) -> str:
+    head = '<section id="evaluation">\n<h2>Reconstruction of the human labels</h2>'
+    scores = _scores(run)
+    if not scores:
+        why = _problem(run, "evaluation.json") or "evaluation.json has no scores"
+        return f"{head}\n{_note(why + '; the agreement plot needs an evaluation run.')}\n</section>"
+    rows = [
+        [_e(s.get("name", "?")), _with_ci(s.get("agreement"), s.get("ci")), _e(s.get("n", DASH)), _e(s.get("n_invalid", DASH))]
+        for s in scores
+    ]
+    parts = [
+        head,
+        _figure("plot-agreement", _agreement_plot(scores),
+                "Agreement with the human labels on the test split; error bars are 95% confidence intervals."),
+        _table("scores", ["annotator", "agreement [95% CI]", "n", "invalid"], rows, numeric={1, 2, 3}),
+    ]
+    differences = (run.evaluation or {}).get("differences") or {}
+    if isinstance(differences, Mapping) and differences:
+        diff_rows = [
+            [_e(name), _with_ci(d.get("mean"), d.get("ci"), 3)]
+            for name, d in differences.items()
+            if isinstance(d, Mapping)
+        ]
+        parts.append("<h3>Paired differences</h3>")
+        parts.append(_table("differences", ["comparison", "mean difference [95% CI]"], diff_rows, numeric={1}))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _curve_section(run: Run) -> str:
+    head = '<section id="curve">\n<h2>Agreement by number of principles</h2>'
+    curve = (run.evaluation or {}).get("curve")
+    if not isinstance(curve, Mapping) or not curve.get("agreement"):
+        why = _problem(run, "evaluation.json") or "evaluation.json has no principle-count curve"
+        return f"{head}\n{_note(why + '.')}\n</section>"
+    baselines = {
+        str(s["name"]): float(s["agreement"])
+        for s in _scores(run)
+        if s.get("name") in ("default", "random") and not _missing(s.get("agreement"))
+    }
+    svg = _curve_plot(curve.get("principle_ids") or [], curve["agreement"], baselines)
+    caption = "Agreement of the constitution's first k principles; dashed lines are baselines."
+    return f"{head}\n{_figure('plot-curve', svg, caption)}\n</section>"
+
+
+def _scatter_section(run: Run) -> str:
+    head = '<section id="candidates">\n<h2>All candidate principles</h2>'
+    frame = run.principles
+    if frame is None:
+        return f"{head}\n{_note(_problem(run, 'principles.csv') or 'principles.csv is missing')}\n</section>"
+    if frame.dropna(subset=["kappa", "relevance"]).empty:
+        return f"{head}\n{_note('No candidate has both kappa and relevance.')}\n</section>"
+    svg = _scatter_plot(frame)
+    n_in = int(frame["in_constitution"].sum())
+    caption = f"Kappa against relevance for {len(frame)} candidates; the {n_in} constitution members are highlighted."
+    return f"{head}\n{_figure('plot-scatter', svg, caption)}\n</section>"
+
+
+def _length_section(run: Run) -> str:
+    head = '<section id="length">\n<h2>Length confounds</h2>'
+    if run.constitution is None:
+        return f"{head}\n{_note(_problem(run, 'constitution.json') or 'no constitution')}\n</section>"
+    rows = []
+    for rank, principle in enumerate(run.constitution.principles, start=1):
+        s = run.constitution.stats_for(principle.id)
+        rows.append([str(rank), _e(principle.text), _p(s.length_adjusted_p if s else None), _flag(s.length_confounded if s else None)])
+    intro = ('<p class="muted">A principle is flagged when its agreement is no longer significant '
+             "once response length is accounted for: it may just prefer longer (or shorter) answers.</p>")
+    table = _table("length-confounds", ["rank", "principle", "length-adjusted p", "flag"], rows, numeric={0, 2})
+    return f"{head}\n{intro}\n{table}\n</section>"
+
+
+def _examples_section(run: Run) -> str:
+    head = '<section id="examples">\n<h2>Example pairs</h2>'
+    why = _problem(run, "constitution.json", "votes.csv", "comparisons.csv")
+    if run.constitution is None or run.votes is None or run.comparisons is None:
+        return f"{head}\n{_note((why or 'data missing') + '; examples need all three files.')}\n</section>"
+    by_id = {str(r["id"]): r for r in run.comparisons.to_dict("records")}
+    parts = [head]
+    for rank, principle in enumerate(run.constitution.principles, start=1):
+        votes = run.votes[run.votes["principle_id"] == principle.id]
+        parts.append(f'<article class="principle-examples" id="examples-{rank}">\n<h3>#{rank}: {_e(principle.text)}</h3>')
+        for value, label in (("for", "Voted for (picks the human-preferred response)"),
+                             ("against", "Voted against (picks the rejected response)")):
+            ids = [c for c in votes.loc[votes["value"] == value, "comparison_id"] if c in by_id][:EXAMPLES_PER_SIDE]
+            parts.append(f"<h4>{_e(label)}</h4>")
+            parts.extend(_pair(by_id[c]) for c in ids)
+            if not ids:
+                parts.append(f'<p class="muted">No comparison where it voted {_e(value)}.</p>')
+        parts.append("</article>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _pair(row: Mapping[str, Any]) -> str:
+    preferred = str(row.get("preferred", "")).strip().lower()
+    cells = [f'<div class="prompt"><span class="label">prompt · comparison {_e(row["id"])}</span>{_e(_truncate(str(row["prompt"])))}</div>']
+    for side in ("a", "b"):
+        mark = " preferred" if side == preferred else ""
+        tag = "response " + side.upper() + (" (human-preferred)" if mark else "")
+        cells.append(f'<div class="response{mark}"><span class="label">{tag}</span>{_e(_truncate(str(row["text_" + side])))}</div>')
+    return '<div class="pair">' + "".join(cells) + "</div>"
