@@ -129,7 +129,9 @@ def agreement_scores(judgements: Sequence[Judgement], comparisons: Sequence[Comp
     return out
 
 
-def _direction_matrix(principle_ids: Sequence[str], votes: Sequence[Vote], comparisons: Sequence[Comparison]) -> tuple[np.ndarray, np.ndarray]:
+def _direction_matrix(
+    principle_ids: Sequence[str], votes: Sequence[Vote], comparisons: Sequence[Comparison]
+) -> tuple[np.ndarray, np.ndarray]:
     """directions[i, j] of principle j on comparison i (0 when not voted), and a mask of present votes."""
     row = {c.id: i for i, c in enumerate(comparisons)}
     col = {pid: j for j, pid in enumerate(principle_ids)}
@@ -143,7 +145,9 @@ def _direction_matrix(principle_ids: Sequence[str], votes: Sequence[Vote], compa
     return directions, present
 
 
-def predict_from_votes(principle_ids: Sequence[str], votes: Sequence[Vote], comparisons: Sequence[Comparison]) -> list[Judgement]:
+def predict_from_votes(
+    principle_ids: Sequence[str], votes: Sequence[Vote], comparisons: Sequence[Comparison]
+) -> list[Judgement]:
     """Annotate from existing votes (no LLM calls): the sign of the summed directions, principles weighted equally.
 
     `picks` holds one pick per principle, in `principle_ids` order ("invalid" where
@@ -229,12 +233,20 @@ class Score:
     n_invalid: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "agreement": self.agreement, "ci": list(self.ci), "n": self.n, "n_invalid": self.n_invalid}
+        return {
+            "name": self.name,
+            "agreement": self.agreement,
+            "ci": list(self.ci),
+            "n": self.n,
+            "n_invalid": self.n_invalid,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Score:
         lo, hi = data["ci"]
-        return cls(data["name"], float(data["agreement"]), (float(lo), float(hi)), int(data["n"]), int(data["n_invalid"]))
+        return cls(
+            data["name"], float(data["agreement"]), (float(lo), float(hi)), int(data["n"]), int(data["n_invalid"])
+        )
 
 
 def score(name: str, judgements: Sequence[Judgement], comparisons: Sequence[Comparison], *, seed: int = 0) -> Score:
@@ -267,7 +279,8 @@ class Evaluation:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
         differences = {
-            k: (float(v["mean"]), (float(v["ci"][0]), float(v["ci"][1]))) for k, v in data.get("differences", {}).items()
+            k: (float(v["mean"]), (float(v["ci"][0]), float(v["ci"][1])))
+            for k, v in data.get("differences", {}).items()
         }
         curve = data.get("curve")
         return cls(

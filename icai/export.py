@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -116,7 +116,7 @@ def to_annotated_pairs(
     for principle in constitution.principles:
         annotators[principle.id] = {"description": principle.text, "type": "principle"}
 
-    stamp = (created_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    stamp = (created_at or datetime.now(UTC)).astimezone(UTC)
     return {
         "metadata": {
             "version": ANNOTATED_PAIRS_VERSION,
@@ -307,4 +307,3 @@ def read_run_csv(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFra
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     return frame
-

@@ -36,10 +36,10 @@ DASH = "\u2014"
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330;
-       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+       max-width: 1180px; margin: 2em auto; padding: 0 1em; }
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; border-bottom: 1px solid #dde2ea; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
-th, td { border: 1px solid #dde2ea; padding: .3em .55em; vertical-align: top; text-align: left; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .88em; }
+th, td { border: 1px solid #dde2ea; padding: .3em .45em; vertical-align: top; text-align: left; }
 th { background: #f3f5f9; } td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .ci { color: #667085; font-size: .88em; } .missing { color: #8a4b00; background: #fff6e5; padding: .5em .8em; }
 .flag { color: #c0392b; font-weight: 600; } .muted { color: #667085; }
@@ -50,6 +50,9 @@ figcaption { color: #667085; font-size: .9em; }
 .response { border: 1px solid #dde2ea; padding: .4em .6em; white-space: pre-wrap; }
 .response.preferred { border-color: #1f5fbf; box-shadow: inset 3px 0 0 #1f5fbf; }
 .label { font-size: .8em; font-weight: 600; color: #667085; display: block; }
+#constitution td:nth-child(2), #length-confounds td:nth-child(2) { min-width: 14em; }
+#constitution .ci { display: block; }
+.table-wrap { overflow-x: auto; } .pair > * { min-width: 0; overflow-wrap: anywhere; }
 pre { background: #f3f5f9; padding: .6em; overflow-x: auto; font-size: .85em; }
 """
 
@@ -85,7 +88,7 @@ def render_report(run_dir: str | Path) -> str:
     ]
     title = f"ICAI report: {run.path.name}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         + "\n".join(sections)
         + "\n</body>\n</html>\n"
@@ -105,19 +108,17 @@ def load_run(run_dir: str | Path) -> Run:
     if not path.is_dir():
         raise DataError(f"{path}: run directory not found")
     run = Run(path)
-    raw = _try(run, "constitution.json", lambda p: json.loads(p.read_text(encoding="utf-8")))
-    if raw is not None:
-        run.constitution = _try(run, "constitution.json", lambda _: Constitution.from_dict(raw))
-        if run.constitution is not None:
-            run.metadata = dict(run.constitution.metadata)
+    run.constitution = _try(run, "constitution.json", lambda p: Constitution.from_dict(_read_json_object(p)))
+    if run.constitution is not None:
+        run.metadata = dict(run.constitution.metadata)
     run.principles = _try(run, "principles.csv", _read_principles)
     run.votes = _try(run, "votes.csv", lambda p: read_run_csv(p, VOTE_COLUMNS))
     run.comparisons = _try(run, "comparisons.csv", lambda p: read_run_csv(p, COMPARISON_COLUMNS))
-    run.evaluation = _try(run, "evaluation.json", _read_evaluation)
+    run.evaluation = _try(run, "evaluation.json", _read_json_object)
     return run
 
 
-def _read_evaluation(path: Path) -> dict[str, Any]:
+def _read_json_object(path: Path) -> dict[str, Any]:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}")
@@ -140,11 +141,12 @@ def _try(run: Run, name: str, read: Callable[[Path], Any]) -> Any:
 def _read_principles(path: Path) -> pd.DataFrame:
     import pandas as pd
 
-    frame = read_run_csv(path, ("id", "text", "in_constitution", "kappa", "relevance"))
+    frame = read_run_csv(path, ("id", "text", "in_constitution"))
     for column in frame.columns:
         if column not in ("id", "text", "in_constitution", "rank"):
             converted = pd.to_numeric(frame[column], errors="coerce")
-            if converted.notna().any() or (frame[column] == "").all():
+            # boolean columns such as length_confounded stay text; kappa and relevance are always numbers
+            if converted.notna().any() or (frame[column] == "").all() or column in ("kappa", "relevance"):
                 frame[column] = converted
     frame["in_constitution"] = frame["in_constitution"].str.strip().str.lower().isin(["true", "1", "yes"])
     return frame
@@ -176,18 +178,29 @@ def _p(value: Any) -> str:
     return f"{value:.1e}" if float(value) < 1e-3 else f"{float(value):.3f}"
 
 
-def _with_ci(value: Any, ci: Sequence[Any] | None, digits: int = 2) -> str:
+def _ci(value: Any) -> tuple[float, float] | None:
+    """A confidence interval as two floats, or None when `value` is not one."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        return None
+    try:
+        low, high = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(low) or math.isnan(high) else (low, high)
+
+
+def _with_ci(value: Any, ci: Any, digits: int = 2) -> str:
     """'0.81 [0.70, 0.90]' with the interval in a muted span; no brackets when there is no CI."""
     text = _num(value, digits)
-    if ci is not None and len(ci) == 2 and not any(_missing(x) for x in ci):
-        text += f' <span class="ci">[{_num(ci[0], digits)}, {_num(ci[1], digits)}]</span>'
+    if (interval := _ci(ci)) is not None:
+        text += f' <span class="ci">[{_num(interval[0], digits)}, {_num(interval[1], digits)}]</span>'
     return text
 
 
 def _flag(value: Any) -> str:
     if value is None:
         return DASH
-    return '<span class="flag">length-confounded</span>' if value else "no"
+    return '<span class="flag">confounded</span>' if value else "no"
 
 
 def _note(text: str) -> str:
@@ -209,10 +222,12 @@ def _table(table_id: str | None, head: Sequence[str], rows: Sequence[Sequence[st
     attr = f' id="{table_id}"' if table_id else ""
     header = "".join(f"<th>{h}</th>" for h in head)
     body = "\n".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
-    return f"<table{attr}>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    return f'<div class="table-wrap">\n<table{attr}>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n</div>'
 
 
 def _figure(figure_id: str, svg: str, caption: str) -> str:
@@ -263,18 +278,18 @@ def _agreement_plot(scores: Sequence[Mapping[str, Any]]) -> str:
     names = [str(s.get("name", "?")) for s in scores]
     values = [float(s["agreement"]) if not _missing(s.get("agreement")) else math.nan for s in scores]
     lows, highs = [], []
-    for value, score in zip(values, scores):
-        ci = score.get("ci")
-        ok = ci is not None and len(ci) == 2 and not math.isnan(value)
-        lows.append(max(value - float(ci[0]), 0.0) if ok else 0.0)
-        highs.append(max(float(ci[1]) - value, 0.0) if ok else 0.0)
+    for value, score in zip(values, scores, strict=True):
+        ci = _ci(score.get("ci"))
+        ok = ci is not None and not math.isnan(value)
+        lows.append(max(value - ci[0], 0.0) if ci and ok else 0.0)
+        highs.append(max(ci[1] - value, 0.0) if ci and ok else 0.0)
     fig = _new_figure(7.5, 3.6)
     ax = fig.add_subplot()
     colors = [HIGHLIGHT_COLOR if n == "constitution" else BASELINE_COLOR for n in names]
     xs = range(len(names))
     ax.bar(xs, values, color=colors, yerr=[lows, highs], capsize=5, ecolor="#1d2330")
     ax.axhline(0.5, color=WARN_COLOR, linestyle="--", linewidth=1, label="chance (0.5)")
-    for x, value in zip(xs, values):
+    for x, value in zip(xs, values, strict=True):
         if not math.isnan(value):
             ax.annotate(f"{value:.2f}", (x, value), xytext=(6, 3), textcoords="offset points", fontsize=9)
     ax.set_xticks(list(xs), names, rotation=15, ha="right")
@@ -290,11 +305,11 @@ def _curve_plot(ids: Sequence[Any], agreement: Sequence[Any], baselines: Mapping
     xs = list(range(start, start + len(ys)))
     fig = _new_figure(7.5, 3.6)
     ax = fig.add_subplot()
-    ax.plot(xs, ys, marker="o", color=HIGHLIGHT_COLOR, label="constitution prefix")
-    for (name, value), style in zip(sorted(baselines.items()), ("--", ":", "-.", (0, (5, 1)))):
+    ax.plot(xs, ys, marker="o", color=HIGHLIGHT_COLOR, label="first k principles")
+    for (name, value), style in zip(sorted(baselines.items()), ("--", ":", "-.", (0, (5, 1))), strict=False):
         ax.axhline(value, color=BASELINE_COLOR, linestyle=style, linewidth=1, label=name)
     ax.set_xticks(xs)
-    ax.set_xlabel("number of principles (in rank order)")
+    ax.set_xlabel("number of principles (in the order selection added them)")
     ax.set_ylabel("agreement")
     ax.set_ylim(0, 1.05)
     ax.legend(loc="lower right", fontsize=8)
@@ -307,11 +322,15 @@ def _scatter_plot(frame: pd.DataFrame) -> str:
     fig = _new_figure(7.5, 4.2)
     ax = fig.add_subplot()
     ax.scatter(others["relevance"], others["kappa"], s=18, color=BASELINE_COLOR, alpha=0.6, label="candidate")
-    ax.scatter(members["relevance"], members["kappa"], s=60, color=HIGHLIGHT_COLOR, edgecolor="white", label="in constitution")
+    ax.scatter(
+        members["relevance"], members["kappa"], s=60, color=HIGHLIGHT_COLOR, edgecolor="white", label="in constitution"
+    )
     if "rank" in members.columns:
         for _, row in members.iterrows():
             if label := _rank_label(row["rank"]):
-                ax.annotate(label, (row["relevance"], row["kappa"]), xytext=(5, 4), textcoords="offset points", fontsize=9)
+                ax.annotate(
+                    label, (row["relevance"], row["kappa"]), xytext=(5, 4), textcoords="offset points", fontsize=9
+                )
     ax.axhline(0, color="#1d2330", linewidth=0.6)
     ax.set_xlabel("relevance (share of valid votes that pick a side)")
     ax.set_ylabel("kappa")
@@ -328,7 +347,9 @@ def _header(run: Run) -> str:
     for key in ("dataset_hash", "model", "version"):
         if key in meta:
             value = meta[key]
-            facts.append((key.replace("_", " "), _e(value if isinstance(value, str) else json.dumps(value, default=str))))
+            facts.append(
+                (key.replace("_", " "), _e(value if isinstance(value, str) else json.dumps(value, default=str)))
+            )
     if run.constitution is not None:
         facts.append(("principles in constitution", str(len(run.constitution))))
     if run.principles is not None:
@@ -341,7 +362,10 @@ def _header(run: Run) -> str:
     if isinstance(usage, Mapping):
         facts.extend((f"usage: {_e(k)}", _e(f"{v:,}" if isinstance(v, int) else v)) for k, v in _flatten(usage))
     rows = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
-    parts = [f'<header id="summary">\n<h1>ICAI report: {_e(run.path.name)}</h1>', f'<table id="run-facts">\n{rows}\n</table>']
+    parts = [
+        f'<header id="summary">\n<h1>ICAI report: {_e(run.path.name)}</h1>',
+        f'<table id="run-facts">\n{rows}\n</table>',
+    ]
     if run.problems:
         items = "".join(f"<li>{_e(p)}</li>" for p in run.problems.values())
         parts.append(f'<div class="missing" id="problems">Some files were not available:<ul>{items}</ul></div>')
@@ -366,15 +390,30 @@ def _constitution_section(run: Run) -> str:
         return f"{head}\n{_note(_problem(run, 'constitution.json') or 'no constitution')}\n</section>"
     if not run.constitution.principles:
         return f"{head}\n{_note('The constitution is empty: no principle passed selection.')}\n</section>"
-    columns = ["rank", "principle", "for", "against", "abstain", "invalid", "agreement [95% CI]",
-               "relevance", "kappa", "strength", "q-value", "swap consistency", "length"]
+    columns = [
+        "rank",
+        "principle",
+        "for",
+        "against",
+        "abstain",
+        "invalid",
+        "agreement [95% CI]",
+        "relevance",
+        "kappa",
+        "strength",
+        "q-value",
+        "swap consistency",
+        "length confound",
+    ]
     rows = []
     for rank, principle in enumerate(run.constitution.principles, start=1):
         s = run.constitution.stats_for(principle.id)
         rows.append([str(rank), _e(principle.text), *_stats_cells(s)])
     table = _table("constitution", columns, rows, numeric={0, *range(2, 12)})
-    caption = ('<p class="muted">Agreement = for / (for + against); relevance = (for + against) / valid votes. '
-               "The q-value is the multiple-testing-adjusted p-value.</p>")
+    caption = (
+        '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / valid votes. '
+        "The q-value is the multiple-testing-adjusted p-value.</p>"
+    )
     return f"{head}\n{caption}\n{table}\n</section>"
 
 
@@ -382,10 +421,17 @@ def _stats_cells(s: PrincipleStats | None) -> list[str]:
     if s is None:
         return [DASH] * 11
     return [
-        str(s.n_for), str(s.n_against), str(s.n_abstain), str(s.n_invalid),
+        str(s.n_for),
+        str(s.n_against),
+        str(s.n_abstain),
+        str(s.n_invalid),
         _with_ci(s.agreement, s.agreement_ci),
-        _num(s.relevance), _num(s.kappa), _num(s.strength), _p(s.q_value),
-        _num(s.swap_consistency), _flag(s.length_confounded),
+        _num(s.relevance),
+        _num(s.kappa),
+        _num(s.strength),
+        _p(s.q_value),
+        _num(s.swap_consistency),
+        _flag(s.length_confounded),
     ]
 
 
@@ -401,24 +447,32 @@ def _evaluation_section(run: Run) -> str:
         why = _problem(run, "evaluation.json") or "evaluation.json has no scores"
         return f"{head}\n{_note(why + '; the agreement plot needs an evaluation run.')}\n</section>"
     rows = [
-        [_e(s.get("name", "?")), _with_ci(s.get("agreement"), s.get("ci")), _e(s.get("n", DASH)), _e(s.get("n_invalid", DASH))]
+        [
+            _e(s.get("name", "?")),
+            _with_ci(s.get("agreement"), s.get("ci")),
+            _e(s.get("n", DASH)),
+            _e(s.get("n_invalid", DASH)),
+        ]
         for s in scores
     ]
     parts = [
         head,
-        _figure("plot-agreement", _agreement_plot(scores),
-                "Agreement with the human labels on the test split; error bars are 95% confidence intervals."),
+        _figure(
+            "plot-agreement",
+            _agreement_plot(scores),
+            "Agreement with the human labels on the test split; error bars are 95% confidence intervals.",
+        ),
         _table("scores", ["annotator", "agreement [95% CI]", "n", "invalid"], rows, numeric={1, 2, 3}),
     ]
     differences = (run.evaluation or {}).get("differences") or {}
     if isinstance(differences, Mapping) and differences:
         diff_rows = [
-            [_e(name), _with_ci(d.get("mean"), d.get("ci"), 3)]
+            [f"{_e(name)} \u2212 default", _with_ci(d.get("mean"), d.get("ci"), 3)]
             for name, d in differences.items()
             if isinstance(d, Mapping)
         ]
-        parts.append("<h3>Paired differences</h3>")
-        parts.append(_table("differences", ["comparison", "mean difference [95% CI]"], diff_rows, numeric={1}))
+        parts.append("<h3>Paired differences from the default annotator</h3>")
+        parts.append(_table("differences", ["annotators", "mean difference [95% CI]"], diff_rows, numeric={1}))
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -435,7 +489,7 @@ def _curve_section(run: Run) -> str:
         if s.get("name") in ("default", "random") and not _missing(s.get("agreement"))
     }
     svg = _curve_plot(curve.get("principle_ids") or [], curve["agreement"], baselines)
-    caption = "Agreement of the constitution's first k principles; dashed lines are baselines."
+    caption = "Held-out agreement of the first k principles that forward selection added; grey lines are baselines."
     return f"{head}\n{_figure('plot-curve', svg, caption)}\n</section>"
 
 
@@ -444,7 +498,7 @@ def _scatter_section(run: Run) -> str:
     frame = run.principles
     if frame is None:
         return f"{head}\n{_note(_problem(run, 'principles.csv') or 'principles.csv is missing')}\n</section>"
-    if frame.dropna(subset=["kappa", "relevance"]).empty:
+    if not {"kappa", "relevance"} <= set(frame.columns) or frame.dropna(subset=["kappa", "relevance"]).empty:
         return f"{head}\n{_note('No candidate has both kappa and relevance.')}\n</section>"
     svg = _scatter_plot(frame)
     n_in = int(frame["in_constitution"].sum())
@@ -459,9 +513,18 @@ def _length_section(run: Run) -> str:
     rows = []
     for rank, principle in enumerate(run.constitution.principles, start=1):
         s = run.constitution.stats_for(principle.id)
-        rows.append([str(rank), _e(principle.text), _p(s.length_adjusted_p if s else None), _flag(s.length_confounded if s else None)])
-    intro = ('<p class="muted">A principle is flagged when its agreement is no longer significant '
-             "once response length is accounted for: it may just prefer longer (or shorter) answers.</p>")
+        rows.append(
+            [
+                str(rank),
+                _e(principle.text),
+                _p(s.length_adjusted_p if s else None),
+                _flag(s.length_confounded if s else None),
+            ]
+        )
+    intro = (
+        '<p class="muted">A principle is flagged when its agreement is no longer significant '
+        "once response length is accounted for: it may just prefer longer (or shorter) answers.</p>"
+    )
     table = _table("length-confounds", ["rank", "principle", "length-adjusted p", "flag"], rows, numeric={0, 2})
     return f"{head}\n{intro}\n{table}\n</section>"
 
@@ -475,9 +538,13 @@ def _examples_section(run: Run) -> str:
     parts = [head]
     for rank, principle in enumerate(run.constitution.principles, start=1):
         votes = run.votes[run.votes["principle_id"] == principle.id]
-        parts.append(f'<article class="principle-examples" id="examples-{rank}">\n<h3>#{rank}: {_e(principle.text)}</h3>')
-        for value, label in (("for", "Voted for (picks the human-preferred response)"),
-                             ("against", "Voted against (picks the rejected response)")):
+        parts.append(
+            f'<article class="principle-examples" id="examples-{rank}">\n<h3>#{rank}: {_e(principle.text)}</h3>'
+        )
+        for value, label in (
+            ("for", "Voted for (picks the human-preferred response)"),
+            ("against", "Voted against (picks the rejected response)"),
+        ):
             ids = [c for c in votes.loc[votes["value"] == value, "comparison_id"] if c in by_id][:EXAMPLES_PER_SIDE]
             parts.append(f"<h4>{_e(label)}</h4>")
             parts.extend(_pair(by_id[c]) for c in ids)
@@ -490,9 +557,13 @@ def _examples_section(run: Run) -> str:
 
 def _pair(row: Mapping[str, Any]) -> str:
     preferred = str(row.get("preferred", "")).strip().lower()
-    cells = [f'<div class="prompt"><span class="label">prompt · comparison {_e(row["id"])}</span>{_e(_truncate(str(row["prompt"])))}</div>']
+    cells = [
+        f'<div class="prompt"><span class="label">prompt · comparison {_e(row["id"])}</span>{_e(_truncate(str(row["prompt"])))}</div>'
+    ]
     for side in ("a", "b"):
         mark = " preferred" if side == preferred else ""
         tag = "response " + side.upper() + (" (human-preferred)" if mark else "")
-        cells.append(f'<div class="response{mark}"><span class="label">{tag}</span>{_e(_truncate(str(row["text_" + side])))}</div>')
+        cells.append(
+            f'<div class="response{mark}"><span class="label">{tag}</span>{_e(_truncate(str(row["text_" + side])))}</div>'
+        )
     return '<div class="pair">' + "".join(cells) + "</div>"

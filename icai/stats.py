@@ -147,7 +147,13 @@ def _logit_p(y: np.ndarray, x: np.ndarray) -> float | None:
     design = np.column_stack([np.ones(len(y)), x])
     if len(np.unique(y)) < 2 or np.linalg.matrix_rank(design) < design.shape[1] or len(y) <= design.shape[1]:
         return None
-    failures = (PerfectSeparationError, PerfectSeparationWarning, ConvergenceWarning, HessianInversionWarning, RuntimeWarning)
+    failures = (
+        PerfectSeparationError,
+        PerfectSeparationWarning,
+        ConvergenceWarning,
+        HessianInversionWarning,
+        RuntimeWarning,
+    )
     try:
         with warnings.catch_warnings():
             for category in (PerfectSeparationWarning, ConvergenceWarning, HessianInversionWarning, RuntimeWarning):
@@ -162,9 +168,9 @@ def _logit_p(y: np.ndarray, x: np.ndarray) -> float | None:
 
 
 def length_confound(
-    directions: Sequence[int],
-    labels_a: Sequence[int | bool],
-    length_diff: Sequence[float],
+    directions: Sequence[int] | np.ndarray,
+    labels_a: Sequence[int | bool] | np.ndarray,
+    length_diff: Sequence[float] | np.ndarray,
 ) -> tuple[float | None, float | None, bool]:
     """Whether a principle's apparent effect is explained by response length.
 

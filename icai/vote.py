@@ -3,16 +3,60 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from icai.llm.client import LLM
 from icai.parse import parse_votes
-from icai.prompts import vote_request
+from icai.prompts import vote_one_request, vote_request
 from icai.types import Comparison, Pick, Principle, Vote, combine_picks
 
 log = logging.getLogger(__name__)
 
 _SWAP: dict[Pick, Pick] = {"a": "b", "b": "a", "neither": "neither", "invalid": "invalid"}
+
+VoteMode = Literal["generate", "logprob"]
+
+LOGPROB_MARGIN = 0.05
+"""Debiased log-odds (nats) below which a log-prob vote abstains.
+
+The margin is the mean over both orders of log P(first response) - log P(second),
+translated to the comparison's sides; a constant preference for slot A adds +x in
+one order and -x in the other, so it cancels. Below 0.05 nats (about a 51/49 split)
+the model is treated as having no opinion.
+"""
+
+
+def order_margin(logprobs: Mapping[str, float] | None) -> float | None:
+    """log P("A") - log P("B") for one order; None when either is missing or not finite."""
+    if not logprobs:
+        return None
+    a, b = logprobs.get("A"), logprobs.get("B")
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    return a - b
+
+
+def debiased_margin(as_shown: Mapping[str, float] | None, swapped: Mapping[str, float] | None) -> float | None:
+    """Mean margin in favour of side a over the (A, B) and (B, A) orders; None if unreadable.
+
+    In the swapped order "A" is the comparison's b, so its margin enters negated.
+    """
+    m1, m2 = order_margin(as_shown), order_margin(swapped)
+    if m1 is None or m2 is None:
+        return None
+    return (m1 - m2) / 2
+
+
+def margin_pick(margin: float | None, *, threshold: float = LOGPROB_MARGIN) -> Pick:
+    if margin is None:
+        return "invalid"
+    if margin > threshold:
+        return "a"
+    if margin < -threshold:
+        return "b"
+    return "neither"
 
 
 def vote(
@@ -22,14 +66,22 @@ def vote(
     *,
     batch_size: int = 20,
     both_orders: bool = True,
+    mode: VoteMode = "generate",
+    threshold: float = LOGPROB_MARGIN,
 ) -> list[Vote]:
     """One Vote per (comparison, principle); `batch_size` principles share one call.
+
+    `mode="logprob"` asks one principle per call and reads the next-token
+    log-probabilities of "A" and "B" in both orders (see `debiased_margin`);
+    it needs a provider that returns them (local models, OpenAI-compatible servers).
 
     Each pair is asked as (A, B) and, with `both_orders`, as (B, A); the swapped
     answer is translated back so a model that always says "A" abstains.
     Network failures propagate (after retries in the LLM wrapper); only
     unreadable model text becomes an "invalid" pick.
     """
+    if mode == "logprob":
+        return _vote_logprob(comparisons, principles, llm, threshold=threshold)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     batches = [list(principles[i : i + batch_size]) for i in range(0, len(principles), batch_size)]
@@ -72,4 +124,24 @@ def vote(
     n_invalid = sum(v.value == "invalid" for v in votes)
     if n_invalid:
         log.warning("vote: %d of %d votes invalid (unreadable model output)", n_invalid, len(votes))
+    return votes
+
+
+def _vote_logprob(
+    comparisons: Sequence[Comparison], principles: Sequence[Principle], llm: LLM, *, threshold: float
+) -> list[Vote]:
+    # Pair-major order: consecutive requests share the pair prefix, which prefix caches reuse.
+    jobs = [(c, p) for c in comparisons for p in principles]
+    requests = []
+    for c, p in jobs:
+        requests.append(vote_one_request(c.prompt, c.text_a, c.text_b, p.text))
+        requests.append(vote_one_request(c.prompt, c.text_b, c.text_a, p.text))
+    completions = llm.map(requests, desc="vote (log-prob)")
+    votes = []
+    for k, (c, p) in enumerate(jobs):
+        shown, swapped = completions[2 * k], completions[2 * k + 1]
+        margin = debiased_margin(shown.choice_logprobs, swapped.choice_logprobs)
+        pick = margin_pick(margin, threshold=threshold)
+        raw = f"margin={margin:.4f}" if margin is not None else f"unreadable: {shown.text!r} / {swapped.text!r}"
+        votes.append(Vote(c.id, p.id, combine_picks([pick], c.preferred), (pick,), raw))
     return votes

@@ -50,7 +50,9 @@ class PicksWord:
 
     model = "fake/test"
 
-    def __init__(self, word: str = "cat", *, follow_rules: bool = False, words: tuple[str, ...] = ("cat", "dog")) -> None:
+    def __init__(
+        self, word: str = "cat", *, follow_rules: bool = False, words: tuple[str, ...] = ("cat", "dog")
+    ) -> None:
         self.word = word
         self.follow_rules = follow_rules
         self.words = words

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from icai.llm import LLM, ConfigError, LLMError, Request, ResponseCache, TransientError
+from icai.llm import LLM, ConfigError, LLMError, Request, ResponseCache, TransientError, get_llm
 from icai.llm.anthropic_provider import AnthropicProvider
 from icai.llm.local import LocalProvider, gguf_path
 from icai.llm.openai_provider import OpenAIProvider
@@ -233,6 +233,15 @@ def test_llm_retries_then_caches(stub: Stub, tmp_path: Path) -> None:
     assert second.text == "ok" and second.from_cache
     assert len(stub.requests) == 2
     assert llm.usage.cache_hits == 1
+
+
+def test_get_llm_builds_an_openai_compatible_client(stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    stub.script = [Reply(body=chat_body("via get_llm"))]
+    llm = get_llm("openai/test-model", base_url=stub.url + "/v1", progress=False)
+    assert llm.model == "openai/test-model"
+    assert llm.complete(REQUEST).text == "via get_llm"
+    assert llm.usage.calls == 1
 
 
 def test_llm_gives_up_and_caches_nothing(stub: Stub, tmp_path: Path) -> None:

@@ -32,31 +32,106 @@ def make_run(path: Path, *, evaluation: bool = True) -> Path:
     """A run directory with 3 principles, 2 rejected candidates, 6 comparisons and their votes."""
     path.mkdir(parents=True, exist_ok=True)
     stats = [
-        PrincipleStats("p1", 4, 1, 1, 0, 0.8, 5 / 6, kappa=0.6, strength=0.5, agreement_ci=(0.38, 0.96),
-                       p_value=0.01, q_value=0.02, swap_consistency=0.9, length_adjusted_p=0.03, length_confounded=False),
-        PrincipleStats("p2", 2, 2, 1, 1, 0.5, 0.8, kappa=0.0, strength=0.0, agreement_ci=(0.15, 0.85),
-                       p_value=0.5, q_value=0.6, swap_consistency=0.7, length_adjusted_p=0.4, length_confounded=True),
-        PrincipleStats("p3", 3, 1, 2, 0, 0.75, 4 / 6, kappa=0.4, strength=0.3, agreement_ci=(0.3, 0.95),
-                       p_value=0.0001, q_value=0.0003, swap_consistency=None, length_adjusted_p=None, length_confounded=None),
+        PrincipleStats(
+            "p1",
+            4,
+            1,
+            1,
+            0,
+            0.8,
+            5 / 6,
+            kappa=0.6,
+            strength=0.5,
+            agreement_ci=(0.38, 0.96),
+            p_value=0.01,
+            q_value=0.02,
+            swap_consistency=0.9,
+            length_adjusted_p=0.03,
+            length_confounded=False,
+        ),
+        PrincipleStats(
+            "p2",
+            2,
+            2,
+            1,
+            1,
+            0.5,
+            0.8,
+            kappa=0.0,
+            strength=0.0,
+            agreement_ci=(0.15, 0.85),
+            p_value=0.5,
+            q_value=0.6,
+            swap_consistency=0.7,
+            length_adjusted_p=0.4,
+            length_confounded=True,
+        ),
+        PrincipleStats(
+            "p3",
+            3,
+            1,
+            2,
+            0,
+            0.75,
+            4 / 6,
+            kappa=0.4,
+            strength=0.3,
+            agreement_ci=(0.3, 0.95),
+            p_value=0.0001,
+            q_value=0.0003,
+            swap_consistency=None,
+            length_adjusted_p=None,
+            length_confounded=None,
+        ),
     ]
     constitution = Constitution(
-        tuple(Principle(pid, text, source_ids=("c1",), cluster=i, cluster_size=2) for i, (pid, text) in enumerate(PRINCIPLES)),
+        tuple(
+            Principle(pid, text, source_ids=("c1",), cluster=i, cluster_size=2)
+            for i, (pid, text) in enumerate(PRINCIPLES)
+        ),
         tuple(stats),
-        {"dataset_hash": "abc123hash", "model": "fake/model", "version": "0.1", "config": {"seed": 0},
-         "usage": {"calls": 1234, "input_tokens": 56789, "output_tokens": 4321}},
+        {
+            "dataset_hash": "abc123hash",
+            "model": "fake/model",
+            "version": "0.1",
+            "config": {"seed": 0},
+            "usage": {"calls": 1234, "input_tokens": 56789, "output_tokens": 4321},
+        },
     )
     constitution.save(path / "constitution.json")
 
     rows = []
     for rank, s in enumerate(stats, start=1):
-        rows.append({"id": s.principle_id, "text": PRINCIPLES[rank - 1][1], "cluster": rank - 1, "cluster_size": 2,
-                     "in_constitution": True, "rank": rank, "kappa": s.kappa, "relevance": s.relevance,
-                     "agreement": s.agreement, "agreement_ci_low": s.agreement_ci[0] if s.agreement_ci else None,
-                     "agreement_ci_high": s.agreement_ci[1] if s.agreement_ci else None, "q_value": s.q_value,
-                     "length_confounded": s.length_confounded})
+        rows.append(
+            {
+                "id": s.principle_id,
+                "text": PRINCIPLES[rank - 1][1],
+                "cluster": rank - 1,
+                "cluster_size": 2,
+                "in_constitution": True,
+                "rank": rank,
+                "kappa": s.kappa,
+                "relevance": s.relevance,
+                "agreement": s.agreement,
+                "agreement_ci_low": s.agreement_ci[0] if s.agreement_ci else None,
+                "agreement_ci_high": s.agreement_ci[1] if s.agreement_ci else None,
+                "q_value": s.q_value,
+                "length_confounded": s.length_confounded,
+            }
+        )
     for pid, kappa, relevance in (("x1", -0.2, 0.3), ("x2", 0.1, 0.9)):
-        rows.append({"id": pid, "text": f"Select the response that is {pid}.", "cluster": 9, "cluster_size": 1,
-                     "in_constitution": False, "rank": None, "kappa": kappa, "relevance": relevance})
+        rows.append(
+            {
+                "id": pid,
+                "text": f"Select the response that is {pid}.",
+                "cluster": 9,
+                "cluster_size": 1,
+                "in_constitution": False,
+                "rank": None,
+                "kappa": kappa,
+                "relevance": relevance,
+            }
+        )
     pd.DataFrame(rows).to_csv(path / "principles.csv", index=False)
 
     comparisons = pd.DataFrame(
@@ -116,7 +191,7 @@ def test_constitution_table_rows_in_rank_order_with_ci(run_dir: Path) -> None:
     positions = [table.index(text) for _, text in PRINCIPLES]
     assert positions == sorted(positions)
     assert '0.80 <span class="ci">[0.38, 0.96]</span>' in table
-    assert "length-confounded" in table
+    assert '<span class="flag">confounded</span>' in table
     assert "3.0e-04" in table  # a small q-value in scientific notation
 
 
@@ -161,6 +236,15 @@ def test_report_says_which_files_are_missing(run_dir: Path) -> None:
     assert '<section id="examples">' in page and 'class="pair"' not in page
 
 
+def test_scatter_needs_kappa_and_relevance(run_dir: Path) -> None:
+    pd.DataFrame({"id": ["p1"], "text": ["t"], "in_constitution": [True]}).to_csv(
+        run_dir / "principles.csv", index=False
+    )
+    page = render_report(run_dir)
+    assert 'id="plot-scatter"' not in page
+    assert "No candidate has both kappa and relevance." in page
+
+
 def test_report_without_constitution(run_dir: Path) -> None:
     (run_dir / "constitution.json").unlink()
     page = render_report(run_dir)
@@ -189,12 +273,36 @@ def test_report_screenshot_in_headless_chromium(run_dir: Path, tmp_path: Path) -
 
     url = write_report(run_dir).resolve().as_uri()
     shot = tmp_path / "shot.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-    subprocess.run([browser, *flags, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}",
-                    "--window-size=1200,3000", url], check=True, timeout=60, capture_output=True)
-    dom = subprocess.run([browser, *flags, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", url],
-                         check=True, timeout=60, capture_output=True, text=True).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    subprocess.run(
+        [
+            browser,
+            *flags,
+            f"--user-data-dir={tmp_path / 'profile-shot'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            url,
+        ],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    dom = subprocess.run(
+        [browser, *flags, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", url],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
 
     for plot in ("plot-agreement", "plot-curve", "plot-scatter"):
         assert re.search(rf'<figure class="plot" id="{plot}">\s*<(svg|img)\b', dom), plot

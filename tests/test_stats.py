@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -22,9 +23,7 @@ from icai.stats import (
 from icai.types import Comparison, Principle, Vote, combine_picks
 
 # Ten comparisons: c0..c4 prefer a, c5..c9 prefer b. Response a is the longer one in c0..c4.
-COMPARISONS = [
-    Comparison(f"c{i}", "x" * (20 if i < 5 else 5), "y" * 10, "a" if i < 5 else "b") for i in range(10)
-]
+COMPARISONS = [Comparison(f"c{i}", "x" * (20 if i < 5 else 5), "y" * 10, "a" if i < 5 else "b") for i in range(10)]
 PREFERRED = {c.id: c.preferred for c in COMPARISONS}
 
 
@@ -123,12 +122,28 @@ def test_benjamini_hochberg() -> None:
     # sorted 0.005 0.01 0.03 0.04 -> 4p/rank = 0.02 0.02 0.04 0.04, already monotone
     assert benjamini_hochberg([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
     # Benjamini & Hochberg (1995), 15 p-values: at FDR 0.05 exactly the four smallest are rejected
-    p = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459, 0.3240, 0.4262, 0.5719, 0.6528, 0.7590, 1.0]
+    p = [
+        0.0001,
+        0.0004,
+        0.0019,
+        0.0095,
+        0.0201,
+        0.0278,
+        0.0298,
+        0.0344,
+        0.0459,
+        0.3240,
+        0.4262,
+        0.5719,
+        0.6528,
+        0.7590,
+        1.0,
+    ]
     q = benjamini_hochberg(p)
     assert sum(v <= 0.05 for v in q) == 4
     assert q[3] == pytest.approx(0.0095 * 15 / 4)
     assert q[4] == pytest.approx(0.0201 * 15 / 5)  # min over ranks >= 5 is at rank 5
-    assert all(a <= b for a, b in zip(q, q[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(q))
     assert q[-1] == 1.0
     assert benjamini_hochberg([]) == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import inspect
 import os
 import time
 from collections.abc import Mapping
@@ -11,6 +12,9 @@ from typing import Any
 import anthropic
 
 from icai.llm.base import Completion, ConfigError, LLMError, Request, TransientError
+
+# Recent SDKs (2.x) no longer offer `temperature`; send it only where the SDK does.
+_SDK_TAKES_TEMPERATURE = "temperature" in inspect.signature(anthropic.resources.messages.Messages.create).parameters
 
 
 class AnthropicProvider:
@@ -23,6 +27,7 @@ class AnthropicProvider:
         timeout: seconds per HTTP request.
 
     `Request.json_schema` is not sent: the prompts already ask for JSON.
+    `Request.seed` is not sent (the API has none), nor `temperature` with SDKs that dropped it.
     """
 
     supports_choice_logprobs = False
@@ -58,9 +63,10 @@ class AnthropicProvider:
         kwargs: dict[str, Any] = {
             "model": self.name,
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
             "messages": messages,
         }
+        if _SDK_TAKES_TEMPERATURE:
+            kwargs["temperature"] = request.temperature
         if system:
             # Every call of a stage shares its system prompt, so caching it pays off.
             kwargs["system"] = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]

