@@ -25,6 +25,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-calls", type=int, help="stop before making more than this many model calls")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
     p.add_argument("--format", dest="data_format", default="auto", help="input format (default: detect)")
+    p.add_argument(
+        "--vote-mode",
+        choices=["auto", "generate", "logprob"],
+        default="auto",
+        help="logprob: read P(A)/P(B) (local models, OpenAI-compatible servers); generate: JSON answers; auto: logprob for local models",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         test_size=args.test_size,
         flip_check=args.flip_check,
+        vote_mode=args.vote_mode,
     )
     llm = _make_llm(args, store.cache_path)
     result = run(comparisons, llm=llm, embedder=get_embedder(args.embedder), config=config, store=store)
@@ -176,11 +183,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from icai.evaluate import agreement_scores, judge
     from icai.io import load_comparisons
     from icai.types import Constitution, write_text_atomic
+    from icai.vote import resolve_vote_mode
 
     comparisons = load_comparisons(args.data, format=args.data_format)
     constitution = Constitution.load(args.constitution)
     llm = _make_llm(args, None)
-    judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate")
+    mode = resolve_vote_mode(args.vote_mode, llm)
+    judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate", mode=mode)
     frame = pd.DataFrame(
         {
             "id": [c.id for c in comparisons],
@@ -197,12 +206,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from icai.evaluate import evaluate
     from icai.io import load_comparisons
     from icai.types import Constitution
+    from icai.vote import resolve_vote_mode
 
     comparisons = load_comparisons(args.data, format=args.data_format)
     constitution = Constitution.load(args.constitution)
     llm = _make_llm(args, None)
     evaluation = evaluate(
-        comparisons, llm, constitution_texts=constitution.texts, candidate_texts=constitution.texts, seed=args.seed
+        comparisons,
+        llm,
+        constitution_texts=constitution.texts,
+        candidate_texts=constitution.texts,
+        seed=args.seed,
+        mode=resolve_vote_mode(args.vote_mode, llm),
     )
     _print_scores(evaluation)
     return 0

@@ -21,6 +21,7 @@ from icai.parse import parse_verdict
 from icai.prompts import judge_request
 from icai.stats import bootstrap_ci, direction, paired_bootstrap_diff
 from icai.types import Comparison, Pick, Side, Vote
+from icai.vote import VoteMode, debiased_margin, margin_pick
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +93,27 @@ def judge(
     *,
     principles: Sequence[str] = (),
     desc: str | None = None,
+    mode: VoteMode = "generate",
 ) -> list[Judgement]:
     """Ask `llm` which response is better, in both orders, following `principles` when given.
 
     All 2 x len(comparisons) requests go out in one `llm.map` call. Unreadable
-    answers become "invalid" picks; LLM failures propagate.
+    answers become "invalid" picks; LLM failures propagate. With `mode="logprob"`
+    the verdict is the sign of the debiased A/B log-odds (`icai.vote.debiased_margin`).
     """
+    logprob = mode == "logprob"
     requests = []
     for c in comparisons:
-        requests.append(judge_request(c.prompt, c.text_a, c.text_b, principles))
-        requests.append(judge_request(c.prompt, c.text_b, c.text_a, principles))
+        requests.append(judge_request(c.prompt, c.text_a, c.text_b, principles, logprob=logprob))
+        requests.append(judge_request(c.prompt, c.text_b, c.text_a, principles, logprob=logprob))
     completions = llm.map(requests, desc=desc)
     out = []
     for i, c in enumerate(comparisons):
+        if logprob:
+            margin = debiased_margin(completions[2 * i].choice_logprobs, completions[2 * i + 1].choice_logprobs)
+            pick = margin_pick(margin, threshold=0.0)
+            out.append(Judgement(c.id, pick, (pick,)))
+            continue
         first = parse_verdict(completions[2 * i].text)
         second = _SWAP[parse_verdict(completions[2 * i + 1].text)]
         picks = (first, second)
@@ -298,6 +307,7 @@ def evaluate(
     candidate_texts: Sequence[str],
     seed: int = 0,
     flipped_constitution_texts: Sequence[str] | None = None,
+    mode: VoteMode = "generate",
 ) -> Evaluation:
     """Judge `test` with the constitution and with baselines, and score each against the labels.
 
@@ -313,18 +323,18 @@ def evaluate(
         raise ValueError("evaluate needs at least one test comparison")
     flipped_test = [c.with_preferred(c.rejected) for c in test]
     judged: dict[str, tuple[list[Judgement], list[Comparison]]] = {}
-    constitution = judge(test, llm, principles=constitution_texts, desc="judge: constitution")
+    constitution = judge(test, llm, principles=constitution_texts, desc="judge: constitution", mode=mode)
     judged["constitution"] = (constitution, list(test))
-    default = judge(test, llm, desc="judge: default")
+    default = judge(test, llm, desc="judge: default", mode=mode)
     judged[BASELINE] = (default, list(test))
     k = len(constitution_texts)
     pool = list(candidate_texts)
     if k and pool:
         drawn = random.Random(seed).sample(pool, min(k, len(pool)))
         log.info("random constitution: %s", drawn)
-        judged["random"] = (judge(test, llm, principles=drawn, desc="judge: random"), list(test))
+        judged["random"] = (judge(test, llm, principles=drawn, desc="judge: random", mode=mode), list(test))
     if flipped_constitution_texts is not None:
-        flipped = judge(test, llm, principles=flipped_constitution_texts, desc="judge: flipped")
+        flipped = judge(test, llm, principles=flipped_constitution_texts, desc="judge: flipped", mode=mode)
         judged["flipped"] = (flipped, flipped_test)
         judged["constitution_vs_flipped_labels"] = (constitution, flipped_test)
 

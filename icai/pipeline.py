@@ -27,7 +27,7 @@ from icai.propose import propose
 from icai.select import rank_key, select
 from icai.store import RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
-from icai.vote import vote
+from icai.vote import resolve_vote_mode, vote
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class RunConfig:
     test_size: float = 0.0
     flip_check: bool = False
     curve_candidates: int = 10
-    vote_mode: Literal["generate"] = "generate"
+    vote_mode: Literal["auto", "generate", "logprob"] = "auto"
+    """auto: log-prob A/B scoring for local models, generated JSON for API models."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,11 +163,12 @@ def _learn(
             store.save_clusters(candidates, tested)
             store.mark_done("cluster", fp_cluster)
 
-    fp_vote = _fingerprint(fp_cluster, llm.model, config.vote_batch_size, config.vote_mode)
+    mode = resolve_vote_mode(config.vote_mode, llm)
+    fp_vote = _fingerprint(fp_cluster, llm.model, config.vote_batch_size, mode)
     if store is not None and store.is_done("vote", fp_vote):
         votes = store.load_votes()
     else:
-        votes = vote(train, tested, llm, batch_size=config.vote_batch_size)
+        votes = vote(train, tested, llm, batch_size=config.vote_batch_size, mode=mode)
         if store is not None:
             store.save_votes(votes)
             store.mark_done("vote", fp_vote)
@@ -195,6 +197,7 @@ def _evaluate(
     store: RunStore | None,
     flipped: RunResult | None,
 ) -> Evaluation:
+    mode = resolve_vote_mode(config.vote_mode, llm)
     evaluation = evaluate(
         test,
         llm,
@@ -202,6 +205,7 @@ def _evaluate(
         candidate_texts=[p.text for p in result.tested],
         seed=config.seed,
         flipped_constitution_texts=flipped.constitution.texts if flipped else None,
+        mode=mode,
     )
     # Principle-count curve: the order comes from greedy forward selection on the
     # train votes; each prefix is then scored on held-out votes, never on the pairs it was chosen on.
@@ -212,7 +216,7 @@ def _evaluate(
     if not order:
         return evaluation
     by_id = {p.id: p for p in result.tested}
-    test_votes = vote(test, [by_id[i] for i in order], llm, batch_size=config.vote_batch_size)
+    test_votes = vote(test, [by_id[i] for i in order], llm, batch_size=config.vote_batch_size, mode=mode)
     if store is not None:
         store.save_votes(test_votes, name="test_votes.csv")
     held_out = [

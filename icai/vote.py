@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from icai.llm.base import supports_logprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
 from icai.prompts import vote_one_request, vote_request
@@ -26,6 +27,15 @@ translated to the comparison's sides; a constant preference for slot A adds +x i
 one order and -x in the other, so it cancels. Below 0.05 nats (about a 51/49 split)
 the model is treated as having no opinion.
 """
+
+
+def resolve_vote_mode(mode: str, llm: LLM) -> VoteMode:
+    """"auto" means log-prob scoring for local models and generated JSON for API models."""
+    if mode in ("generate", "logprob"):
+        return mode  # type: ignore[return-value]
+    if mode != "auto":
+        raise ValueError(f"unknown vote mode {mode!r}")
+    return "logprob" if llm.model.startswith("local/") and supports_logprobs(llm.provider) else "generate"
 
 
 def order_margin(logprobs: Mapping[str, float] | None) -> float | None:
