@@ -16,6 +16,10 @@ EXIT_LLM = 1
 log = logging.getLogger("icai")
 
 
+class UsageError(ValueError):
+    """An option value that cannot work; reported in one line with exit code 2."""
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     from icai.llm import DEFAULT_MODEL
 
@@ -23,7 +27,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="OpenAI-compatible server URL (vLLM, llama.cpp, Ollama); also OPENAI_BASE_URL")
     p.add_argument("--concurrency", type=int, default=4, help="parallel API calls (default 4)")
     p.add_argument("--max-calls", type=int, help="stop before making more than this many model calls")
+    p.add_argument("--max-cost", type=float, help="stop before the model calls could cost more than this many USD")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
+    p.add_argument("--max-attempts", type=int, default=6, help="tries per model call before giving up (default 6)")
     p.add_argument("--format", dest="data_format", default="auto", help="input format (default: detect)")
     p.add_argument(
         "--vote-mode",
@@ -51,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--test-size", type=float, default=0.0, help="held-out share for evaluation, e.g. 0.3")
     r.add_argument("--flip-check", action="store_true", help="also learn from flipped labels (sanity check)")
+    r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
     a.add_argument("data")
@@ -89,16 +96,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     from icai.types import DataError
 
     try:
+        _check_options(args)
         return int(COMMANDS[args.command](args) or 0)
-    except (DataError, ConfigError, BudgetExceeded) as exc:
+    except (DataError, ConfigError, BudgetExceeded, UsageError) as exc:
         print(f"icai: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LLMError as exc:
-        print(f"icai: model error: {exc}", file=sys.stderr)
+        resume = "; completed calls are cached, rerun the same command to resume" if args.command == "run" else ""
+        print(f"icai: model error: {exc}{resume}", file=sys.stderr)
         return EXIT_LLM
     except KeyboardInterrupt:
         print("icai: interrupted; completed calls are cached, rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    positive = ("concurrency", "timeout", "max_attempts", "n_clusters", "max_principles", "proposals_per_pair", "batch_size")
+    for name in positive:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
+    for name in ("max_calls", "max_cost"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, not {value}")
+    test_size = getattr(args, "test_size", None)
+    if test_size is not None and not 0 <= test_size < 1:
+        raise UsageError(f"--test-size must lie in [0, 1), not {test_size}")
 
 
 def _make_llm(args: argparse.Namespace, cache_path: Path | None):  # type: ignore[no-untyped-def]
@@ -110,24 +134,22 @@ def _make_llm(args: argparse.Namespace, cache_path: Path | None):  # type: ignor
         cache_path=cache_path,
         concurrency=args.concurrency,
         max_calls=args.max_calls,
+        max_cost=args.max_cost,
+        max_attempts=args.max_attempts,
         timeout=args.timeout,
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from icai.cost import estimate_run
     from icai.embed import get_embedder
     from icai.io import load_comparisons
+    from icai.llm import ResponseCache
     from icai.pipeline import RunConfig, run
     from icai.report import write_report
     from icai.store import RunStore
 
     comparisons = load_comparisons(args.data, format=args.data_format)
-    store = RunStore(args.out)
-    handler = logging.FileHandler(store.log_path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    logging.getLogger().addHandler(handler)
-    logging.getLogger("icai").setLevel(logging.INFO)
     config = RunConfig(
         model=args.model,
         embedder=args.embedder,
@@ -140,18 +162,50 @@ def cmd_run(args: argparse.Namespace) -> int:
         flip_check=args.flip_check,
         vote_mode=args.vote_mode,
     )
-    llm = _make_llm(args, store.cache_path)
-    result = run(comparisons, llm=llm, embedder=get_embedder(args.embedder), config=config, store=store)
-    write_report(store.path)
+    estimate = estimate_run(comparisons, config)
+    if args.dry_run:
+        print(estimate.table())
+        print("Dry run: no model calls were made.")
+        return 0
+    if args.max_calls is not None and estimate.calls > args.max_calls:
+        log.warning("the run needs about %d calls; it will stop after --max-calls %d", estimate.calls, args.max_calls)
+    cost = estimate.cost()
+    if args.max_cost is not None and cost is not None and cost > args.max_cost:
+        log.warning("the run may cost about $%.4f; it will stop before --max-cost $%g", cost, args.max_cost)
+
+    # Model and embedder are checked before the run directory is made, so a typo leaves no files behind.
+    llm = _make_llm(args, None)
+    embedder = get_embedder(args.embedder)
+    store = RunStore(args.out)
+    llm.cache = ResponseCache(store.cache_path)
+    handler = logging.FileHandler(store.log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("icai").setLevel(logging.INFO)
+    try:
+        result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+        write_report(store.path)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        llm.cache.close()
     _print_constitution(result.constitution)
     if result.evaluation is not None:
         print()
         _print_scores(result.evaluation)
     u = result.usage
+    spent = "" if llm.cost_usd is None else f", ${llm.cost_usd:.4f}"
     print(
         f"\n{u['calls']} model calls ({u['cache_hits']} from cache), "
-        f"{u['input_tokens']} input + {u['output_tokens']} output tokens. Run directory: {store.path}"
+        f"{u['input_tokens']} input + {u['output_tokens']} output tokens{spent}. Run directory: {store.path}"
     )
+    meta = result.constitution.metadata
+    if meta.get("n_invalid_votes") or meta.get("n_invalid_picks"):
+        print(
+            f"{meta['n_invalid_votes']} of {meta['n_votes']} votes invalid, {meta['n_invalid_picks']} unreadable "
+            "answers in all (see the raw column of votes.csv)"
+        )
     return 0
 
 

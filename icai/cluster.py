@@ -39,7 +39,8 @@ def cluster(
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     vectors = embedder.encode([p.text for p in principles])
-    k = min(n_clusters, len(principles))
+    # never ask for more clusters than there are distinct points (k-means would warn and duplicate)
+    k = min(n_clusters, len(np.unique(vectors.round(6), axis=0)))
     model: KMeans | MiniBatchKMeans
     if len(principles) > MINIBATCH_ABOVE:
         model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048)

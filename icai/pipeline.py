@@ -23,6 +23,7 @@ from icai.evaluate import (
     train_test_split,
 )
 from icai.llm.client import LLM
+from icai.prompts import MAX_RESPONSE_CHARS
 from icai.propose import propose
 from icai.select import rank_key, select
 from icai.store import RunStore
@@ -97,6 +98,14 @@ def run(
     """
     if not comparisons:
         raise ValueError("no comparisons to learn from")
+    n_long = sum(len(c.text_a) > MAX_RESPONSE_CHARS or len(c.text_b) > MAX_RESPONSE_CHARS for c in comparisons)
+    if n_long:
+        log.warning(
+            "%d comparisons have a response longer than %d characters; prompts keep its first and last %d",
+            n_long,
+            MAX_RESPONSE_CHARS,
+            MAX_RESPONSE_CHARS // 2,
+        )
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
     if store is not None:
         store.save_config({"config": config.to_dict(), "dataset_hash": dataset_hash(comparisons), "version": __version__})
@@ -118,7 +127,11 @@ def run(
         "n_test": len(test),
         "n_candidates": len(result.candidates),
         "n_tested": len(result.tested),
+        "n_votes": len(result.votes),
+        "n_invalid_votes": sum(v.value == "invalid" for v in result.votes),
+        "n_invalid_picks": sum(p == "invalid" for v in result.votes for p in v.picks),
         "usage": llm.usage.as_dict(),
+        "cost_usd": llm.cost_usd,
         "model": llm.model,
         "embedder": embedder.name,
         "version": __version__,

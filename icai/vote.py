@@ -140,18 +140,21 @@ def vote(
 def _vote_logprob(
     comparisons: Sequence[Comparison], principles: Sequence[Principle], llm: LLM, *, threshold: float
 ) -> list[Vote]:
-    # Pair-major order: consecutive requests share the pair prefix, which prefix caches reuse.
-    jobs = [(c, p) for c in comparisons for p in principles]
+    # Per pair, every principle in the order (A, B), then every one in (B, A):
+    # consecutive prompts then differ only in the rule at the end, so prefix
+    # caches (a provider's, or the local KV cache) reuse the whole pair.
     requests = []
-    for c, p in jobs:
-        requests.append(vote_one_request(c.prompt, c.text_a, c.text_b, p.text))
-        requests.append(vote_one_request(c.prompt, c.text_b, c.text_a, p.text))
+    for c in comparisons:
+        requests += [vote_one_request(c.prompt, c.text_a, c.text_b, p.text) for p in principles]
+        requests += [vote_one_request(c.prompt, c.text_b, c.text_a, p.text) for p in principles]
     completions = llm.map(requests, desc="vote (log-prob)")
+    n = len(principles)
     votes = []
-    for k, (c, p) in enumerate(jobs):
-        shown, swapped = completions[2 * k], completions[2 * k + 1]
-        margin = debiased_margin(shown.choice_logprobs, swapped.choice_logprobs)
-        pick = margin_pick(margin, threshold=threshold)
-        raw = f"margin={margin:.4f}" if margin is not None else f"unreadable: {shown.text!r} / {swapped.text!r}"
-        votes.append(Vote(c.id, p.id, combine_picks([pick], c.preferred), (pick,), raw))
+    for i, c in enumerate(comparisons):
+        for j, p in enumerate(principles):
+            shown, swapped = completions[2 * n * i + j], completions[2 * n * i + n + j]
+            margin = debiased_margin(shown.choice_logprobs, swapped.choice_logprobs)
+            pick = margin_pick(margin, threshold=threshold)
+            raw = f"margin={margin:.4f}" if margin is not None else f"unreadable: {shown.text!r} / {swapped.text!r}"
+            votes.append(Vote(c.id, p.id, combine_picks([pick], c.preferred), (pick,), raw))
     return votes

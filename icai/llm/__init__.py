@@ -71,10 +71,13 @@ def get_llm(
     max_attempts: int = 6,
     timeout: float = 60.0,
     max_calls: int | None = None,
+    max_cost: float | None = None,
     progress: bool = True,
     **options: Any,
 ) -> LLM:
-    """A ready LLM: provider plus cache, retries, concurrency and usage counting."""
+    """A ready LLM: provider plus cache, retries, concurrency, usage and cost counting."""
+    from icai.cost import price_for
+
     provider = make_provider(spec, base_url=base_url, timeout=timeout, **options)
     cache = ResponseCache(cache_path) if cache_path is not None else None
     return LLM(
@@ -83,5 +86,7 @@ def get_llm(
         max_attempts=max_attempts,
         concurrency=concurrency,
         max_calls=max_calls,
+        price=price_for(provider.model),
+        max_cost=max_cost,
         progress=progress,
     )

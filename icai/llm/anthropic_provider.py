@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import inspect
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -77,7 +78,12 @@ class AnthropicProvider:
             raise _status_error(self.model, exc.status_code, exc.response.headers, exc.message, self._api_key) from None
         except anthropic.APIConnectionError as exc:  # APITimeoutError included
             raise TransientError(f"{self.model}: {type(exc).__name__}: {_redact(exc.message, self._api_key)}") from None
+        except (json.JSONDecodeError, anthropic.APIResponseValidationError) as exc:
+            # A body cut off in transit (or a proxy's error page) is worth another try.
+            raise TransientError(f"{self.model}: the response body was not a message ({exc})") from None
 
+        if not isinstance(getattr(response, "content", None), list):
+            raise TransientError(f"{self.model}: the response body was not a message")
         texts = [block.text for block in response.content if getattr(block, "type", None) == "text"]
         if not texts:
             raise TransientError(f"{self.model}: the response had no text content (stop_reason={response.stop_reason})")

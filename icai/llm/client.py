@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from tenacity import (
     RetryCallState,
@@ -17,8 +18,11 @@ from tenacity import (
 )
 from tqdm.auto import tqdm
 
-from icai.llm.base import Completion, LLMError, Provider, Request, TransientError
+from icai.llm.base import Completion, ConfigError, LLMError, Provider, Request, TransientError
 from icai.llm.cache import ResponseCache
+
+if TYPE_CHECKING:
+    from icai.cost import Price
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class Usage:
 
 
 class BudgetExceeded(LLMError):
-    """The next call would exceed --max-calls; work done so far is kept in the cache."""
+    """The next call would exceed --max-calls or --max-cost; work done so far is kept in the cache."""
 
 
 class LLM:
@@ -50,6 +54,9 @@ class LLM:
         max_attempts: attempts per request before the run stops with LLMError.
         concurrency: threads used by `map`.
         max_calls: stop before making more than this many provider calls.
+        price: the model's price, for `cost_usd` and `max_cost`; None when unknown.
+        max_cost: stop before a call could take the spend above this many USD
+            (the call's prompt at ~4 characters a token plus its `max_tokens`).
     """
 
     def __init__(
@@ -58,21 +65,37 @@ class LLM:
         *,
         cache: ResponseCache | None = None,
         max_attempts: int = 6,
+        backoff_initial: float = 0.5,
         backoff_max: float = 60.0,
         concurrency: int = 1,
         max_calls: int | None = None,
+        price: Price | None = None,
+        max_cost: float | None = None,
         progress: bool = True,
     ) -> None:
+        if max_cost is not None and price is None:
+            raise ConfigError(f"no price is known for {provider.model}, so a cost budget cannot be kept; use --max-calls")
         self.provider = provider
         self.cache = cache
         self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.concurrency = max(1, concurrency)
         self.max_calls = max_calls
+        self.price = price
+        self.max_cost = max_cost
         self.progress = progress
         self.usage = Usage()
         self._lock = threading.Lock()
         self._reserved = 0
+        self._spent = 0.0
+        self._committed = 0.0
+        """Upper bounds of the calls in flight, held against max_cost."""
+
+    @property
+    def cost_usd(self) -> float | None:
+        """USD spent on provider calls so far (cache hits are free); None when the price is unknown."""
+        return self._spent if self.price is not None else None
 
     @property
     def model(self) -> str:
@@ -89,11 +112,18 @@ class LLM:
                 with self._lock:
                     self.usage.cache_hits += 1
                 return hit
-        self._reserve_call()
-        completion = self._call_with_retries(request)
+        bound = self._reserve_call(request)
+        try:
+            completion = self._call_with_retries(request)
+        except BaseException:
+            with self._lock:
+                self._committed -= bound
+            raise
         if self.cache is not None:
             self.cache.put(key, self.model, completion)
         with self._lock:
+            self._committed -= bound
+            self._spent += self._cost(request, completion)
             self.usage.calls += 1
             self.usage.input_tokens += completion.input_tokens
             self.usage.output_tokens += completion.output_tokens
@@ -107,7 +137,8 @@ class LLM:
         completion finished before it is already in the cache.
         """
         results: list[Completion | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), desc=desc, unit="call", disable=not self.progress or desc is None)
+        # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
+        bar = tqdm(total=len(requests), desc=desc, unit="call", disable=True if not self.progress or desc is None else None)
         try:
             if self.concurrency == 1:
                 for i, req in enumerate(requests):
@@ -131,21 +162,41 @@ class LLM:
             bar.close()
         return [r for r in results if r is not None]
 
-    def _reserve_call(self) -> None:
+    def _reserve_call(self, request: Request) -> float:
+        """Count the call against the budgets; returns the cost bound held until it completes."""
+        bound = 0.0
+        if self.price is not None and self.max_cost is not None:
+            bound = self.price.cost(_tokens(request.prompt_text), request.max_tokens)
         with self._lock:
             if self.max_calls is not None and self._reserved >= self.max_calls:
                 raise BudgetExceeded(
                     f"the call budget of {self.max_calls} calls is spent; completed calls are cached, "
-                    "rerun with a larger --max-calls to resume"
+                    "rerun the same command with a larger --max-calls to resume"
+                )
+            if self.max_cost is not None and self._spent + self._committed + bound > self.max_cost:
+                raise BudgetExceeded(
+                    f"the next call could take the spend above the cost budget of ${self.max_cost:g} "
+                    f"(${self._spent:.4f} spent); completed calls are cached, "
+                    "rerun the same command with a larger --max-cost to resume"
                 )
             self._reserved += 1
+            self._committed += bound
+        return bound
+
+    def _cost(self, request: Request, completion: Completion) -> float:
+        if self.price is None:
+            return 0.0
+        # Providers that report no usage (some local servers) are charged by the estimate.
+        input_tokens = completion.input_tokens or _tokens(request.prompt_text)
+        output_tokens = completion.output_tokens or _tokens(completion.text)
+        return self.price.cost(input_tokens, output_tokens)
 
     def _call_with_retries(self, request: Request) -> Completion:
         def wait_for(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, TransientError) and exc.retry_after is not None:
                 return min(exc.retry_after, self.backoff_max)
-            return float(wait_exponential_jitter(initial=0.5, max=self.backoff_max)(state))
+            return float(wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial)(state))
 
         def before_sleep(state: RetryCallState) -> None:
             with self._lock:
@@ -166,3 +217,8 @@ class LLM:
             raise LLMError(
                 f"{self.model}: giving up after {self.max_attempts} attempts: {exc}"
             ) from exc
+
+
+def _tokens(text: str) -> int:
+    """About four characters a token (icai.cost.CHARS_PER_TOKEN)."""
+    return -(-len(text) // 4)

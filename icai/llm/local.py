@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 import logging
 import math
+import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,28 @@ def gguf_path(name: str = "smollm2", *, package: str | None = None) -> Path:
     return path
 
 
+MIN_PREFIX_TOKENS = 16
+"""Shortest shared token prefix worth reusing from the last scored prompt's KV cache."""
+
+_WEIGHTS_FILE = "model.safetensors"
+
+
+def default_cache_dir() -> Path:
+    """$ICAI_CACHE_DIR, else $XDG_CACHE_HOME/icai, else ~/.cache/icai."""
+    configured = os.environ.get("ICAI_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "icai"
+
+
+def _common_prefix(a: Any, b: Any) -> int:
+    """Length of the longest common prefix of two 1-D token id tensors."""
+    n = min(int(a.shape[0]), int(b.shape[0]))
+    differs = (a[:n] != b[:n]).nonzero()
+    return int(differs[0, 0]) if differs.numel() else n
+
+
 def _resolve(name: str) -> tuple[Path, str | None]:
     """(folder for from_pretrained, gguf file name inside it or None)."""
     if name in _KNOWN_GGUF:
@@ -72,15 +98,33 @@ class LocalProvider:
         name: "smollm2", a Hugging Face model folder, or a .gguf file path.
         device: "auto" (cuda when available, else cpu) or a torch device string.
         dtype: "auto" (bfloat16 on cuda, float32 otherwise) or a torch dtype name.
+        prefix_cache: when scoring choices, reuse the KV cache of the previous prompt
+            for the tokens the two prompts share (same log-probs, much less compute
+            when consecutive prompts share a long prefix).
+        weights_cache: save a GGUF model, once dequantised, as safetensors and load
+            that copy next time (dequantising takes seconds, reading the copy well under one).
+        cache_dir: where converted weights go; default `default_cache_dir()`.
     """
 
     supports_choice_logprobs = True
 
-    def __init__(self, name: str, *, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        prefix_cache: bool = True,
+        weights_cache: bool = True,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.name = name
         self.model = f"local/{name}"
         self.device = device
         self.dtype = dtype
+        self.prefix_cache = prefix_cache
+        self.weights_cache = weights_cache
+        self.cache_dir = cache_dir
         self._folder, self._gguf_file = _resolve(name)
         # One lock for loading and for use: concurrent forward passes on CPU
         # only fight over the same cores.
@@ -88,6 +132,13 @@ class LocalProvider:
         self._tokenizer: Any = None
         self._model: Any = None
         self._device: Any = None
+        self._forward_kwargs: dict[str, Any] = {}
+        self._cache_keyword = "past_key_values"
+        # The last scored prompt's token ids and its KV cache, for prefix reuse.
+        self._prefix_ids: Any = None
+        self._prefix_kv: Any = None
+        self.loaded_from: Path | None = None
+        """The folder or file the weights were read from, once loaded."""
 
     def __repr__(self) -> str:
         return f"LocalProvider({self.name!r}, device={self.device!r}, dtype={self.dtype!r})"
@@ -107,8 +158,6 @@ class LocalProvider:
         if self._model is not None:
             return
         import torch
-        import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = self.device
         if device == "auto":
@@ -122,21 +171,100 @@ class LocalProvider:
             dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
         elif not isinstance(dtype, torch.dtype):
             raise ConfigError(f"{self.model}: unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")
-        log.info("loading %s on %s (%s)", self.model, torch_device, dtype)
+
+        converted = self._converted_folder(dtype)
+        tokenizer = model = None
+        if converted is not None and (converted / _WEIGHTS_FILE).is_file():
+            log.info("loading %s from converted weights in %s", self.model, converted)
+            try:
+                tokenizer, model = self._from_pretrained(converted, None, dtype)
+                self.loaded_from = converted
+            except ConfigError as exc:
+                # A damaged copy is only a slower start: convert the GGUF again.
+                log.warning("%s; converting %s again", exc, self._gguf_file)
+        if model is None:
+            log.info("loading %s on %s (%s)", self.model, torch_device, dtype)
+            tokenizer, model = self._from_pretrained(self._folder, self._gguf_file, dtype)
+            self.loaded_from = self._folder / self._gguf_file if self._gguf_file else self._folder
+            if converted is not None:
+                self._save_converted(model, tokenizer, converted)
+        model.to(torch_device)
+        model.eval()
+        params = inspect.signature(model.forward).parameters
+        self._cache_keyword = "cache" if "cache" in params else "past_key_values"
+        # Only the last position's logits are read; skip the vocabulary projection elsewhere.
+        for keyword in ("logits_to_keep", "num_logits_to_keep"):
+            if keyword in params:
+                self._forward_kwargs = {keyword: 1}
+                break
+        self._tokenizer, self._device, self._model = tokenizer, torch_device, model
+
+    def _from_pretrained(self, folder: Path, gguf_file: str | None, dtype: Any) -> tuple[Any, Any]:
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         # local_files_only: nothing is ever downloaded, the files are already on disk.
         kwargs: dict[str, Any] = {"local_files_only": True}
-        if self._gguf_file is not None:
-            kwargs["gguf_file"] = self._gguf_file
+        if gguf_file is not None:
+            kwargs["gguf_file"] = gguf_file
         major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
         dtype_keyword = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
         try:
-            tokenizer: Any = AutoTokenizer.from_pretrained(self._folder, **kwargs)
-            model: Any = AutoModelForCausalLM.from_pretrained(self._folder, **{dtype_keyword: dtype}, **kwargs)
+            tokenizer: Any = AutoTokenizer.from_pretrained(folder, **kwargs)
+            model: Any = AutoModelForCausalLM.from_pretrained(folder, **{dtype_keyword: dtype}, **kwargs)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.model}: cannot load the model from {self._folder}: {exc}") from exc
-        model.to(torch_device)
-        model.eval()
-        self._tokenizer, self._device, self._model = tokenizer, torch_device, model
+            raise ConfigError(f"{self.model}: cannot load the model from {folder}: {exc}") from exc
+        return tokenizer, model
+
+    def _converted_folder(self, dtype: Any) -> Path | None:
+        """Where the dequantised copy of a GGUF model lives; None when not cached.
+
+        The key changes with the GGUF file (size, mtime), the transformers version
+        (its conversion may change) and the dtype.
+        """
+        if not self.weights_cache or self._gguf_file is None:
+            return None
+        import transformers
+
+        gguf = self._folder / self._gguf_file
+        stat = gguf.stat()
+        dtype_name = str(dtype).removeprefix("torch.")
+        key = f"{gguf.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers{transformers.__version__}-{dtype_name}"
+        root = Path(self.cache_dir).expanduser() if self.cache_dir is not None else default_cache_dir()
+        return root / "models" / key
+
+    def _save_converted(self, model: Any, tokenizer: Any, folder: Path) -> None:
+        """Write the loaded model as a plain safetensors folder, atomically; failure only logs."""
+        from safetensors.torch import save_model
+
+        tmp: Path | None = None
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+            # save_pretrained refuses gguf-loaded models; the weights are already
+            # dequantised, so the config without its quantization entry describes them.
+            config = copy.deepcopy(model.config)
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            config.save_pretrained(tmp)
+            model.generation_config.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            # save_model, unlike save_file, drops tied duplicates (lm_head = embed_tokens).
+            save_model(model, str(tmp / _WEIGHTS_FILE), metadata={"format": "pt"})
+            try:
+                tmp.rename(folder)
+            except OSError:
+                if not (folder / _WEIGHTS_FILE).is_file():
+                    raise
+                # Another process finished the same conversion first.
+            else:
+                tmp = None
+                log.info("saved converted weights of %s to %s", self.model, folder)
+        except OSError as exc:
+            log.warning("%s: cannot save converted weights to %s: %s", self.model, folder, exc)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def _encode_prompt(self, request: Request) -> Any:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
@@ -151,8 +279,8 @@ class LocalProvider:
     def _choose(self, prompt_ids: Any, choices: tuple[str, ...]) -> Completion:
         import torch
 
-        logits = self._model(input_ids=prompt_ids).logits[0, -1].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
+        logits, reused = self._last_logits(prompt_ids)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
         scores: dict[str, float] = {}
         for choice in choices:
             best = -math.inf
@@ -162,7 +290,42 @@ class LocalProvider:
                     best = max(best, float(logprobs[ids[0]]))
             scores[choice] = best
         text = max(scores, key=scores.__getitem__)
-        return Completion(text=text, input_tokens=int(prompt_ids.shape[-1]), output_tokens=1, choice_logprobs=scores)
+        return Completion(
+            text=text,
+            input_tokens=int(prompt_ids.shape[-1]),
+            output_tokens=1,
+            cached_input_tokens=reused,
+            choice_logprobs=scores,
+        )
+
+    def _last_logits(self, prompt_ids: Any) -> tuple[Any, int]:
+        """Next-token logits after the prompt, and how many prompt tokens came from the KV cache.
+
+        Consecutive vote prompts differ only in the rule at the end, so the
+        previous prompt's cache is cropped to the shared prefix and only the
+        remaining tokens are run.
+        """
+        ids = prompt_ids[0]
+        start, cache = 0, None
+        if self.prefix_cache and self._prefix_ids is not None:
+            shared = min(_common_prefix(self._prefix_ids, ids), int(ids.shape[0]) - 1)
+            if shared >= MIN_PREFIX_TOKENS:
+                start, cache = shared, self._prefix_kv
+                surplus = int(self._prefix_ids.shape[0]) - shared
+                if surplus > 0:
+                    # A negative count removes tokens from the end in every transformers
+                    # version; a positive one means "keep" in 4.x and is refused in 5.x.
+                    cache.crop(-surplus)
+        # Forget the cache until the forward pass succeeds: a failure midway leaves it inconsistent.
+        self._prefix_ids = self._prefix_kv = None
+        if cache is None:
+            cache_kwargs = self._new_cache()
+        else:
+            cache_kwargs = {self._cache_keyword: cache}
+        out = self._model(input_ids=prompt_ids[:, start:], use_cache=True, **cache_kwargs, **self._forward_kwargs)
+        if self.prefix_cache:
+            self._prefix_ids, self._prefix_kv = ids, cache_kwargs[self._cache_keyword]
+        return out.logits[0, -1], start
 
     def _generate(self, prompt_ids: Any, request: Request) -> Completion:
         import torch
@@ -183,7 +346,7 @@ class LocalProvider:
         inputs = prompt_ids
         cache_kwargs = self._new_cache()
         for _ in range(max_new):
-            out = self._model(input_ids=inputs, use_cache=True, **cache_kwargs)
+            out = self._model(input_ids=inputs, use_cache=True, **cache_kwargs, **self._forward_kwargs)
             logits = out.logits[0, -1].float()
             if generator is None:
                 token = int(torch.argmax(logits))
@@ -205,8 +368,7 @@ class LocalProvider:
             cache = DynamicCache(config=self._model.config)
         except TypeError:  # transformers < 4.56
             cache = DynamicCache()
-        params = inspect.signature(self._model.forward).parameters
-        return {"cache" if "cache" in params else "past_key_values": cache}
+        return {self._cache_keyword: cache}
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()

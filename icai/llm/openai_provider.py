@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import os
 import time
@@ -85,7 +86,12 @@ class OpenAIProvider:
             raise _status_error(self.model, exc.status_code, exc.response.headers, exc.message, self._api_key) from None
         except openai.APIConnectionError as exc:  # APITimeoutError included
             raise TransientError(f"{self.model}: {type(exc).__name__}: {_redact(exc.message, self._api_key)}") from None
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+            # A body cut off in transit (or a proxy's error page) is worth another try.
+            raise TransientError(f"{self.model}: the response body was not a chat completion ({exc})") from None
 
+        if not isinstance(getattr(response, "choices", None), list):
+            raise TransientError(f"{self.model}: the response body was not a chat completion")
         if not response.choices:
             raise TransientError(f"{self.model}: the response had no choices")
         choice = response.choices[0]

@@ -1,0 +1,237 @@
+"""Know the cost before spending it: a price table, and calls / tokens / USD per stage of a run.
+
+The estimate renders the real prompts (`icai.prompts`) for the data and counts
+about one token per four characters; the number of principles that reach the
+vote is estimated as min(n_clusters, train pairs x proposals per pair).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from icai.prompts import FRAME, judge_request, propose_request, vote_one_request, vote_request
+from icai.types import Comparison
+
+if TYPE_CHECKING:
+    from icai.pipeline import RunConfig
+
+CHARS_PER_TOKEN = 4
+"""A rough rule for English text with the OpenAI and Anthropic tokenizers."""
+
+PRICES_AS_OF = "2026-11-26"
+"""When the table below was written down, from the providers' published list prices
+(standard tier, no batch or cache discounts). It was not re-checked online: confirm
+current prices on the providers' pricing pages before relying on an estimate."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per one million tokens."""
+
+    input: float
+    output: float
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+
+PRICES: dict[str, Price] = {
+    "openai/gpt-4o": Price(2.50, 10.00),
+    "openai/gpt-4o-mini": Price(0.15, 0.60),
+    "openai/gpt-4.1": Price(2.00, 8.00),
+    "openai/gpt-4.1-mini": Price(0.40, 1.60),
+    "openai/gpt-4.1-nano": Price(0.10, 0.40),
+    "openai/gpt-5": Price(1.25, 10.00),
+    "openai/gpt-5-mini": Price(0.25, 2.00),
+    "openai/gpt-5-nano": Price(0.05, 0.40),
+    "openai/o4-mini": Price(1.10, 4.40),
+    "anthropic/claude-3-haiku": Price(0.25, 1.25),
+    "anthropic/claude-3-5-haiku": Price(0.80, 4.00),
+    "anthropic/claude-haiku-4-5": Price(1.00, 5.00),
+    "anthropic/claude-3-5-sonnet": Price(3.00, 15.00),
+    "anthropic/claude-3-7-sonnet": Price(3.00, 15.00),
+    "anthropic/claude-sonnet-4": Price(3.00, 15.00),
+    "anthropic/claude-opus-4": Price(15.00, 75.00),
+    "anthropic/claude-opus-4-5": Price(5.00, 25.00),
+}
+"""Keyed by "provider/model"; a dated or suffixed name ("-2024-07-18", "-latest") uses the longest matching key."""
+
+FREE_PROVIDERS = ("local", "fake")
+
+
+def price_for(model: str) -> Price | None:
+    """The price of "provider/model"; free for local models and fakes, None when unknown."""
+    if model.partition("/")[0] in FREE_PROVIDERS:
+        return Price(0.0, 0.0)
+    matches = [key for key in PRICES if model == key or model.startswith(key + "-")]
+    return PRICES[max(matches, key=len)] if matches else None
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    stage: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """Calls and tokens per stage of one run, and their price where the model's is known."""
+
+    model: str
+    stages: tuple[StageEstimate, ...]
+    price: Price | None
+    n_train: int
+    n_test: int
+    n_principles: int
+    """Principles expected to reach the vote."""
+
+    @property
+    def calls(self) -> int:
+        return sum(s.calls for s in self.stages)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(s.input_tokens for s in self.stages)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(s.output_tokens for s in self.stages)
+
+    def cost(self, stage: StageEstimate | None = None) -> float | None:
+        """USD for one stage or (by default) the whole run; None when the price is unknown."""
+        if self.price is None:
+            return None
+        if stage is not None:
+            return self.price.cost(stage.input_tokens, stage.output_tokens)
+        return self.price.cost(self.input_tokens, self.output_tokens)
+
+    def table(self) -> str:
+        """The per-stage table `icai run --dry-run` prints."""
+        lines = [
+            f"Estimate for {self.model}: {self.n_train} train / {self.n_test} test pairs, "
+            f"about {self.n_principles} principles voted on",
+            f"{'stage':<22} {'calls':>8} {'input tokens':>14} {'output tokens':>14} {'USD':>10}",
+        ]
+        total = StageEstimate("total", self.calls, self.input_tokens, self.output_tokens)
+        for s in (*self.stages, total):
+            usd = self.cost(s if s is not total else None)
+            shown = "n/a" if usd is None else f"{usd:.4f}"
+            lines.append(f"{s.stage:<22} {s.calls:>8,} {s.input_tokens:>14,} {s.output_tokens:>14,} {shown:>10}")
+        if self.price is None:
+            lines.append(f"No price is known for {self.model}: tokens only.")
+        else:
+            lines.append(
+                f"Prices: ${self.price.input:g} / ${self.price.output:g} per 1M input / output tokens "
+                f"(as of {PRICES_AS_OF}); tokens are estimated as characters / {CHARS_PER_TOKEN}."
+            )
+        return "\n".join(lines)
+
+
+_TYPICAL_PRINCIPLE = f"{FRAME} gives a concrete example that illustrates the main point clearly."
+"""Stands in for principles not yet proposed; about the length of a real one."""
+
+_PROPOSE_OUTPUT_PER_PRINCIPLE = 20
+_VOTE_OUTPUT_PER_RULE = 6
+_JUDGE_OUTPUT = 6
+
+
+def resolve_mode(model: str, vote_mode: str) -> str:
+    """What "auto" becomes for `model`, as `icai.vote.resolve_vote_mode` decides it for local models."""
+    if vote_mode != "auto":
+        return vote_mode
+    return "logprob" if model.startswith("local/") else "generate"
+
+
+def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEstimate:
+    """Calls and tokens per stage that `icai.pipeline.run(comparisons, config=config)` will make.
+
+    Identical requests are counted once (the response cache answers the rest).
+    """
+    from icai.evaluate import train_test_split  # icai.evaluate imports the LLM client, which imports prices
+
+    mode = resolve_mode(config.model, config.vote_mode)
+    train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
+    n_principles = min(config.n_clusters, len(train) * config.proposals_per_pair)
+    stages = [
+        _propose(train, config),
+        _vote("vote", train, n_principles, config.vote_batch_size, mode),
+    ]
+    if test:
+        if config.flip_check:
+            flipped = [c.with_preferred(c.rejected) for c in train]
+            stages += [
+                _propose(flipped, config, stage="propose (flipped)"),
+                _vote("vote (flipped)", flipped, n_principles, config.vote_batch_size, mode),
+            ]
+        n_constitution = min(config.max_principles, n_principles)
+        judged = [n_constitution, 0] + ([n_constitution] if n_constitution else [])
+        if config.flip_check:
+            judged.append(n_constitution)
+        stages.append(_judge(test, judged, mode))
+        curve = min(config.curve_candidates, n_principles)
+        stages.append(_vote("evaluate: vote", test, curve, config.vote_batch_size, mode))
+    return RunEstimate(config.model, tuple(stages), price_for(config.model), len(train), len(test), n_principles)
+
+
+def _propose(train: Sequence[Comparison], config: RunConfig, *, stage: str = "propose") -> StageEstimate:
+    seen: set[str] = set()
+    tokens = 0
+    for c in train:
+        request = propose_request(
+            c.prompt, c.text(c.preferred), c.text(c.rejected), n=config.proposals_per_pair, seed=config.seed
+        )
+        key = request.cache_key(config.model)
+        if key not in seen:
+            seen.add(key)
+            tokens += estimate_tokens(request.prompt_text)
+    output = len(seen) * (_PROPOSE_OUTPUT_PER_PRINCIPLE * config.proposals_per_pair + 10)
+    return StageEstimate(stage, len(seen), tokens, output)
+
+
+def _vote(stage: str, pairs: Sequence[Comparison], n_principles: int, batch_size: int, mode: str) -> StageEstimate:
+    if n_principles == 0 or not pairs:
+        return StageEstimate(stage, 0, 0, 0)
+    if mode == "logprob":
+        calls = tokens = 0
+        for c in _unique_pairs(pairs):
+            one = estimate_tokens(vote_one_request(c.prompt, c.text_a, c.text_b, _TYPICAL_PRINCIPLE).prompt_text)
+            calls += 2 * n_principles
+            tokens += 2 * n_principles * one
+        return StageEstimate(stage, calls, tokens, calls)
+    sizes = [batch_size] * (n_principles // batch_size) + ([n_principles % batch_size] if n_principles % batch_size else [])
+    calls = tokens = output = 0
+    for c in _unique_pairs(pairs):
+        for size in sizes:
+            request = vote_request(c.prompt, c.text_a, c.text_b, [_TYPICAL_PRINCIPLE] * size)
+            calls += 2  # both presentation orders
+            tokens += 2 * estimate_tokens(request.prompt_text)
+            output += 2 * (2 + _VOTE_OUTPUT_PER_RULE * size)
+    return StageEstimate(stage, calls, tokens, output)
+
+
+def _judge(test: Sequence[Comparison], principle_counts: Sequence[int], mode: str) -> StageEstimate:
+    logprob = mode == "logprob"
+    calls = tokens = 0
+    for c in _unique_pairs(test):
+        for k in principle_counts:
+            request = judge_request(c.prompt, c.text_a, c.text_b, [_TYPICAL_PRINCIPLE] * k, logprob=logprob)
+            calls += 2
+            tokens += 2 * estimate_tokens(request.prompt_text)
+    return StageEstimate("evaluate: judge", calls, tokens, calls * (1 if logprob else _JUDGE_OUTPUT))
+
+
+def _unique_pairs(pairs: Sequence[Comparison]) -> list[Comparison]:
+    """Pairs with distinct texts: a repeated pair sends the same requests, which the cache answers."""
+    seen: dict[tuple[str, str, str], Comparison] = {}
+    for c in pairs:
+        seen.setdefault((c.prompt, c.text_a, c.text_b), c)
+    return list(seen.values())
