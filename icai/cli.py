@@ -53,10 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-clusters", type=int, default=40)
     r.add_argument("--max-principles", type=int, default=5)
     r.add_argument("--proposals-per-pair", type=int, default=3)
-    r.add_argument("--batch-size", type=int, default=20, help="principles per voting call (default 20)")
+    r.add_argument("--batch-size", type=int, default=40, help="principles per voting call (default 40)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--test-size", type=float, default=0.0, help="held-out share for evaluation, e.g. 0.3")
     r.add_argument("--flip-check", action="store_true", help="also learn from flipped labels (sanity check)")
+    r.add_argument(
+        "--adaptive",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="test each principle only until its place in or out of the top --max-principles is clear",
+    )
+    r.add_argument("--confidence", type=float, default=0.95, help="adaptive: confidence of its intervals (default 0.95)")
+    r.add_argument("--min-pairs", type=int, default=32, help="adaptive: pairs every principle is tested on (default 32)")
+    r.add_argument(
+        "--one-order", action="store_true", help="adaptive: ask each pair once, in a random order (half the voting calls)"
+    )
+    r.add_argument("--propose-sample", type=int, help="propose principles from this many pairs (default: all)")
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
@@ -111,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    positive = ("concurrency", "timeout", "max_attempts", "n_clusters", "max_principles", "proposals_per_pair", "batch_size")
+    positive = ("concurrency", "timeout", "max_attempts", "n_clusters", "max_principles", "proposals_per_pair", "batch_size",
+                "min_pairs", "propose_sample")
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and value <= 0:
@@ -120,6 +133,9 @@ def _check_options(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, not {value}")
+    confidence = getattr(args, "confidence", None)
+    if confidence is not None and not 0 < confidence < 1:
+        raise UsageError(f"--confidence must lie strictly between 0 and 1, not {confidence}")
     test_size = getattr(args, "test_size", None)
     if test_size is not None and not 0 <= test_size < 1:
         raise UsageError(f"--test-size must lie in [0, 1), not {test_size}")
@@ -161,6 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         flip_check=args.flip_check,
         vote_mode=args.vote_mode,
+        adaptive=args.adaptive,
+        confidence=args.confidence,
+        min_pairs=args.min_pairs,
+        adaptive_one_order=args.one_order,
+        propose_sample=args.propose_sample,
     )
     estimate = estimate_run(comparisons, config)
     if args.dry_run:

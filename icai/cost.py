@@ -207,7 +207,9 @@ def _vote(stage: str, pairs: Sequence[Comparison], n_principles: int, batch_size
             calls += 2 * n_principles
             tokens += 2 * n_principles * one
         return StageEstimate(stage, calls, tokens, calls)
-    sizes = [batch_size] * (n_principles // batch_size) + ([n_principles % batch_size] if n_principles % batch_size else [])
+    sizes = [batch_size] * (n_principles // batch_size) + (
+        [n_principles % batch_size] if n_principles % batch_size else []
+    )
     calls = tokens = output = 0
     for c in _unique_pairs(pairs):
         for size in sizes:

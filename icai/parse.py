@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from icai.prompts import EXAMPLE_PRINCIPLES, FRAME
@@ -44,11 +45,12 @@ def _strings_from_partial_list(text: str) -> list[str]:
     return [json.loads(f'"{s}"') for s in re.findall(r'"((?:[^"\\]|\\.){8,})"', text) if s.lower() != "principles"]
 
 
-def clean_principle(text: str) -> str | None:
+def clean_principle(text: str, *, min_words: int = MIN_PRINCIPLE_WORDS) -> str | None:
     """Normalise one proposed principle, or None when it is unusable.
 
     Rejects template echoes (placeholders, the worked example's rules), text
-    that does not use the "Select the response that" frame, and fragments.
+    that does not use the "Select the response that" frame, and fragments
+    (fewer than `min_words` words, frame included).
     """
     text = " ".join(str(text).split()).strip().strip("\"'")
     m = _FRAME_RE.match(text)
@@ -60,14 +62,59 @@ def clean_principle(text: str) -> str | None:
         text += "."
     if _PLACEHOLDER.search(text) or len(text) > MAX_PRINCIPLE_CHARS:
         return None
-    if len(text.split()) < MIN_PRINCIPLE_WORDS:
+    if len(text.split()) < min_words:
         return None
     if text.lower() in {p.lower() for p in EXAMPLE_PRINCIPLES}:
         return None
     return text
 
 
-def parse_principles(text: str) -> list[str]:
+_FRAME_PREFIX = re.compile(r"^\s*select (?:the )?response that\s+", re.IGNORECASE)
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+GENERIC_WORDS = frozenset(
+    """a an the and or but of to in on for with by as at from than that this these those it its is are be
+    being was were has have had does do more most less much very really quite so also both each other
+    than better best good great nice well overall generally properly clearly
+    helpful helpfulness useful usefulness relevant relevance accurate accuracy correct correctly
+    informative detailed detail details thorough comprehensive complete quality clear clarity
+    appropriate appropriately specific engaging interesting effective effectively high higher
+    response responses answer answers reply question prompt user person people preferred preference rule
+    provides provide provided gives give offers offer contains contain includes include uses use
+    information content explanation way approach manner""".split()
+)
+"""Words that say nothing concrete about a pair; a principle made only of them is generic."""
+
+
+def principle_content(text: str) -> str:
+    """The part after the "Select the response that" frame (the whole text when there is no frame)."""
+    return _FRAME_PREFIX.sub("", text.strip(), count=1).strip().rstrip(".!?").strip()
+
+
+def is_generic(principle: str) -> bool:
+    """True when every word after the frame is in `GENERIC_WORDS` ("is more helpful and detailed")."""
+    return all(w in GENERIC_WORDS for w in _TOKEN.findall(principle_content(principle).lower()))
+
+
+def copies_text(principle: str, sources: Sequence[str], *, max_run: int = 5) -> bool:
+    """True when the principle's content repeats more than `max_run` consecutive words of a source.
+
+    Small models often paste a sentence of a response (or of the prompt) after the frame;
+    such a principle restates one example instead of naming a reason.
+    """
+    words = _TOKEN.findall(principle_content(principle).lower())
+    n = max_run + 1
+    if len(words) < n:
+        return False
+    grams = {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+    for source in sources:
+        tokens = _TOKEN.findall(source.lower())
+        if any(tuple(tokens[i : i + n]) in grams for i in range(len(tokens) - n + 1)):
+            return True
+    return False
+
+
+def parse_principles(text: str, *, min_words: int = MIN_PRINCIPLE_WORDS) -> list[str]:
     """Principles from a proposal answer: JSON (fenced, partial or bare) or framed lines."""
     raw: list[str] = []
     for value in _json_candidates(text):
@@ -80,7 +127,7 @@ def parse_principles(text: str) -> list[str]:
         raw = _strings_from_partial_list(text) or text.splitlines()
     out: list[str] = []
     for item in raw:
-        cleaned = clean_principle(item)
+        cleaned = clean_principle(item, min_words=min_words)
         if cleaned and cleaned not in out:
             out.append(cleaned)
     return out

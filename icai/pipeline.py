@@ -6,13 +6,16 @@ import dataclasses
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from icai import __version__
+from icai.adaptive import vote_adaptive
 from icai.cluster import cluster
 from icai.embed import Embedder
+from icai.embed_vote import CascadeStats, cascade_vote, vote_by_embedding
 from icai.evaluate import (
     Evaluation,
     SelectionCurve,
@@ -24,11 +27,11 @@ from icai.evaluate import (
 )
 from icai.llm.client import LLM
 from icai.prompts import MAX_RESPONSE_CHARS
-from icai.propose import propose
+from icai.propose import propose, resolve_propose_style
 from icai.select import rank_key, select
 from icai.store import RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
-from icai.vote import resolve_vote_mode, vote
+from icai.vote import VoteMode, resolve_vote_mode, vote
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +45,34 @@ class RunConfig:
     n_clusters: int = 40
     max_principles: int = 5
     proposals_per_pair: int = 3
-    vote_batch_size: int = 20
+    vote_batch_size: int = 40
+    """Principles per generated voting call; 40 as in the reference implementation (bench/calls.py, docs/benchmarks.md)."""
     min_votes: int = 2
     seed: int = 0
     test_size: float = 0.0
     flip_check: bool = False
     curve_candidates: int = 10
-    vote_mode: Literal["auto", "generate", "logprob"] = "auto"
-    """auto: log-prob A/B scoring for local models, generated JSON for API models."""
+    vote_mode: Literal["auto", "generate", "logprob", "embedding"] = "auto"
+    """auto: log-prob A/B scoring for local models, generated JSON for API models;
+    embedding: no LLM votes, cosine similarity of principle and responses (icai.embed_vote)."""
+    adaptive: bool = False
+    """Vote each principle only until its place in or out of the top max_principles is clear (icai.adaptive)."""
+    confidence: float = 0.95
+    """Adaptive voting: probability that all its confidence intervals hold."""
+    min_pairs: int = 32
+    """Adaptive voting: pairs every principle is tested on before any is stopped."""
+    adaptive_one_order: bool = False
+    """Adaptive voting: ask each pair once, in a seeded random order, instead of in both orders (half the calls)."""
+    propose_sample: int | None = None
+    """Propose principles from this many training pairs (seeded sample); None: from all."""
+    cascade: bool = False
+    """Exhaustive LLM voting skips (pair, principle) items the embedder finds clearly irrelevant (icai.embed_vote)."""
+    propose_style: Literal["auto", "standard", "small"] = "auto"
+    """auto: "small" (contrastive hints, one sampled rule per call; icai.propose) for local models, else "standard"."""
+    proposal_samples: int = 3
+    """Small proposal style: calls per pair."""
+    propose_fallback: bool = True
+    """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,7 +141,7 @@ def run(
         if config.flip_check:
             flipped_train = [c.with_preferred(c.rejected) for c in train]
             flipped = _learn(flipped_train, llm, embedder, config, store.child("flipped") if store else None)
-        evaluation = _evaluate(result, test, llm, config, store, flipped)
+        evaluation = _evaluate(result, test, llm, config, store, flipped, embedder=embedder)
 
     metadata = {
         "config": config.to_dict(),
@@ -135,7 +158,10 @@ def run(
         "model": llm.model,
         "embedder": embedder.name,
         "version": __version__,
+        "candidate_origins": {o: sum(p.origin == o for p in result.candidates) for o in sorted({p.origin for p in result.candidates})},
     }
+    if config.cascade and config.vote_mode != "embedding":
+        metadata["cascade"] = CascadeStats.from_votes(result.votes).to_dict()
     constitution = dataclasses.replace(result.constitution, metadata=metadata)
     if store is not None:
         store.save_constitution(constitution)
@@ -156,12 +182,24 @@ def _learn(
     train: Sequence[Comparison], llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
 ) -> RunResult:
     data = dataset_hash(train)
-    fp_propose = _fingerprint(data, llm.model, config.proposals_per_pair, config.seed)
+    style = resolve_propose_style(config.propose_style, llm.model)
+    small = [style, config.proposal_samples, config.propose_fallback] if style != "standard" else []
+    fp_propose = _fingerprint(
+        data, llm.model, config.proposals_per_pair, config.seed, *([config.propose_sample] if config.propose_sample else []), *small
+    )
     if store is not None and store.is_done("propose", fp_propose):
         proposals = store.load_principles("proposals.json")
         log.info("propose: reusing %d saved principles", len(proposals))
     else:
-        proposals = propose(train, llm, per_pair=config.proposals_per_pair, seed=config.seed)
+        proposals = propose(
+            _propose_pool(train, config),
+            llm,
+            per_pair=config.proposals_per_pair,
+            seed=config.seed,
+            style=style,
+            samples=config.proposal_samples,
+            fallback=config.propose_fallback,
+        )
         if store is not None:
             store.save_principles("proposals.json", proposals)
             store.mark_done("propose", fp_propose)
@@ -176,10 +214,43 @@ def _learn(
             store.save_clusters(candidates, tested)
             store.mark_done("cluster", fp_cluster)
 
-    mode = resolve_vote_mode(config.vote_mode, llm)
-    fp_vote = _fingerprint(fp_cluster, llm.model, config.vote_batch_size, mode)
+    mode = _llm_vote_mode(config, llm)
+    if config.cascade and config.adaptive:
+        log.warning("cascade: applies to exhaustive voting only; adaptive voting asks the LLM about every item it tests")
+    adaptive: list[object] = [config.max_principles, config.confidence, config.min_pairs] if config.adaptive else []
+    adaptive += ["one order"] if config.adaptive and config.adaptive_one_order else []
+    tier = [config.vote_mode, embedder.name] if config.vote_mode == "embedding" else ["cascade", embedder.name] if config.cascade else []
+    fp_vote = _fingerprint(fp_cluster, llm.model, config.vote_batch_size, mode, *adaptive, *tier)
     if store is not None and store.is_done("vote", fp_vote):
         votes = store.load_votes()
+    elif config.vote_mode == "embedding":
+        votes = vote_by_embedding(train, tested, embedder)
+        if store is not None:
+            store.save_votes(votes)
+            store.mark_done("vote", fp_vote)
+    elif config.cascade and not config.adaptive:
+        votes, _ = cascade_vote(train, tested, llm, embedder, batch_size=config.vote_batch_size, mode=mode)
+        if store is not None:
+            store.save_votes(votes)
+            store.mark_done("vote", fp_vote)
+    elif config.adaptive:
+        votes = list(
+            vote_adaptive(
+                train,
+                tested,
+                llm,
+                k=config.max_principles,
+                batch_size=config.vote_batch_size,
+                mode=mode,
+                confidence=config.confidence,
+                min_pairs=config.min_pairs,
+                seed=config.seed,
+                both_orders=not config.adaptive_one_order,
+            ).votes
+        )
+        if store is not None:
+            store.save_votes(votes)
+            store.mark_done("vote", fp_vote)
     else:
         votes = vote(train, tested, llm, batch_size=config.vote_batch_size, mode=mode)
         if store is not None:
@@ -209,8 +280,10 @@ def _evaluate(
     config: RunConfig,
     store: RunStore | None,
     flipped: RunResult | None,
+    *,
+    embedder: Embedder,
 ) -> Evaluation:
-    mode = resolve_vote_mode(config.vote_mode, llm)
+    mode = _llm_vote_mode(config, llm)
     evaluation = evaluate(
         test,
         llm,
@@ -229,7 +302,13 @@ def _evaluate(
     if not order:
         return evaluation
     by_id = {p.id: p for p in result.tested}
-    test_votes = vote(test, [by_id[i] for i in order], llm, batch_size=config.vote_batch_size, mode=mode)
+    curve_principles = [by_id[i] for i in order]
+    if config.vote_mode == "embedding":
+        test_votes = vote_by_embedding(test, curve_principles, embedder)
+    elif config.cascade:
+        test_votes, _ = cascade_vote(test, curve_principles, llm, embedder, batch_size=config.vote_batch_size, mode=mode)
+    else:
+        test_votes = vote(test, curve_principles, llm, batch_size=config.vote_batch_size, mode=mode)
     if store is not None:
         store.save_votes(test_votes, name="test_votes.csv")
     held_out = [
@@ -237,3 +316,17 @@ def _evaluate(
         for k in range(1, len(order) + 1)
     ]
     return dataclasses.replace(evaluation, curve=SelectionCurve(tuple(order), tuple(held_out)))
+
+
+def _llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:
+    """The LLM vote mode; with vote_mode="embedding" the judge still needs one, so it is resolved as "auto"."""
+    return resolve_vote_mode("auto" if config.vote_mode == "embedding" else config.vote_mode, llm)
+
+
+def _propose_pool(train: Sequence[Comparison], config: RunConfig) -> list[Comparison]:
+    """The pairs to propose from: all, or a seeded sample of `propose_sample` in their input order."""
+    n = config.propose_sample
+    if n is None or n >= len(train):
+        return list(train)
+    keep = set(random.Random(config.seed).sample(range(len(train)), n))
+    return [c for i, c in enumerate(train) if i in keep]

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from icai.llm.base import Request
+from icai.llm.base import Message, Request
 
 FRAME = "Select the response that"
 
@@ -63,6 +63,32 @@ PROPOSE_SCHEMA: dict[str, Any] = {
     "properties": {"principles": {"type": "array", "items": {"type": "string"}}},
     "required": ["principles"],
 }
+
+PROPOSE_SMALL_SYSTEM = "You write one short rule that explains why a person preferred one answer. You reply with the rule only."
+
+PROPOSE_SMALL_TEMPLATE = """Question: {prompt}
+The preferred answer says: {preferred_excerpt}
+Key words of the preferred answer: {preferred_words}
+Answer with one sentence that starts with "{frame}" and names what the preferred answer has."""
+"""For small local models: contrastive hints instead of whole responses, one rule per answer.
+
+Tiny models copy long blocks back and mix up which side is which, so only the
+preferred side is shown: the words it uses and the other response does not
+(computed in code, see `icai.propose.contrastive_hints`) and its sentence that
+holds the top one. The format is taught by one worked example, given as a
+previous chat turn, on a topic far from typical data so its words are not reused.
+"""
+
+PROPOSE_SMALL_EXAMPLE = (
+    PROPOSE_SMALL_TEMPLATE.format(
+        prompt="Which city should I visit for a weekend?",
+        preferred_excerpt="Go to Lisbon: the old trams and the seafood by the harbour are unforgettable.",
+        preferred_words="lisbon, trams, seafood, harbour",
+        frame=FRAME,
+    ),
+    f"{FRAME} recommends a city with historic trams and good seafood.",
+)
+"""(user turn, assistant turn) of the small prompt's worked example."""
 
 VOTE_SYSTEM = "You check which of two responses each rule selects. You reply with JSON only."
 
@@ -163,6 +189,37 @@ def propose_request(prompt: str, preferred: str, rejected: str, *, n: int = 3, m
         rejected=sanitize(rejected),
     )
     return Request.chat(user, system=PROPOSE_SYSTEM, max_tokens=max_tokens, json_schema=PROPOSE_SCHEMA, seed=seed)
+
+
+def propose_small_request(
+    prompt: str,
+    preferred_words: Sequence[str],
+    *,
+    preferred_excerpt: str,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_tokens: int = 32,
+) -> Request:
+    """One short rule from contrastive hints; the worked example is a previous chat turn."""
+    user = PROPOSE_SMALL_TEMPLATE.format(
+        prompt=_one_line(prompt) or "(none)",
+        preferred_excerpt=_one_line(preferred_excerpt) or "(nothing)",
+        preferred_words=", ".join(preferred_words) or "(none)",
+        frame=FRAME,
+    )
+    example_user, example_answer = PROPOSE_SMALL_EXAMPLE
+    messages = (
+        Message("system", PROPOSE_SMALL_SYSTEM),
+        Message("user", example_user),
+        Message("assistant", example_answer),
+        Message("user", user),
+    )
+    return Request(messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
+
+
+def _one_line(text: str, *, max_chars: int = 300) -> str:
+    text = " ".join(sanitize(text).split())
+    return text if len(text) <= max_chars else text[: max_chars - 3].rsplit(" ", 1)[0] + "..."
 
 
 def vote_schema(n_rules: int) -> dict[str, Any]:

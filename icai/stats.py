@@ -274,6 +274,7 @@ def principle_stats(
                 "swap_consistency": swap_consistency(pvotes.values()),
                 "length_adjusted_p": p_adjusted,
                 "length_confounded": confounded,
+                "n_pairs_tested": len(pvotes),
             }
         )
     q_values = benjamini_hochberg([r["p_value"] for r in rows])

@@ -72,10 +72,12 @@ class Principle:
     """Ids of the comparisons whose proposals it stands for."""
     cluster: int | None = None
     cluster_size: int = 1
+    origin: str = "llm"
+    """Who wrote it: "llm", or "hint-fallback" for the code-only proposer (`icai.propose`)."""
 
     @classmethod
-    def from_text(cls, text: str, *, source_ids: Iterable[str] = ()) -> Principle:
-        return cls(id=text_id(text.strip().lower()), text=text.strip(), source_ids=tuple(source_ids))
+    def from_text(cls, text: str, *, source_ids: Iterable[str] = (), origin: str = "llm") -> Principle:
+        return cls(id=text_id(text.strip().lower()), text=text.strip(), source_ids=tuple(source_ids), origin=origin)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ class PrincipleStats:
     swap_consistency: float | None = None
     length_adjusted_p: float | None = None
     length_confounded: bool | None = None
+    n_pairs_tested: int | None = None
+    """Comparisons the principle was voted on (fewer than the training set under adaptive voting)."""
 
     @property
     def n_total(self) -> int:
@@ -171,6 +175,7 @@ class Constitution:
                     "cluster": p.cluster,
                     "cluster_size": p.cluster_size,
                     "source_ids": list(p.source_ids),
+                    "origin": p.origin,
                     "stats": _stats_to_dict(s) if s else None,
                 }
             )
@@ -189,6 +194,7 @@ class Constitution:
                     source_ids=tuple(row.get("source_ids", ())),
                     cluster=row.get("cluster"),
                     cluster_size=row.get("cluster_size", 1),
+                    origin=row.get("origin", "llm"),
                 )
             )
             if row.get("stats"):

@@ -66,7 +66,7 @@ class LogEntry:
     outcome: str
     """"ok", a fault kind, "stall", "outage" or "over-limit"."""
     status: int | None
-    """HTTP status sent; None when the connection was dropped or the client was gone."""
+    """HTTP status answered (hang and stall: after the wait); None when the connection is dropped."""
     t: float
     size: int = 0
     """Bytes in the request body."""
@@ -118,6 +118,22 @@ def chat_completion(text: str, prompt_chars: int, *, choices: bool = True) -> di
             "total_tokens": max(1, prompt_chars // 4) + max(1, len(text) // 4),
         },
     }
+
+
+_STATUS: dict[str, int | None] = {
+    "ok": 200,
+    "429": 429,
+    "500": 500,
+    "503": 503,
+    "hang": 504,
+    "close": None,
+    "truncated": 200,
+    "empty": 200,
+    "prose": 200,
+    "stall": 503,
+    "outage": 503,
+    "over-limit": 400,
+}
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -222,7 +238,9 @@ class FaultServer:
     # the request log -----------------------------------------------------------
     def entries(self, *, outcome: str | None = None, kind: str | None = None) -> list[LogEntry]:
         with self._lock:
-            return [e for e in self.log if (outcome is None or e.outcome == outcome) and (kind is None or e.kind == kind)]
+            return [
+                e for e in self.log if (outcome is None or e.outcome == outcome) and (kind is None or e.kind == kind)
+            ]
 
     def counts(self) -> dict[str, int]:
         """Requests per outcome."""
@@ -268,6 +286,10 @@ class FaultServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One send per answer, without Nagle: headers and body in separate small
+            # packets would wait ~40 ms each for a delayed ACK on keep-alive connections.
+            disable_nagle_algorithm = True
+            wbufsize = 1 << 16
 
             def do_GET(self) -> None:
                 if self.path == "/control/release":
@@ -291,12 +313,9 @@ class FaultServer:
                 request = request_from_body(body)
                 digest, kind = body_hash(body), request_kind(request)
                 outcome = server._decide(digest)
-                if outcome in ("stall", "hang"):  # logged on arrival, so a watcher sees it while it lasts
-                    server._record(digest, kind, outcome, None, len(raw))
-                    self._serve(outcome, request)
-                    return
-                status = self._serve(outcome, request)
-                server._record(digest, kind, outcome, status, len(raw))
+                # Logged before answering, so the log is complete once the client has its answer.
+                server._record(digest, kind, outcome, _STATUS[outcome], len(raw))
+                self._serve(outcome, request)
 
             def _serve(self, outcome: str, request: Request) -> int | None:
                 error = {"error": {"message": f"injected fault: {outcome}", "type": "server_error"}}
@@ -423,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hang-seconds", type=float, default=1.0)
     parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--stall-after", type=int, help="hold requests after this many ok answers until GET /control/release")
+    parser.add_argument(
+        "--stall-after", type=int, help="hold requests after this many ok answers until GET /control/release"
+    )
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--max-seconds", type=float, default=600.0, help="exit after this long in any case")
     args = parser.parse_args(argv)

@@ -52,6 +52,8 @@ class LLM:
         provider: the object that talks to the model.
         cache: where completed responses are committed; None disables caching.
         max_attempts: attempts per request before the run stops with LLMError.
+        backoff_initial: seconds before the first retry of a failure without Retry-After;
+            the wait doubles (with as much jitter) up to `backoff_max`.
         concurrency: threads used by `map`.
         max_calls: stop before making more than this many provider calls.
         price: the model's price, for `cost_usd` and `max_cost`; None when unknown.
