@@ -96,8 +96,10 @@ def vote(
         raise ValueError("batch_size must be at least 1")
     batches = [list(principles[i : i + batch_size]) for i in range(0, len(principles), batch_size)]
     orders = (False, True) if both_orders else (False,)
+    # A pair's batches in one order are consecutive: those prompts differ only in the
+    # rules at the end, so prefix caches (the provider's, a local KV cache) reuse the pair.
     jobs: list[tuple[Comparison, list[Principle], bool]] = [
-        (c, batch, swapped) for c in comparisons for batch in batches for swapped in orders
+        (c, batch, swapped) for c in comparisons for swapped in orders for batch in batches
     ]
     requests = [
         vote_request(
