@@ -33,9 +33,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="data_format", default="auto", help="input format (default: detect)")
     p.add_argument(
         "--vote-mode",
-        choices=["auto", "generate", "logprob"],
+        choices=["auto", "generate", "logprob", "embedding"],
         default="auto",
-        help="logprob: read P(A)/P(B) (local models, OpenAI-compatible servers); generate: JSON answers; auto: logprob for local models",
+        help="logprob: read P(A)/P(B) (local models, OpenAI-compatible servers); generate: JSON answers; "
+        "embedding: no LLM, cosine similarity (run only); auto: logprob for local models",
     )
 
 
@@ -69,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--one-order", action="store_true", help="adaptive: ask each pair once, in a random order (half the voting calls)"
     )
     r.add_argument("--propose-sample", type=int, help="propose principles from this many pairs (default: all)")
+    r.add_argument(
+        "--cascade",
+        action="store_true",
+        help="skip LLM votes on (pair, principle) items the embedder finds clearly irrelevant",
+    )
+    r.add_argument(
+        "--propose-style",
+        choices=["auto", "standard", "small"],
+        default="auto",
+        help="small: contrastive word hints and one rule per call, for tiny local models; auto picks it for local/ models",
+    )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
@@ -136,6 +148,8 @@ def _check_options(args: argparse.Namespace) -> None:
     confidence = getattr(args, "confidence", None)
     if confidence is not None and not 0 < confidence < 1:
         raise UsageError(f"--confidence must lie strictly between 0 and 1, not {confidence}")
+    if args.command in ("annotate", "evaluate") and getattr(args, "vote_mode", None) == "embedding":
+        raise UsageError("--vote-mode embedding applies to 'icai run' only; annotate and evaluate need an LLM judge")
     test_size = getattr(args, "test_size", None)
     if test_size is not None and not 0 <= test_size < 1:
         raise UsageError(f"--test-size must lie in [0, 1), not {test_size}")
@@ -182,6 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         min_pairs=args.min_pairs,
         adaptive_one_order=args.one_order,
         propose_sample=args.propose_sample,
+        cascade=args.cascade,
+        propose_style=args.propose_style,
     )
     estimate = estimate_run(comparisons, config)
     if args.dry_run:
