@@ -1,0 +1,133 @@
+"""LocalProvider's prefix reuse and converted-weights cache, and the log-prob debiasing math."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from icai.io import load_comparisons
+from icai.llm.base import ConfigError, Request
+from icai.llm.local import LocalProvider, default_cache_dir, gguf_path
+from icai.prompts import vote_one_request
+from icai.vote import LOGPROB_MARGIN, debiased_margin, margin_pick, order_margin
+
+PRINCIPLES = (
+    "Select the response that is about a cat rather than a dog.",
+    "Select the response that is shorter.",
+    "Select the response that uses more formal language.",
+)
+
+
+def test_constant_slot_a_bias_cancels() -> None:
+    # True preference for side a: +0.4 nats; the model adds +1.5 to whichever response sits in slot A.
+    bias, truth = 1.5, 0.4
+    as_shown = {"A": -1.0 + bias + truth / 2, "B": -1.0 - truth / 2}
+    swapped = {"A": -1.0 + bias - truth / 2, "B": -1.0 + truth / 2}
+    assert order_margin(as_shown) == pytest.approx(bias + truth)
+    assert order_margin(swapped) == pytest.approx(bias - truth)
+    assert debiased_margin(as_shown, swapped) == pytest.approx(truth)
+    assert margin_pick(debiased_margin(as_shown, swapped)) == "a"
+    # The same bias over a preference for b, and over no preference at all.
+    assert margin_pick(debiased_margin(swapped, as_shown)) == "b"
+    flat = {"A": -1.0 + bias, "B": -1.0}
+    assert debiased_margin(flat, flat) == pytest.approx(0.0)
+    assert margin_pick(debiased_margin(flat, flat)) == "neither"
+
+
+def test_margin_pick_threshold_and_unreadable() -> None:
+    assert margin_pick(LOGPROB_MARGIN / 2) == "neither"
+    assert margin_pick(-2 * LOGPROB_MARGIN) == "b"
+    assert margin_pick(0.3, threshold=0.5) == "neither"
+    assert margin_pick(None) == "invalid"
+    assert debiased_margin({"A": -1.0}, {"A": -1.0, "B": -2.0}) is None
+    assert debiased_margin({"A": float("-inf"), "B": -1.0}, {"A": -1.0, "B": -2.0}) is None
+
+
+def test_default_cache_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ICAI_CACHE_DIR", str(tmp_path / "icai"))
+    assert default_cache_dir() == tmp_path / "icai"
+    monkeypatch.delenv("ICAI_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "icai"
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("icai-cache")
+
+
+@pytest.fixture(scope="module")
+def provider(weights_dir: Path) -> LocalProvider:
+    """SmolLM2 loaded once for the module, from the GGUF; it writes the converted copy."""
+    p = LocalProvider("smollm2", device="cpu", cache_dir=weights_dir)
+    p.complete(Request.chat("Hi", max_tokens=1))
+    return p
+
+
+@pytest.fixture(scope="module")
+def requests() -> list[Request]:
+    from conftest import data_file
+
+    pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[0]
+    as_shown = [vote_one_request(pair.prompt, pair.text_a, pair.text_b, p) for p in PRINCIPLES]
+    swapped = [vote_one_request(pair.prompt, pair.text_b, pair.text_a, p) for p in PRINCIPLES]
+    return as_shown + swapped
+
+
+def _scores(provider: LocalProvider, requests: list[Request]) -> list[float]:
+    out = []
+    for r in requests:
+        lp = provider.complete(r).choice_logprobs
+        assert lp is not None
+        out += [lp["A"], lp["B"]]
+    return out
+
+
+@pytest.mark.slow
+def test_prefix_reuse_gives_the_same_logprobs(provider: LocalProvider, requests: list[Request]) -> None:
+    provider.prefix_cache = True
+    reused = [provider.complete(r) for r in requests]
+    # Each later rule in one order reuses the pair; the first of each order cannot.
+    assert [c.cached_input_tokens > 300 for c in reused] == [False, True, True, False, True, True]
+    provider.prefix_cache = False
+    try:
+        fresh = [provider.complete(r) for r in requests]
+    finally:
+        provider.prefix_cache = True
+    assert all(c.cached_input_tokens == 0 for c in fresh)
+    diffs = [
+        abs(a.choice_logprobs[k] - b.choice_logprobs[k])  # type: ignore[index]
+        for a, b in zip(reused, fresh, strict=True)
+        for k in ("A", "B")
+    ]
+    assert max(diffs) < 1e-3
+
+
+@pytest.mark.slow
+def test_converted_weights_round_trip(provider: LocalProvider, weights_dir: Path, requests: list[Request]) -> None:
+    assert provider.loaded_from is not None and provider.loaded_from.suffix == ".gguf"
+    folders = list((weights_dir / "models").iterdir())
+    assert len(folders) == 1 and (folders[0] / "model.safetensors").is_file()  # no temp folder left behind
+
+    again = LocalProvider("smollm2", device="cpu", cache_dir=weights_dir, prefix_cache=False)
+    provider.prefix_cache = False
+    try:
+        expected = _scores(provider, requests[:2])
+    finally:
+        provider.prefix_cache = True
+    assert _scores(again, requests[:2]) == pytest.approx(expected, abs=1e-5)
+    assert again.loaded_from == folders[0]
+
+
+def test_only_gguf_models_get_converted_weights(tmp_path: Path) -> None:
+    model_dir = tmp_path / "hf-model"
+    model_dir.mkdir()
+    assert LocalProvider(str(model_dir), cache_dir=tmp_path)._converted_folder("float32") is None
+    try:
+        gguf_path("smollm2")
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    assert LocalProvider("smollm2", weights_cache=False)._converted_folder("float32") is None
+    folder = LocalProvider("smollm2", cache_dir=tmp_path)._converted_folder("float32")
+    assert folder is not None and folder.parent == tmp_path / "models" and folder.name.endswith("-float32")
