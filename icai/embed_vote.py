@@ -41,7 +41,7 @@ from icai.embed import Embedder
 from icai.llm.client import LLM
 from icai.parse import principle_content
 from icai.types import Comparison, Pick, Principle, Vote, combine_picks
-from icai.vote import LOGPROB_MARGIN, VoteMode, vote
+from icai.vote import LOGPROB_MARGIN, VoteMode, margin_pick, vote
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,7 @@ def embedding_pick(s_a: float, s_b: float, *, margin: float = EMBED_MARGIN, floo
     """The side the principle's content is closer to; "neither" when it is about neither or the gap is small."""
     if max(s_a, s_b) < floor:
         return "neither"
-    if s_a - s_b > margin:
-        return "a"
-    if s_b - s_a > margin:
-        return "b"
-    return "neither"
+    return margin_pick(s_a - s_b, threshold=margin)
 
 
 def vote_by_embedding(

@@ -74,7 +74,7 @@ def vote(
     principles: Sequence[Principle],
     llm: LLM,
     *,
-    batch_size: int = 20,
+    batch_size: int = 40,
     both_orders: bool = True,
     mode: VoteMode = "generate",
     threshold: float = LOGPROB_MARGIN,
