@@ -1,4 +1,4 @@
-"""Benchmark local voting: generated JSON vs log-prob scoring, with and without KV prefix reuse.
+"""Benchmark local voting: generated JSON vs log-prob scoring, with and without KV prefix reuse and batching.
 
 Run: .venv/bin/python bench/local_vote.py [--pairs N]
 
@@ -48,10 +48,12 @@ PRINCIPLES: tuple[tuple[str, str | None], ...] = (
     ("Select the response that is written in a more formal tone.", None),
 )
 
-MODES: tuple[tuple[str, VoteMode, bool], ...] = (
-    ("generate (batch 5)", "generate", False),
-    ("logprob, no prefix reuse", "logprob", False),
-    ("logprob, prefix reuse", "logprob", True),
+# (label, vote mode, prefix reuse, batched scoring through complete_many)
+MODES: tuple[tuple[str, VoteMode, bool, bool], ...] = (
+    ("generate (batch 5)", "generate", False, False),
+    ("logprob, no prefix reuse", "logprob", False, False),
+    ("logprob, prefix reuse", "logprob", True, False),
+    ("logprob, prefix reuse, batched", "logprob", True, True),
 )
 
 
@@ -68,6 +70,16 @@ class Recorder:
         completion = self.provider.complete(request)
         self.completions[request.cache_key(self.model)] = completion
         return completion
+
+
+class BatchRecorder(Recorder):
+    """A Recorder that also passes the provider's complete_many on, so LLM.map batches."""
+
+    def complete_many(self, requests: Sequence[Request]) -> list[Completion]:
+        completions = self.provider.complete_many(requests)
+        for request, completion in zip(requests, completions, strict=True):
+            self.completions[request.cache_key(self.model)] = completion
+        return completions
 
 
 def spread(comparisons: Sequence[Comparison], n: int) -> list[Comparison]:
@@ -128,7 +140,7 @@ def per_order_slot_a(
 
 
 def run_modes(
-    modes: Sequence[tuple[str, VoteMode, bool]],
+    modes: Sequence[tuple[str, VoteMode, bool, bool]],
     comparisons: Sequence[Comparison],
     principles: Sequence[Principle],
     relevant: dict[str, str | None],
@@ -136,21 +148,21 @@ def run_modes(
 ) -> list[dict[str, Any]]:
     """Vote with every mode, pair by pair in turn, so a change in machine load hits all modes alike."""
     setups = []
-    for _, _, prefix_cache in modes:
+    for _, _, prefix_cache, batched in modes:
         provider = LocalProvider("smollm2", prefix_cache=prefix_cache, cache_dir=cache_dir)
         provider.complete(Request.chat("Hi", max_tokens=1))  # load outside the timing
-        recorder = Recorder(provider)
+        recorder = BatchRecorder(provider) if batched else Recorder(provider)
         setups.append((recorder, LLM(recorder, cache=None, progress=False)))
     votes: list[list[Vote]] = [[] for _ in modes]
     seconds = [0.0 for _ in modes]
     for c in comparisons:
-        for k, ((_, mode, _), (_, llm)) in enumerate(zip(modes, setups, strict=True)):
+        for k, ((_, mode, _, _), (_, llm)) in enumerate(zip(modes, setups, strict=True)):
             start = time.perf_counter()
             votes[k] += vote([c], principles, llm, mode=mode, batch_size=5)
             seconds[k] += time.perf_counter() - start
     return [
         summarize(label, mode, prefix_cache, votes[k], seconds[k], *setups[k], comparisons, principles, relevant)
-        for k, (label, mode, prefix_cache) in enumerate(modes)
+        for k, (label, mode, prefix_cache, _) in enumerate(modes)
     ]
 
 
@@ -251,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=30, help="pairs to vote on, spread over the hidden rules")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "local_vote.json")
-    parser.add_argument("--modes", default="0,1,2", help="indices of the modes to run (0 generate, 1-2 logprob)")
+    parser.add_argument(
+        "--modes", default="0,1,2,3", help="indices of the modes to run (0 generate, 1-3 logprob; 3 batched)"
+    )
     args = parser.parse_args(argv)
 
     data = next((p for p in DATA_CANDIDATES if p.exists()), None)

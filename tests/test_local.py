@@ -131,3 +131,31 @@ def test_only_gguf_models_get_converted_weights(tmp_path: Path) -> None:
     assert LocalProvider("smollm2", weights_cache=False)._converted_folder("float32") is None
     folder = LocalProvider("smollm2", cache_dir=tmp_path)._converted_folder("float32")
     assert folder is not None and folder.parent == tmp_path / "models" and folder.name.endswith("-float32")
+
+
+@pytest.mark.slow
+def test_batched_scoring_gives_the_same_logprobs(provider: LocalProvider) -> None:
+    from conftest import data_file
+
+    pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[0]
+    rules = (*PRINCIPLES, "Select the response that recommends lemon ice cream.")
+    # As icai.vote sends them: every rule in one order, then every rule in the other.
+    reqs = [vote_one_request(pair.prompt, pair.text_a, pair.text_b, p) for p in rules]
+    reqs += [vote_one_request(pair.prompt, pair.text_b, pair.text_a, p) for p in rules]
+    provider.prefix_cache = False
+    try:
+        single = [provider.complete(r) for r in reqs]
+    finally:
+        provider.prefix_cache = True
+    batched = provider.complete_many(reqs)
+    assert len(batched) == len(reqs)
+    # One full encoding per order; the other three rules reuse its prefix.
+    assert [c.cached_input_tokens > 300 for c in batched] == [False, True, True, True] * 2
+    assert [c.input_tokens for c in batched] == [c.input_tokens for c in single]
+    assert [c.text for c in batched] == [c.text for c in single]
+    diffs = [
+        abs(a.choice_logprobs[k] - b.choice_logprobs[k])  # type: ignore[index]
+        for a, b in zip(batched, single, strict=True)
+        for k in ("A", "B")
+    ]
+    assert max(diffs) < 1e-3

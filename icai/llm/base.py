@@ -98,6 +98,17 @@ class Provider(Protocol):
 
     def complete(self, request: Request) -> Completion: ...
 
+    # Optional: `complete_many(requests: Sequence[Request]) -> list[Completion]`, the
+    # completions of several requests in order, each equal to what `complete` returns
+    # for it. A provider that can share work between requests (e.g. one forward pass
+    # over prompts with a common prefix) defines it; `LLM.map` then sends uncached
+    # requests in chunks. See `supports_batching`.
+
+
+def supports_batching(provider: Provider) -> bool:
+    """True when the provider has the optional `complete_many` method."""
+    return callable(getattr(provider, "complete_many", None))
+
 
 def supports_logprobs(provider: Provider) -> bool:
     return bool(getattr(provider, "supports_choice_logprobs", False))

@@ -18,7 +18,15 @@ from tenacity import (
 )
 from tqdm.auto import tqdm
 
-from icai.llm.base import Completion, ConfigError, LLMError, Provider, Request, TransientError
+from icai.llm.base import (
+    Completion,
+    ConfigError,
+    LLMError,
+    Provider,
+    Request,
+    TransientError,
+    supports_batching,
+)
 from icai.llm.cache import ResponseCache
 
 if TYPE_CHECKING:
@@ -55,6 +63,8 @@ class LLM:
         backoff_initial: seconds before the first retry of a failure without Retry-After;
             the wait doubles (with as much jitter) up to `backoff_max`.
         concurrency: threads used by `map`.
+        batch_size: with one thread and a provider that has `complete_many`, how many
+            uncached requests `map` sends to it at once.
         max_calls: stop before making more than this many provider calls.
         price: the model's price, for `cost_usd` and `max_cost`; None when unknown.
         max_cost: stop before a call could take the spend above this many USD
@@ -74,6 +84,7 @@ class LLM:
         price: Price | None = None,
         max_cost: float | None = None,
         progress: bool = True,
+        batch_size: int = 32,
     ) -> None:
         if max_cost is not None and price is None:
             raise ConfigError(f"no price is known for {provider.model}, so a cost budget cannot be kept; use --max-calls")
@@ -87,6 +98,7 @@ class LLM:
         self.price = price
         self.max_cost = max_cost
         self.progress = progress
+        self.batch_size = max(1, batch_size)
         self.usage = Usage()
         self._lock = threading.Lock()
         self._reserved = 0
@@ -121,6 +133,11 @@ class LLM:
             with self._lock:
                 self._committed -= bound
             raise
+        self._commit(key, request, completion, bound)
+        return completion
+
+    def _commit(self, key: str, request: Request, completion: Completion, bound: float) -> None:
+        """Cache a provider's completion and count it; releases its reserved cost bound."""
         if self.cache is not None:
             self.cache.put(key, self.model, completion)
         with self._lock:
@@ -130,7 +147,6 @@ class LLM:
             self.usage.input_tokens += completion.input_tokens
             self.usage.output_tokens += completion.output_tokens
             self.usage.cached_input_tokens += completion.cached_input_tokens
-        return completion
 
     def map(self, requests: Sequence[Request], *, desc: str | None = None) -> list[Completion]:
         """Complete many requests, in order, on `concurrency` threads with a progress bar.
@@ -142,7 +158,9 @@ class LLM:
         # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
         bar = tqdm(total=len(requests), desc=desc, unit="call", disable=True if not self.progress or desc is None else None)
         try:
-            if self.concurrency == 1:
+            if self.concurrency == 1 and supports_batching(self.provider):
+                self._map_batched(requests, results, bar)
+            elif self.concurrency == 1:
                 for i, req in enumerate(requests):
                     results[i] = self.complete(req)
                     bar.update(1)
@@ -163,6 +181,69 @@ class LLM:
         finally:
             bar.close()
         return [r for r in results if r is not None]
+
+    def _map_batched(self, requests: Sequence[Request], results: list[Completion | None], bar: tqdm) -> None:
+        """`map` through the provider's `complete_many`: cache hits are served first, the rest
+        go in chunks of `batch_size`, each request reserved, cached and counted as `complete` does.
+        """
+        keys = [r.cache_key(self.model) for r in requests]
+        pending: list[int] = []
+        first: dict[str, int] = {}
+        duplicates: list[int] = []
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                with self._lock:
+                    self.usage.cache_hits += 1
+                results[i] = hit
+                bar.update(1)
+            elif self.cache is not None and key in first:
+                duplicates.append(i)  # served from the cache once its first copy is done
+            else:
+                first.setdefault(key, i)
+                pending.append(i)
+        for offset in range(0, len(pending), self.batch_size):
+            chunk = pending[offset : offset + self.batch_size]
+            bounds: list[float] = []
+            over: BudgetExceeded | None = None
+            for i in chunk:
+                try:
+                    bounds.append(self._reserve_call(requests[i]))
+                except BudgetExceeded as exc:
+                    over = exc
+                    break
+            chunk = chunk[: len(bounds)]
+            done = 0
+            try:
+                completions = self._complete_many([requests[i] for i in chunk])
+                for k, i in enumerate(chunk):
+                    completion = completions[k] if completions is not None else self._call_with_retries(requests[i])
+                    self._commit(keys[i], requests[i], completion, bounds[k])
+                    results[i] = completion
+                    done += 1
+                    bar.update(1)
+            finally:
+                with self._lock:
+                    self._committed -= sum(bounds[done:])
+            if over is not None:
+                raise over
+        for i in duplicates:
+            results[i] = self.complete(requests[i])
+            bar.update(1)
+
+    def _complete_many(self, requests: list[Request]) -> list[Completion] | None:
+        """One `complete_many` call; None when it failed, to send each request alone with the usual retries."""
+        if len(requests) < 2:
+            return None
+        try:
+            completions = list(self.provider.complete_many(requests))  # type: ignore[attr-defined]
+        except LLMError as exc:
+            log.warning("%s: a batch of %d failed (%s); sending its requests one by one", self.model, len(requests), exc)
+            return None
+        if len(completions) != len(requests):
+            log.warning("%s: a batch of %d returned %d completions; sending one by one", self.model, len(requests), len(completions))
+            return None
+        return completions
 
     def _reserve_call(self, request: Request) -> float:
         """Count the call against the budgets; returns the cost bound held until it completes."""

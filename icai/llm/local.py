@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def gguf_path(name: str = "smollm2", *, package: str | None = None) -> Path:
 
 MIN_PREFIX_TOKENS = 16
 """Shortest shared token prefix worth reusing from the last scored prompt's KV cache."""
+
+MAX_BATCH = 32
+"""Most prompt suffixes `complete_many` runs in one forward pass."""
 
 _WEIGHTS_FILE = "model.safetensors"
 
@@ -153,6 +157,100 @@ class LocalProvider:
                 if request.choices:
                     return self._choose(prompt_ids, request.choices)
                 return self._generate(prompt_ids, request)
+
+    def complete_many(self, requests: Sequence[Request]) -> list[Completion]:
+        """Complete several requests in order; choice requests that share a long prompt prefix
+        are scored together: the prefix once, then all their suffixes in one padded forward pass.
+
+        Log-probs equal those of one `complete` call per request (up to float rounding).
+        """
+        import torch
+
+        results: list[Completion | None] = [None] * len(requests)
+        with self._lock:
+            self._load()
+            with torch.inference_mode():
+                # Group consecutive choice requests whose prompts share a prefix longer than
+                # any of their remaining suffixes (e.g. one pair's prompts that differ in the rule only).
+                groups: list[tuple[list[int], list[Any], int]] = []
+                for i, request in enumerate(requests):
+                    if not request.choices:
+                        results[i] = self._generate(self._encode_prompt(request), request)
+                        continue
+                    ids = self._encode_prompt(request)[0]
+                    if groups:
+                        members, encoded, shared = groups[-1]
+                        joint = min(shared, _common_prefix(encoded[0], ids))
+                        longest = max(int(e.shape[0]) for e in [*encoded, ids])
+                        if (
+                            members[-1] == i - 1
+                            and len(members) < MAX_BATCH
+                            and joint >= MIN_PREFIX_TOKENS
+                            and longest - joint <= joint
+                        ):
+                            members.append(i)
+                            encoded.append(ids)
+                            groups[-1] = (members, encoded, joint)
+                            continue
+                    groups.append(([i], [ids], int(ids.shape[0])))
+                for members, encoded, shared in groups:
+                    if len(members) == 1:
+                        results[members[0]] = self._choose(encoded[0][None], requests[members[0]].choices)
+                        continue
+                    for i, completion in zip(members, self._choose_batch(encoded, shared, [requests[i] for i in members]), strict=True):
+                        results[i] = completion
+        return [r for r in results if r is not None]
+
+    def _choose_batch(self, encoded: list[Any], shared: int, requests: list[Request]) -> list[Completion]:
+        """Score prompts that share their first `shared` tokens: the prefix once, the suffixes as one batch."""
+        import torch
+
+        # Every row needs at least one token of its own to read its next-token logits from.
+        start = min(shared, min(int(e.shape[0]) for e in encoded) - 1)
+        _, reused, prefix_cache = self._last_logits(encoded[0][None, :start])
+        cache = copy.deepcopy(prefix_cache)  # the stored prefix must stay as it is for the next call
+        rows = len(encoded)
+        cache.batch_repeat_interleave(rows)
+        lengths = [int(e.shape[0]) - start for e in encoded]
+        width = max(lengths)
+        pad = self._tokenizer.pad_token_id
+        pad = int(pad) if pad is not None else 0
+        suffixes = torch.full((rows, width), pad, dtype=encoded[0].dtype, device=self._device)
+        # The mask covers prefix and suffix; right padding sits after every real token,
+        # so with causal attention no real token sees a pad either way.
+        mask = torch.zeros((rows, start + width), dtype=torch.long, device=self._device)
+        mask[:, :start] = 1
+        for row, (e, n) in enumerate(zip(encoded, lengths, strict=True)):
+            suffixes[row, :n] = e[start:]
+            mask[row, start : start + n] = 1
+        positions = torch.arange(start, start + width, device=self._device).expand(rows, width)
+        last = torch.tensor([n - 1 for n in lengths], device=self._device)
+        kwargs: dict[str, Any] = {}
+        keep_keyword = next(iter(self._forward_kwargs), None)
+        if keep_keyword is not None:
+            # Project only the positions some row ends at, not every padded position.
+            kept, index = torch.unique(last, return_inverse=True)
+            kwargs[keep_keyword] = kept
+        else:
+            index = last
+        out = self._model(
+            input_ids=suffixes,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_keyword: cache},
+            **kwargs,
+        )
+        logits = out.logits[torch.arange(rows, device=self._device), index]
+        return [
+            self._scores(
+                logits[row],
+                request.choices,
+                input_tokens=int(e.shape[0]),
+                reused=reused if row == 0 else start,
+            )
+            for row, (e, request) in enumerate(zip(encoded, requests, strict=True))
+        ]
 
     def _load(self) -> None:
         if self._model is not None:
@@ -277,9 +375,12 @@ class LocalProvider:
         return ids.to(self._device)
 
     def _choose(self, prompt_ids: Any, choices: tuple[str, ...]) -> Completion:
+        logits, reused, _ = self._last_logits(prompt_ids)
+        return self._scores(logits, choices, input_tokens=int(prompt_ids.shape[-1]), reused=reused)
+
+    def _scores(self, logits: Any, choices: tuple[str, ...], *, input_tokens: int, reused: int) -> Completion:
         import torch
 
-        logits, reused = self._last_logits(prompt_ids)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         scores: dict[str, float] = {}
         for choice in choices:
@@ -292,14 +393,14 @@ class LocalProvider:
         text = max(scores, key=scores.__getitem__)
         return Completion(
             text=text,
-            input_tokens=int(prompt_ids.shape[-1]),
+            input_tokens=input_tokens,
             output_tokens=1,
             cached_input_tokens=reused,
             choice_logprobs=scores,
         )
 
-    def _last_logits(self, prompt_ids: Any) -> tuple[Any, int]:
-        """Next-token logits after the prompt, and how many prompt tokens came from the KV cache.
+    def _last_logits(self, prompt_ids: Any) -> tuple[Any, int, Any]:
+        """Next-token logits after the prompt, how many prompt tokens came from the KV cache, and the cache.
 
         Consecutive vote prompts differ only in the rule at the end, so the
         previous prompt's cache is cropped to the shared prefix and only the
@@ -325,7 +426,7 @@ class LocalProvider:
         out = self._model(input_ids=prompt_ids[:, start:], use_cache=True, **cache_kwargs, **self._forward_kwargs)
         if self.prefix_cache:
             self._prefix_ids, self._prefix_kv = ids, cache_kwargs[self._cache_keyword]
-        return out.logits[0, -1], start
+        return out.logits[0, -1], start, cache_kwargs[self._cache_keyword]
 
     def _generate(self, prompt_ids: Any, request: Request) -> Completion:
         import torch
