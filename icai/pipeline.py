@@ -223,36 +223,8 @@ def _learn(
     fp_vote = _fingerprint(fp_cluster, llm.model, config.vote_batch_size, mode, *adaptive, *tier)
     if store is not None and store.is_done("vote", fp_vote):
         votes = store.load_votes()
-    elif config.vote_mode == "embedding":
-        votes = vote_by_embedding(train, tested, embedder)
-        if store is not None:
-            store.save_votes(votes)
-            store.mark_done("vote", fp_vote)
-    elif config.cascade and not config.adaptive:
-        votes, _ = cascade_vote(train, tested, llm, embedder, batch_size=config.vote_batch_size, mode=mode)
-        if store is not None:
-            store.save_votes(votes)
-            store.mark_done("vote", fp_vote)
-    elif config.adaptive:
-        votes = list(
-            vote_adaptive(
-                train,
-                tested,
-                llm,
-                k=config.max_principles,
-                batch_size=config.vote_batch_size,
-                mode=mode,
-                confidence=config.confidence,
-                min_pairs=config.min_pairs,
-                seed=config.seed,
-                both_orders=not config.adaptive_one_order,
-            ).votes
-        )
-        if store is not None:
-            store.save_votes(votes)
-            store.mark_done("vote", fp_vote)
     else:
-        votes = vote(train, tested, llm, batch_size=config.vote_batch_size, mode=mode)
+        votes = _vote_stage(train, tested, llm, embedder, config, mode, adaptive=config.adaptive)
         if store is not None:
             store.save_votes(votes)
             store.mark_done("vote", fp_vote)
@@ -303,12 +275,7 @@ def _evaluate(
         return evaluation
     by_id = {p.id: p for p in result.tested}
     curve_principles = [by_id[i] for i in order]
-    if config.vote_mode == "embedding":
-        test_votes = vote_by_embedding(test, curve_principles, embedder)
-    elif config.cascade:
-        test_votes, _ = cascade_vote(test, curve_principles, llm, embedder, batch_size=config.vote_batch_size, mode=mode)
-    else:
-        test_votes = vote(test, curve_principles, llm, batch_size=config.vote_batch_size, mode=mode)
+    test_votes = _vote_stage(test, curve_principles, llm, embedder, config, mode, adaptive=False)
     if store is not None:
         store.save_votes(test_votes, name="test_votes.csv")
     held_out = [
@@ -316,6 +283,40 @@ def _evaluate(
         for k in range(1, len(order) + 1)
     ]
     return dataclasses.replace(evaluation, curve=SelectionCurve(tuple(order), tuple(held_out)))
+
+
+def _vote_stage(
+    comparisons: Sequence[Comparison],
+    principles: Sequence[Principle],
+    llm: LLM,
+    embedder: Embedder,
+    config: RunConfig,
+    mode: VoteMode,
+    *,
+    adaptive: bool,
+) -> list[Vote]:
+    """The one place that picks the voter: embedding only, adaptive, cascade, or exhaustive LLM voting."""
+    if config.vote_mode == "embedding":
+        return vote_by_embedding(comparisons, principles, embedder)
+    if adaptive:
+        return list(
+            vote_adaptive(
+                comparisons,
+                principles,
+                llm,
+                k=config.max_principles,
+                batch_size=config.vote_batch_size,
+                mode=mode,
+                confidence=config.confidence,
+                min_pairs=config.min_pairs,
+                seed=config.seed,
+                both_orders=not config.adaptive_one_order,
+            ).votes
+        )
+    if config.cascade:
+        votes, _ = cascade_vote(comparisons, principles, llm, embedder, batch_size=config.vote_batch_size, mode=mode)
+        return votes
+    return vote(comparisons, principles, llm, batch_size=config.vote_batch_size, mode=mode)
 
 
 def _llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:
