@@ -209,7 +209,7 @@ def vote_adaptive(
     llm: LLM,
     *,
     k: int = 5,
-    batch_size: int = 20,
+    batch_size: int = 40,
     mode: VoteMode = "generate",
     confidence: float = 0.95,
     min_pairs: int = 32,
