@@ -39,6 +39,11 @@ from icai.types import (
 )
 
 
+def _principles(rows: Sequence[Mapping[str, Any]]) -> list[Principle]:
+    """Principles from their saved `dataclasses.asdict` rows (JSON turns tuples into lists)."""
+    return [Principle(**{**r, "source_ids": tuple(r["source_ids"])}) for r in rows]
+
+
 class RunStore:
     """Reads and writes one run directory."""
 
@@ -84,8 +89,7 @@ class RunStore:
         write_json_atomic(self.path / name, [dataclasses.asdict(p) for p in principles])
 
     def load_principles(self, name: str) -> list[Principle]:
-        rows = json.loads((self.path / name).read_text(encoding="utf-8"))
-        return [Principle(**{**r, "source_ids": tuple(r["source_ids"])}) for r in rows]
+        return _principles(json.loads((self.path / name).read_text(encoding="utf-8")))
 
     def save_clusters(self, candidates: Sequence[Principle], representatives: Sequence[Principle]) -> None:
         write_json_atomic(
@@ -98,11 +102,7 @@ class RunStore:
 
     def load_clusters(self) -> tuple[list[Principle], list[Principle]]:
         data = json.loads((self.path / "clusters.json").read_text(encoding="utf-8"))
-
-        def build(rows: list[dict[str, Any]]) -> list[Principle]:
-            return [Principle(**{**r, "source_ids": tuple(r["source_ids"])}) for r in rows]
-
-        return build(data["candidates"]), build(data["representatives"])
+        return _principles(data["candidates"]), _principles(data["representatives"])
 
     def save_votes(self, votes: Sequence[Vote], name: str = "votes.csv") -> None:
         buf = io.StringIO()
