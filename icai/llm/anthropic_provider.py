@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import email.utils
 import inspect
 import json
 import os
-import time
-from collections.abc import Mapping
 from typing import Any
 
 import anthropic
 
-from icai.llm.base import Completion, ConfigError, LLMError, Request, TransientError
+from icai.llm.base import Completion, ConfigError, Request, TransientError
+from icai.llm.http_errors import redact, status_error
 
 # Recent SDKs (2.x) no longer offer `temperature`; send it only where the SDK does.
 _SDK_TAKES_TEMPERATURE = "temperature" in inspect.signature(anthropic.resources.messages.Messages.create).parameters
@@ -75,9 +73,9 @@ class AnthropicProvider:
         try:
             response = self._client.messages.create(**kwargs)
         except anthropic.APIStatusError as exc:
-            raise _status_error(self.model, exc.status_code, exc.response.headers, exc.message, self._api_key) from None
+            raise status_error(self.model, exc.status_code, exc.response.headers, exc.message, self._api_key) from None
         except anthropic.APIConnectionError as exc:  # APITimeoutError included
-            raise TransientError(f"{self.model}: {type(exc).__name__}: {_redact(exc.message, self._api_key)}") from None
+            raise TransientError(f"{self.model}: {type(exc).__name__}: {redact(exc.message, self._api_key)}") from None
         except (json.JSONDecodeError, anthropic.APIResponseValidationError) as exc:
             # A body cut off in transit (or a proxy's error page) is worth another try.
             raise TransientError(f"{self.model}: the response body was not a message ({exc})") from None
@@ -98,30 +96,3 @@ class AnthropicProvider:
             output_tokens=usage.output_tokens,
             cached_input_tokens=cache_read,
         )
-
-
-def _status_error(model: str, status: int, headers: Mapping[str, str], message: str, api_key: str) -> LLMError:
-    text = f"{model}: HTTP {status}: {_redact(message, api_key)}"
-    # 529 is Anthropic's "overloaded".
-    if status in (408, 409, 429) or status >= 500:
-        return TransientError(text, retry_after=_retry_after_seconds(headers))
-    return LLMError(text)
-
-
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _redact(message: str, secret: str) -> str:
-    return message.replace(secret, "***") if len(secret) >= 4 else message

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 import os
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import openai
 
-from icai.llm.base import Completion, ConfigError, LLMError, Request, TransientError
+from icai.llm.base import Completion, ConfigError, Request, TransientError
+from icai.llm.http_errors import redact, status_error
 
 _LOCAL_SERVER_KEY = "not-needed"
 """OpenAI-compatible local servers ignore the key, but the SDK insists on one."""
@@ -56,6 +55,8 @@ class OpenAIProvider:
         self.base_url = base_url
         self.timeout = timeout
         self._api_key = key
+        # the placeholder key for keyless local servers is no secret
+        self._secret = "" if key == _LOCAL_SERVER_KEY else key
         # Retries live in icai.llm.client.LLM, once for every provider.
         self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
@@ -83,9 +84,9 @@ class OpenAIProvider:
         try:
             response = self._client.chat.completions.create(**kwargs)
         except openai.APIStatusError as exc:
-            raise _status_error(self.model, exc.status_code, exc.response.headers, exc.message, self._api_key) from None
+            raise status_error(self.model, exc.status_code, exc.response.headers, exc.message, self._secret) from None
         except openai.APIConnectionError as exc:  # APITimeoutError included
-            raise TransientError(f"{self.model}: {type(exc).__name__}: {_redact(exc.message, self._api_key)}") from None
+            raise TransientError(f"{self.model}: {type(exc).__name__}: {redact(exc.message, self._secret)}") from None
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             # A body cut off in transit (or a proxy's error page) is worth another try.
             raise TransientError(f"{self.model}: the response body was not a chat completion ({exc})") from None
@@ -148,39 +149,3 @@ def _first_token_top_logprobs(logprobs: Any) -> list[tuple[str, float]] | None:
     # Some compatible servers return only the sampled token.
     top.append((first.token, float(first.logprob)))
     return top
-
-
-def _status_error(model: str, status: int, headers: Mapping[str, str], message: str, api_key: str) -> LLMError:
-    """Map an HTTP error status to a retryable or a final error; shared by the API providers."""
-    text = f"{model}: HTTP {status}: {_redact(message, api_key)}"
-    if status in (408, 409, 429) or status >= 500:
-        return TransientError(text, retry_after=retry_after_seconds(headers))
-    return LLMError(text)
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from retry-after-ms or Retry-After (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _redact(message: str, secret: str) -> str:
-    if secret and secret != _LOCAL_SERVER_KEY and len(secret) >= 4:
-        message = message.replace(secret, "***")
-    return message
