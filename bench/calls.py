@@ -49,7 +49,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -281,8 +281,10 @@ class MeteredLLM(LLM):
         self.api_seconds = 0.0
         self.tokens_by_stage: dict[str, int] = {}
 
-    def map(self, requests: Sequence[Request], *, desc: str | None = None) -> list[Completion]:
-        out = super().map(requests, desc=desc)
+    def map(
+        self, requests: Sequence[Request], *, desc: str | None = None, keys: Sequence[Hashable] | None = None
+    ) -> list[Completion]:
+        out = super().map(requests, desc=desc, keys=keys)
         stage = desc or ""
         self.tokens_by_stage[stage] = self.tokens_by_stage.get(stage, 0) + sum(c.input_tokens + c.output_tokens for c in out)
         if out:
@@ -378,8 +380,88 @@ def load_dataset(name: str) -> list[Comparison]:
     return load_comparisons(DATASETS[name])
 
 
+def run_local_arm(dataset: str, seed: int, min_pairs: int, propose_sample: int, out: str) -> dict[str, Any]:
+    """The same comparison with the packaged SmolLM2 as the annotator, one seed (it is slow on a CPU).
+
+    reference: proposals one call per pair, generated votes with 40 rules per call in both orders
+    (calls and voting tokens scaled to the reference's 3 calls per batch, as in the simulated arm);
+    default: icai's defaults for a local model (small-model proposals, log-prob votes with KV reuse);
+    adaptive: log-prob votes with adaptive testing, proposals from a sample, one order per pair.
+    Held-out agreement: the same log-prob judge (SmolLM2) follows each constitution on the test split.
+    "computed tokens" leaves out prompt tokens served from the model's KV prefix cache.
+    """
+    from icai.llm import get_llm
+
+    comparisons = load_dataset(dataset)
+    train, test = train_test_split(comparisons, test_size=0.3, seed=seed)
+    embedder = get_embedder("minilm")
+    base = RunConfig(model="local/smollm2", seed=seed, test_size=0.0)
+    settings = {
+        "reference": dataclasses.replace(base, vote_mode="generate", vote_batch_size=REFERENCE_BATCH, propose_style="standard"),
+        "default": base,
+        "adaptive+propose_sample+one_order": dataclasses.replace(
+            base, adaptive=True, min_pairs=min_pairs, propose_sample=propose_sample, adaptive_one_order=True
+        ),
+    }
+    judge_llm = get_llm("local/smollm2", progress=False)
+    rows = {}
+    for name, config in settings.items():
+        llm = get_llm("local/smollm2", progress=False)
+        llm.provider.load()  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        result = run(train, llm=llm, embedder=embedder, config=config)
+        wall = time.perf_counter() - started
+        u = llm.usage
+        calls, tokens = u.calls, u.input_tokens + u.output_tokens
+        computed = tokens - u.cached_input_tokens
+        if name == "reference":
+            n_batches = math.ceil(len(result.tested) / REFERENCE_BATCH)
+            vote_calls = len(train) * n_batches * 2
+            calls = u.calls - vote_calls + len(train) * n_batches * REFERENCE_CALLS_PER_BATCH
+        judged = judge(test, judge_llm, principles=result.constitution.texts, mode="logprob")
+        scores = agreement_scores(judged, test)
+        lo, hi = bootstrap_ci(scores)
+        rows[name] = {
+            "calls": calls,
+            "measured_calls": u.calls,
+            "tokens": tokens,
+            "computed_tokens": computed,
+            "calls_per_pair": calls / len(train),
+            "tokens_per_pair": tokens / len(train),
+            "computed_tokens_per_pair": computed / len(train),
+            "wall_s": round(wall, 1),
+            "n_tested": len(result.tested),
+            "votes": len(result.votes),
+            "invalid_votes": sum(v.value == "invalid" for v in result.votes),
+            "constitution": result.constitution.texts,
+            "agreement": float(scores.mean()),
+            "agreement_ci": [lo, hi],
+            "held_out": scores.tolist(),
+        }
+        print(f"local {name}: {rows[name]['calls_per_pair']:.1f} calls/pair, {wall:.0f} s, agreement {scores.mean():.3f}", file=sys.stderr, flush=True)
+    ref = rows["reference"]
+    for row in rows.values():
+        mean, (lo, hi) = paired_bootstrap_diff(np.asarray(row["held_out"]), np.asarray(ref["held_out"]))
+        row["vs_reference"] = {"mean": mean, "ci": [lo, hi]}
+    report = {"annotator": "local/smollm2", "dataset": dataset, "seed": seed, "n_train": len(train), "n_test": len(test),
+              "min_pairs": min_pairs, "propose_sample": propose_sample, "settings": rows}  # fmt: skip
+    write_json_atomic(out, report)
+    print("| setting | calls/pair | tokens/pair | computed tokens/pair | wall s | invalid votes | held-out agreement [95% CI] | vs reference |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        d = r["vs_reference"]
+        print(
+            f"| {name} | {r['calls_per_pair']:.1f} | {r['tokens_per_pair']:.0f} | {r['computed_tokens_per_pair']:.0f} "
+            f"| {r['wall_s']:.0f} | {r['invalid_votes']}/{r['votes']} | {r['agreement']:.3f} [{r['agreement_ci'][0]:.3f}, "
+            f"{r['agreement_ci'][1]:.3f}] | {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] |"
+        )
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--annotator", choices=["sim", "local"], default="sim", help="local: the packaged SmolLM2, one seed")
+    parser.add_argument("--min-pairs", type=int, default=8, help="local arm, adaptive: pairs before any principle stops")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help=f"{', '.join(DATASETS)} or generated_<n>")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--embedder", default="minilm")
@@ -390,6 +472,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settings", nargs="+", help="run only these settings")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "calls.json"))
     args = parser.parse_args(argv)
+    if args.annotator == "local":
+        out = args.out if args.out != parser.get_default("out") else str(ROOT / "bench" / "results" / "calls_local.json")
+        run_local_arm(args.datasets[0], 0, args.min_pairs, args.propose_sample, out)
+        return 0
 
     embedder = get_embedder(args.embedder)
     base = RunConfig(model="sim/annotator", embedder=args.embedder, vote_mode="generate", test_size=0.0)

@@ -1,6 +1,6 @@
 """Benchmark local voting: generated JSON vs log-prob scoring, with and without KV prefix reuse and batching.
 
-Run: .venv/bin/python bench/local_vote.py [--pairs N]
+Run: .venv/bin/python bench/local_vote.py [--pairs N] [--principles 5|40] [--modes 0,1,2,3]
 
 Prints a markdown table and writes bench/results/local_vote.json. Every mode
 votes the same pairs and principles with the packaged SmolLM2 on a fresh LLM
@@ -29,6 +29,7 @@ from icai.io import load_comparisons
 from icai.llm.base import Completion, Request
 from icai.llm.client import LLM
 from icai.llm.local import LocalProvider
+from icai.pipeline import RunConfig
 from icai.prompts import vote_one_request
 from icai.types import Comparison, Principle, Vote, write_json_atomic
 from icai.vote import VoteMode, debiased_margin, order_margin, vote
@@ -48,9 +49,49 @@ PRINCIPLES: tuple[tuple[str, str | None], ...] = (
     ("Select the response that is written in a more formal tone.", None),
 )
 
+# More distractors, of the kinds proposers write, for runs at the pipeline's default of 40
+# clustered principles (RunConfig.n_clusters); `--principles 40` uses PRINCIPLES + these.
+DISTRACTORS: tuple[str, ...] = (
+    "Select the response that is shorter.",
+    "Select the response that is longer and more detailed.",
+    "Select the response that gives a concrete example.",
+    "Select the response that asks the user a follow-up question.",
+    "Select the response that uses a list or bullet points.",
+    "Select the response that mentions a price.",
+    "Select the response that mentions a specific place.",
+    "Select the response that uses simpler words.",
+    "Select the response that sounds more enthusiastic.",
+    "Select the response that apologises.",
+    "Select the response that refers to the user by name.",
+    "Select the response that includes a number.",
+    "Select the response that gives a reason for its choice.",
+    "Select the response that is more polite.",
+    "Select the response that uses the first person.",
+    "Select the response that tells a personal story.",
+    "Select the response that mentions the weather.",
+    "Select the response that mentions food.",
+    "Select the response that mentions a colour.",
+    "Select the response that mentions an animal.",
+    "Select the response that is more humorous.",
+    "Select the response that is more cautious.",
+    "Select the response that avoids repeating the prompt.",
+    "Select the response that ends with a question mark.",
+    "Select the response that mentions a family member.",
+    "Select the response that uses past tense.",
+    "Select the response that makes a recommendation.",
+    "Select the response that expresses a strong opinion.",
+    "Select the response that mentions time or a date.",
+    "Select the response that sounds more confident.",
+    "Select the response that uses fewer adjectives.",
+    "Select the response that mentions clothing.",
+    "Select the response that mentions a dessert.",
+    "Select the response that mentions a pet.",
+    "Select the response that is easier to read.",
+)
+
 # (label, vote mode, prefix reuse, batched scoring through complete_many)
 MODES: tuple[tuple[str, VoteMode, bool, bool], ...] = (
-    ("generate (batch 5)", "generate", False, False),
+    ("generate", "generate", False, False),
     ("logprob, no prefix reuse", "logprob", False, False),
     ("logprob, prefix reuse", "logprob", True, False),
     ("logprob, prefix reuse, batched", "logprob", True, True),
@@ -145,6 +186,7 @@ def run_modes(
     principles: Sequence[Principle],
     relevant: dict[str, str | None],
     cache_dir: str,
+    batch_size: int,
 ) -> list[dict[str, Any]]:
     """Vote with every mode, pair by pair in turn, so a change in machine load hits all modes alike."""
     setups = []
@@ -158,10 +200,13 @@ def run_modes(
     for c in comparisons:
         for k, ((_, mode, _, _), (_, llm)) in enumerate(zip(modes, setups, strict=True)):
             start = time.perf_counter()
-            votes[k] += vote([c], principles, llm, mode=mode, batch_size=5)
+            votes[k] += vote([c], principles, llm, mode=mode, batch_size=batch_size)
             seconds[k] += time.perf_counter() - start
     return [
-        summarize(label, mode, prefix_cache, votes[k], seconds[k], *setups[k], comparisons, principles, relevant)
+        summarize(
+            f"{label} (batch {batch_size})" if mode == "generate" else label,
+            mode, prefix_cache, votes[k], seconds[k], *setups[k], comparisons, principles, relevant,
+        )
         for k, (label, mode, prefix_cache, _) in enumerate(modes)
     ]
 
@@ -264,6 +309,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=30, help="pairs to vote on, spread over the hidden rules")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "local_vote.json")
     parser.add_argument(
+        "--principles", type=int, choices=(5, 40), default=5,
+        help="5: the hidden rules and two distractors; 40: the pipeline's default count (RunConfig.n_clusters)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=RunConfig.vote_batch_size,
+        help="principles per generated voting call (default: the pipeline's)",
+    )
+    parser.add_argument(
         "--modes", default="0,1,2,3", help="indices of the modes to run (0 generate, 1-3 logprob; 3 batched)"
     )
     args = parser.parse_args(argv)
@@ -272,13 +325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if data is None:
         parser.error("synthetic_data_orthogonal_adcbg.csv not found")
     comparisons = spread(load_comparisons(data), args.pairs)
-    principles = [Principle.from_text(text) for text, _ in PRINCIPLES]
-    relevant = {p.id: keyword for p, (_, keyword) in zip(principles, PRINCIPLES, strict=True)}
+    chosen = list(PRINCIPLES) + [(text, None) for text in DISTRACTORS[: args.principles - len(PRINCIPLES)]]
+    principles = [Principle.from_text(text) for text, _ in chosen]
+    relevant = {p.id: keyword for p, (_, keyword) in zip(principles, chosen, strict=True)}
 
     with tempfile.TemporaryDirectory() as cache_dir:
         load = measure_load(cache_dir)
         modes = [m for i, m in enumerate(MODES) if str(i) in args.modes.split(",")]
-        results = run_modes(modes, comparisons, principles, relevant, cache_dir)
+        results = run_modes(modes, comparisons, principles, relevant, cache_dir, args.batch_size)
     base = results[0]["pairs_principles_per_s"]
     report = {
         "date": datetime.date.today().isoformat(),
@@ -294,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": str(data),
         "pairs": len(comparisons),
         "principles": [p.text for p in principles],
+        "generate_batch_size": args.batch_size,
         **load,
         "results": results,
     }

@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from icai import __version__
 
@@ -31,6 +30,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
     p.add_argument("--max-attempts", type=int, default=6, help="tries per model call before giving up (default 6)")
     p.add_argument("--format", dest="data_format", default="auto", help="input format (default: detect)")
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where model calls and embeddings run: this process (default) or a Ray cluster (pip install 'icai[ray]')",
+    )
+    p.add_argument("--ray-address", help="Ray cluster to join: auto, or ray://host:10001 (default: start a local one)")
+    p.add_argument("--ray-workers", type=int, help="Ray actors per model (default: one per GPU for local models, else per CPU)")
+    p.add_argument("--shard-size", type=int, default=256, help="model requests per unit of work sent to an executor (default 256)")
     p.add_argument(
         "--vote-mode",
         choices=["auto", "generate", "logprob", "embedding"],
@@ -136,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_options(args: argparse.Namespace) -> None:
     positive = ("concurrency", "timeout", "max_attempts", "n_clusters", "max_principles", "proposals_per_pair", "batch_size",
-                "min_pairs", "propose_sample")
+                "min_pairs", "propose_sample", "ray_workers", "shard_size")
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and value <= 0:
@@ -155,13 +163,20 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--test-size must lie in [0, 1), not {test_size}")
 
 
-def _make_llm(args: argparse.Namespace, cache_path: Path | None):  # type: ignore[no-untyped-def]
+def _make_executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from icai.executor import make_executor
+
+    return make_executor(args.executor, address=args.ray_address, workers=args.ray_workers)
+
+
+def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-def]
     from icai.llm import get_llm
 
     return get_llm(
         args.model,
         base_url=args.base_url,
-        cache_path=cache_path,
+        executor=executor,
+        shard_size=args.shard_size,
         concurrency=args.concurrency,
         max_calls=args.max_calls,
         max_cost=args.max_cost,
@@ -210,23 +225,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_cost is not None and cost is not None and cost > args.max_cost:
         log.warning("the run may cost about $%.4f; it will stop before --max-cost $%g", cost, args.max_cost)
 
-    # Model and embedder are checked before the run directory is made, so a typo leaves no files behind.
-    llm = _make_llm(args, None)
-    embedder = get_embedder(args.embedder)
-    store = RunStore(args.out)
-    llm.cache = ResponseCache(store.cache_path)
-    handler = logging.FileHandler(store.log_path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    logging.getLogger().addHandler(handler)
-    logging.getLogger("icai").setLevel(logging.INFO)
+    # Executor, model and embedder are checked before the run directory is made, so a typo leaves no files behind.
+    executor = _make_executor(args)
     try:
-        result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
-        write_report(store.path)
+        llm = _make_llm(args, executor)
+        embedder = get_embedder(args.embedder, executor=executor)
+        store = RunStore(args.out)
+        llm.cache = ResponseCache(store.cache_path)
+        handler = logging.FileHandler(store.log_path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger("icai").setLevel(logging.INFO)
+        try:
+            result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+            write_report(store.path)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            llm.cache.close()
     finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-        llm.cache.close()
+        executor.close()
     _print_constitution(result.constitution)
     if result.evaluation is not None:
         print()
@@ -278,9 +297,13 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     comparisons = load_comparisons(args.data, format=args.data_format)
     constitution = Constitution.load(args.constitution)
-    llm = _make_llm(args, None)
-    mode = resolve_vote_mode(args.vote_mode, llm)
-    judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate", mode=mode)
+    executor = _make_executor(args)
+    try:
+        llm = _make_llm(args, executor)
+        mode = resolve_vote_mode(args.vote_mode, llm)
+        judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate", mode=mode)
+    finally:
+        executor.close()
     frame = pd.DataFrame(
         {
             "id": [c.id for c in comparisons],
@@ -301,15 +324,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     comparisons = load_comparisons(args.data, format=args.data_format)
     constitution = Constitution.load(args.constitution)
-    llm = _make_llm(args, None)
-    evaluation = evaluate(
-        comparisons,
-        llm,
-        constitution_texts=constitution.texts,
-        candidate_texts=constitution.texts,
-        seed=args.seed,
-        mode=resolve_vote_mode(args.vote_mode, llm),
-    )
+    executor = _make_executor(args)
+    try:
+        llm = _make_llm(args, executor)
+        evaluation = evaluate(
+            comparisons,
+            llm,
+            constitution_texts=constitution.texts,
+            candidate_texts=constitution.texts,
+            seed=args.seed,
+            mode=resolve_vote_mode(args.vote_mode, llm),
+        )
+    finally:
+        executor.close()
     _print_scores(evaluation)
     return 0
 

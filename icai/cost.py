@@ -7,12 +7,13 @@ vote is estimated as min(n_clusters, train pairs x proposals per pair).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from icai.prompts import FRAME, judge_request, propose_request, vote_one_request, vote_request
+from icai.prompts import FRAME, judge_request, propose_request, propose_small_request, vote_one_request, vote_request
 from icai.types import Comparison
 
 if TYPE_CHECKING:
@@ -78,8 +79,19 @@ def estimate_tokens(text: str) -> int:
 class StageEstimate:
     stage: str
     calls: int
+    """The calls of the stage; an upper bound when `min_calls` is set."""
     input_tokens: int
     output_tokens: int
+    min_calls: int | None = None
+    """Set for a stage that stops early (adaptive voting) or skips work (cascade): its fewest calls."""
+
+    @property
+    def shown_calls(self) -> str:
+        if self.min_calls is None or self.min_calls == self.calls:
+            return f"{self.calls:,}"
+        if self.min_calls == 0:
+            return f"<= {self.calls:,}"
+        return f"{self.min_calls:,}-{self.calls:,}"
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,11 @@ class RunEstimate:
     @property
     def calls(self) -> int:
         return sum(s.calls for s in self.stages)
+
+    @property
+    def min_calls(self) -> int:
+        """The fewest calls the run can make (equal to `calls` unless a stage stops early)."""
+        return sum(s.calls if s.min_calls is None else s.min_calls for s in self.stages)
 
     @property
     def input_tokens(self) -> int:
@@ -121,11 +138,17 @@ class RunEstimate:
             f"about {self.n_principles} principles voted on",
             f"{'stage':<22} {'calls':>8} {'input tokens':>14} {'output tokens':>14} {'USD':>10}",
         ]
-        total = StageEstimate("total", self.calls, self.input_tokens, self.output_tokens)
+        total = StageEstimate("total", self.calls, self.input_tokens, self.output_tokens, self.min_calls)
         for s in (*self.stages, total):
             usd = self.cost(s if s is not total else None)
             shown = "n/a" if usd is None else f"{usd:.4f}"
-            lines.append(f"{s.stage:<22} {s.calls:>8,} {s.input_tokens:>14,} {s.output_tokens:>14,} {shown:>10}")
+            lines.append(f"{s.stage:<22} {s.shown_calls:>8} {s.input_tokens:>14,} {s.output_tokens:>14,} {shown:>10}")
+        if self.min_calls != self.calls:
+            lines.append(
+                "A range: adaptive voting stops testing a principle once its place is clear (fewest: every "
+                "principle on --min-pairs pairs), a cascade skips items the embedder finds irrelevant; "
+                "tokens and USD are the most it can take."
+            )
         if self.price is None:
             lines.append(f"No price is known for {self.model}: tokens only.")
         else:
@@ -157,20 +180,19 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
     Identical requests are counted once (the response cache answers the rest).
     """
     from icai.evaluate import train_test_split  # icai.evaluate imports the LLM client, which imports prices
+    from icai.pipeline import _propose_pool
 
     mode = resolve_mode(config.model, config.vote_mode)
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
-    n_principles = min(config.n_clusters, len(train) * config.proposals_per_pair)
-    stages = [
-        _propose(train, config),
-        _vote("vote", train, n_principles, config.vote_batch_size, mode),
-    ]
+    pool = _propose_pool(train, config)
+    n_principles = min(config.n_clusters, len(pool) * config.proposals_per_pair)
+    stages = [_propose(pool, config), _learn_vote("vote", train, n_principles, config, mode)]
     if test:
         if config.flip_check:
             flipped = [c.with_preferred(c.rejected) for c in train]
             stages += [
-                _propose(flipped, config, stage="propose (flipped)"),
-                _vote("vote (flipped)", flipped, n_principles, config.vote_batch_size, mode),
+                _propose(_propose_pool(flipped, config), config, stage="propose (flipped)"),
+                _learn_vote("vote (flipped)", flipped, n_principles, config, mode),
             ]
         n_constitution = min(config.max_principles, n_principles)
         judged = [n_constitution, 0] + ([n_constitution] if n_constitution else [])
@@ -182,30 +204,59 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
     return RunEstimate(config.model, tuple(stages), price_for(config.model), len(train), len(test), n_principles)
 
 
-def _propose(train: Sequence[Comparison], config: RunConfig, *, stage: str = "propose") -> StageEstimate:
+def _propose(pool: Sequence[Comparison], config: RunConfig, *, stage: str = "propose") -> StageEstimate:
+    from icai.propose import SMALL_MAX_TOKENS, contrastive_hints, preference_log_odds, resolve_propose_style
+
+    if resolve_propose_style(config.propose_style, config.model) == "small":
+        # One short rule per call, `proposal_samples` calls per pair (icai.propose).
+        weights = preference_log_odds(pool)
+        requests = [
+            propose_small_request(c.prompt, h.preferred, preferred_excerpt=h.preferred_excerpt, seed=config.seed + s)
+            for c in pool
+            for h in [contrastive_hints(c, weights=weights)]
+            for s in range(config.proposal_samples)
+        ]
+        per_call_output = SMALL_MAX_TOKENS
+    else:
+        requests = [
+            propose_request(c.prompt, c.text(c.preferred), c.text(c.rejected), n=config.proposals_per_pair, seed=config.seed)
+            for c in pool
+        ]
+        per_call_output = _PROPOSE_OUTPUT_PER_PRINCIPLE * config.proposals_per_pair + 10
     seen: set[str] = set()
     tokens = 0
-    for c in train:
-        request = propose_request(
-            c.prompt, c.text(c.preferred), c.text(c.rejected), n=config.proposals_per_pair, seed=config.seed
-        )
+    for request in requests:
         key = request.cache_key(config.model)
         if key not in seen:
             seen.add(key)
             tokens += estimate_tokens(request.prompt_text)
-    output = len(seen) * (_PROPOSE_OUTPUT_PER_PRINCIPLE * config.proposals_per_pair + 10)
-    return StageEstimate(stage, len(seen), tokens, output)
+    return StageEstimate(stage, len(seen), tokens, len(seen) * per_call_output)
 
 
-def _vote(stage: str, pairs: Sequence[Comparison], n_principles: int, batch_size: int, mode: str) -> StageEstimate:
+def _learn_vote(stage: str, train: Sequence[Comparison], n_principles: int, config: RunConfig, mode: str) -> StageEstimate:
+    """The training vote: exhaustive, or a range for adaptive voting and cascades."""
+    if config.vote_mode == "embedding":
+        return StageEstimate(stage, 0, 0, 0)
+    if config.adaptive:
+        orders = 1 if config.adaptive_one_order else 2
+        most = _vote(stage, train, n_principles, config.vote_batch_size, mode, orders=orders)
+        fewest = _vote(stage, train[: config.min_pairs], n_principles, config.vote_batch_size, mode, orders=orders)
+        return dataclasses.replace(most, min_calls=fewest.calls)
+    exhaustive = _vote(stage, train, n_principles, config.vote_batch_size, mode)
+    return dataclasses.replace(exhaustive, min_calls=0) if config.cascade else exhaustive
+
+
+def _vote(
+    stage: str, pairs: Sequence[Comparison], n_principles: int, batch_size: int, mode: str, *, orders: int = 2
+) -> StageEstimate:
     if n_principles == 0 or not pairs:
         return StageEstimate(stage, 0, 0, 0)
     if mode == "logprob":
         calls = tokens = 0
         for c in _unique_pairs(pairs):
             one = estimate_tokens(vote_one_request(c.prompt, c.text_a, c.text_b, _TYPICAL_PRINCIPLE).prompt_text)
-            calls += 2 * n_principles
-            tokens += 2 * n_principles * one
+            calls += orders * n_principles
+            tokens += orders * n_principles * one
         return StageEstimate(stage, calls, tokens, calls)
     sizes = [batch_size] * (n_principles // batch_size) + (
         [n_principles % batch_size] if n_principles % batch_size else []
@@ -214,9 +265,9 @@ def _vote(stage: str, pairs: Sequence[Comparison], n_principles: int, batch_size
     for c in _unique_pairs(pairs):
         for size in sizes:
             request = vote_request(c.prompt, c.text_a, c.text_b, [_TYPICAL_PRINCIPLE] * size)
-            calls += 2  # both presentation orders
-            tokens += 2 * estimate_tokens(request.prompt_text)
-            output += 2 * (2 + _VOTE_OUTPUT_PER_RULE * size)
+            calls += orders  # both presentation orders, or one
+            tokens += orders * estimate_tokens(request.prompt_text)
+            output += orders * (2 + _VOTE_OUTPUT_PER_RULE * size)
     return StageEstimate(stage, calls, tokens, output)
 
 

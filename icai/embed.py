@@ -7,12 +7,13 @@ import importlib.util
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from icai.executor import Executor, WorkerRecipe
 from icai.llm.base import ConfigError
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,44 @@ class HashingEmbedder:
         return out / np.where(norms == 0, 1.0, norms)
 
 
-def get_embedder(spec: str = DEFAULT_EMBEDDER, *, device: str = "auto") -> Embedder:
-    """"minilm" (the shipped MiniLM), "st/<folder>" (any sentence-transformers folder) or "hash[/dim]"."""
+class ShardedEmbedder:
+    """An embedder whose `encode` cuts the texts into shards run by an executor
+    (`icai.executor`): here, or on Ray workers that each load the model once.
+
+    The same shards are encoded either way, so local and Ray runs get the same vectors.
+    """
+
+    def __init__(self, embedder: Embedder, executor: Executor, recipe: WorkerRecipe, *, shard_size: int = 1024) -> None:
+        self.embedder = embedder
+        self.executor = executor
+        self.recipe = recipe
+        self.shard_size = shard_size
+        self.name = embedder.name
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        shards = [list(texts[i : i + self.shard_size]) for i in range(0, len(texts), self.shard_size)]
+        if not shards:
+            return self.embedder.encode([])
+        out: list[np.ndarray | None] = [None] * len(shards)
+
+        def run_here(shard: Sequence[str], on_result: Callable[[int, np.ndarray], None]) -> None:
+            on_result(0, self.embedder.encode(shard))
+
+        def on_result(s: int, _: int, vectors: np.ndarray) -> None:
+            out[s] = vectors
+
+        self.executor.run(self.recipe, shards, run_here, on_result)
+        return np.vstack([v for v in out if v is not None])
+
+
+def get_embedder(spec: str = DEFAULT_EMBEDDER, *, device: str = "auto", executor: Executor | None = None) -> Embedder:
+    """"minilm" (the shipped MiniLM), "st/<folder>" (any sentence-transformers folder) or "hash[/dim]".
+
+    With an `executor`, encoding runs in shards through it (`ShardedEmbedder`).
+    """
+    if executor is not None:
+        recipe = WorkerRecipe("embed", spec, (("device", device),), gpu=not spec.startswith("hash"))
+        return ShardedEmbedder(get_embedder(spec, device=device), executor, recipe)
     if spec == "minilm":
         return SentenceTransformerEmbedder(minilm_path(), device=device)
     if spec.startswith("st/"):

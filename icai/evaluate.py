@@ -106,7 +106,7 @@ def judge(
     for c in comparisons:
         requests.append(judge_request(c.prompt, c.text_a, c.text_b, principles, logprob=logprob))
         requests.append(judge_request(c.prompt, c.text_b, c.text_a, principles, logprob=logprob))
-    completions = llm.map(requests, desc=desc)
+    completions = llm.map(requests, desc=desc, keys=[c.id for c in comparisons for _ in range(2)])
     out = []
     for i, c in enumerate(comparisons):
         if logprob:

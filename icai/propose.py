@@ -236,7 +236,7 @@ def _propose_small(
         for c, h in zip(comparisons, hints, strict=True)
         for s in range(samples)
     ]
-    completions = llm.map(requests, desc="propose (small)")
+    completions = llm.map(requests, desc="propose (small)", keys=[c.id for c in comparisons for _ in range(samples)])
 
     sources: dict[str, list[str]] = {}
     origins: dict[str, str] = {}

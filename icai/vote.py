@@ -110,7 +110,7 @@ def vote(
         )
         for c, batch, swapped in jobs
     ]
-    completions = llm.map(requests, desc="vote")
+    completions = llm.map(requests, desc="vote", keys=[c.id for c, _, _ in jobs])
 
     picks: dict[tuple[str, str], list[Pick]] = {}
     raws: dict[tuple[str, str], list[str]] = {}
@@ -149,7 +149,7 @@ def _vote_logprob(
     for c in comparisons:
         requests += [vote_one_request(c.prompt, c.text_a, c.text_b, p.text) for p in principles]
         requests += [vote_one_request(c.prompt, c.text_b, c.text_a, p.text) for p in principles]
-    completions = llm.map(requests, desc="vote (log-prob)")
+    completions = llm.map(requests, desc="vote (log-prob)", keys=[c.id for c in comparisons for _ in range(2 * len(principles))])
     n = len(principles)
     votes = []
     for i, c in enumerate(comparisons):

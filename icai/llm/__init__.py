@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from icai.executor import DEFAULT_SHARD_SIZE, Executor, WorkerRecipe
 from icai.llm.base import (
     Completion,
     ConfigError,
@@ -58,7 +59,7 @@ def make_provider(spec: str, *, base_url: str | None = None, timeout: float = 60
     if provider == "fake":
         from icai.llm.fake import fake_provider
 
-        return fake_provider(name)
+        return fake_provider(name, **options)
     raise ConfigError(f"unknown model provider {provider!r} in {spec!r}; use one of openai, anthropic, local, fake")
 
 
@@ -73,13 +74,22 @@ def get_llm(
     max_calls: int | None = None,
     max_cost: float | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     **options: Any,
 ) -> LLM:
-    """A ready LLM: provider plus cache, retries, concurrency, usage and cost counting."""
+    """A ready LLM: provider plus cache, retries, concurrency, usage and cost counting.
+
+    `executor` decides where `LLM.map` runs its shards (`icai.executor`); the LLM
+    carries a recipe (spec and options, no budgets, no cache) for remote workers to
+    rebuild the same provider.
+    """
     from icai.cost import price_for
 
     provider = make_provider(spec, base_url=base_url, timeout=timeout, **options)
     cache = ResponseCache(cache_path) if cache_path is not None else None
+    worker_options = {"base_url": base_url, "timeout": timeout, "max_attempts": max_attempts, "concurrency": concurrency, **options}
+    recipe = WorkerRecipe("llm", spec, tuple(sorted(worker_options.items())), gpu=spec.startswith("local/"))
     return LLM(
         provider,
         cache=cache,
@@ -89,4 +99,7 @@ def get_llm(
         price=price_for(provider.model),
         max_cost=max_cost,
         progress=progress,
+        executor=executor,
+        recipe=recipe,
+        shard_size=shard_size,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +18,7 @@ from tenacity import (
 )
 from tqdm.auto import tqdm
 
+from icai.executor import DEFAULT_SHARD_SIZE, Executor, LocalExecutor, WorkerRecipe, cut_shards
 from icai.llm.base import (
     Completion,
     ConfigError,
@@ -63,8 +64,12 @@ class LLM:
         backoff_initial: seconds before the first retry of a failure without Retry-After;
             the wait doubles (with as much jitter) up to `backoff_max`.
         concurrency: threads used by `map`.
-        batch_size: with one thread and a provider that has `complete_many`, how many
-            uncached requests `map` sends to it at once.
+        batch_size: for a provider that has `complete_many`, how many uncached
+            requests `map` sends to it at once.
+        executor: where `map` runs its shards (`icai.executor`); default in this process.
+        recipe: how a remote worker rebuilds this LLM's provider (set by `get_llm`;
+            needed by a Ray executor).
+        shard_size: about how many uncached requests go in one shard.
         max_calls: stop before making more than this many provider calls.
         price: the model's price, for `cost_usd` and `max_cost`; None when unknown.
         max_cost: stop before a call could take the spend above this many USD
@@ -85,6 +90,9 @@ class LLM:
         max_cost: float | None = None,
         progress: bool = True,
         batch_size: int = 32,
+        executor: Executor | None = None,
+        recipe: WorkerRecipe | None = None,
+        shard_size: int = DEFAULT_SHARD_SIZE,
     ) -> None:
         if max_cost is not None and price is None:
             raise ConfigError(f"no price is known for {provider.model}, so a cost budget cannot be kept; use --max-calls")
@@ -99,6 +107,9 @@ class LLM:
         self.max_cost = max_cost
         self.progress = progress
         self.batch_size = max(1, batch_size)
+        self.executor: Executor = executor if executor is not None else LocalExecutor()
+        self.recipe = recipe
+        self.shard_size = max(1, shard_size)
         self.usage = Usage()
         self._lock = threading.Lock()
         self._reserved = 0
@@ -148,88 +159,122 @@ class LLM:
             self.usage.output_tokens += completion.output_tokens
             self.usage.cached_input_tokens += completion.cached_input_tokens
 
-    def map(self, requests: Sequence[Request], *, desc: str | None = None) -> list[Completion]:
-        """Complete many requests, in order, on `concurrency` threads with a progress bar.
+    def map(
+        self, requests: Sequence[Request], *, desc: str | None = None, keys: Sequence[Hashable] | None = None
+    ) -> list[Completion]:
+        """Complete many requests, in order, with a progress bar.
 
-        The first failure cancels what has not started and is raised; every
-        completion finished before it is already in the cache.
+        Cache hits are served first; the rest is cut into shards (`keys`, e.g. a
+        comparison id per request, keeps one pair's requests in one shard) and run by
+        `executor`: here, on `concurrency` threads or through the provider's
+        `complete_many`, or on Ray workers. Each completion is cached and counted here,
+        in the calling process, as soon as it arrives; the first failure is raised,
+        and everything completed before it is already in the cache.
         """
         results: list[Completion | None] = [None] * len(requests)
         # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
         bar = tqdm(total=len(requests), desc=desc, unit="call", disable=True if not self.progress or desc is None else None)
         try:
-            if self.concurrency == 1 and supports_batching(self.provider):
-                self._map_batched(requests, results, bar)
-            elif self.concurrency == 1:
-                for i, req in enumerate(requests):
-                    results[i] = self.complete(req)
+            request_keys = [r.cache_key(self.model) for r in requests]
+            pending: list[int] = []
+            first: set[str] = set()
+            duplicates: list[int] = []
+            for i, key in enumerate(request_keys):
+                hit = self.cache.get(key) if self.cache is not None else None
+                if hit is not None:
+                    with self._lock:
+                        self.usage.cache_hits += 1
+                    results[i] = hit
                     bar.update(1)
-            else:
-                with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-                    futures = {pool.submit(self.complete, req): i for i, req in enumerate(requests)}
-                    pending = set(futures)
-                    while pending:
-                        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                        for fut in done:
-                            exc = fut.exception()
-                            if exc is not None:
-                                for other in pending:
-                                    other.cancel()
-                                raise exc
-                            results[futures[fut]] = fut.result()
-                            bar.update(1)
+                elif self.cache is not None and key in first:
+                    duplicates.append(i)  # served from the cache once its first copy is done
+                else:
+                    first.add(key)
+                    pending.append(i)
+            shard_keys = [keys[i] for i in pending] if keys is not None else pending
+            shards = [[pending[j] for j in shard] for shard in cut_shards(shard_keys, self.shard_size)]
+            bounds: dict[int, float] = {}
+            over: list[BudgetExceeded] = []
+
+            def dispatched() -> Iterator[list[Request]]:
+                # Budgets are held per shard as it is sent, so only work in flight is reserved.
+                for shard in shards:
+                    allowed = []
+                    for i in shard:
+                        try:
+                            bounds[i] = self._reserve_call(requests[i])
+                        except BudgetExceeded as exc:
+                            over.append(exc)
+                            break
+                        allowed.append(i)
+                    if allowed:
+                        sent.append(allowed)
+                        yield [requests[i] for i in allowed]
+                    if over:
+                        return
+
+            def on_result(s: int, k: int, completion: Completion) -> None:
+                i = sent[s][k]
+                self._commit(request_keys[i], requests[i], completion, bounds.pop(i))
+                results[i] = completion
+                bar.update(1)
+
+            sent: list[list[int]] = []
+            try:
+                remote_retries = self.executor.run(self.recipe, dispatched(), self.run_shard, on_result)
+            finally:
+                with self._lock:
+                    self._committed -= sum(bounds.values())
+            with self._lock:
+                self.usage.retries += remote_retries
+            if over:
+                raise over[0]
+            for i in duplicates:
+                results[i] = self.complete(requests[i])
+                bar.update(1)
         finally:
             bar.close()
         return [r for r in results if r is not None]
 
-    def _map_batched(self, requests: Sequence[Request], results: list[Completion | None], bar: tqdm) -> None:
-        """`map` through the provider's `complete_many`: cache hits are served first, the rest
-        go in chunks of `batch_size`, each request reserved, cached and counted as `complete` does.
+    def run_shard(self, requests: Sequence[Request], on_result: Callable[[int, Completion], None]) -> None:
+        """Call the provider for every request of one shard (no cache, no budget: the caller
+        holds those), reporting each completion as soon as it is done.
+
+        A provider with `complete_many` (a local model: one forward pass for many
+        prompts; threads would only queue on its lock) gets chunks of `batch_size`;
+        otherwise one request per call, on `concurrency` threads. A provider's
+        `forget_prefix` is called first, so a shard computes the same here as on a fresh worker.
         """
-        keys = [r.cache_key(self.model) for r in requests]
-        pending: list[int] = []
-        first: dict[str, int] = {}
-        duplicates: list[int] = []
-        for i, key in enumerate(keys):
-            hit = self.cache.get(key) if self.cache is not None else None
-            if hit is not None:
-                with self._lock:
-                    self.usage.cache_hits += 1
-                results[i] = hit
-                bar.update(1)
-            elif self.cache is not None and key in first:
-                duplicates.append(i)  # served from the cache once its first copy is done
-            else:
-                first.setdefault(key, i)
-                pending.append(i)
-        for offset in range(0, len(pending), self.batch_size):
-            chunk = pending[offset : offset + self.batch_size]
-            bounds: list[float] = []
-            over: BudgetExceeded | None = None
-            for i in chunk:
-                try:
-                    bounds.append(self._reserve_call(requests[i]))
-                except BudgetExceeded as exc:
-                    over = exc
-                    break
-            chunk = chunk[: len(bounds)]
-            done = 0
-            try:
-                completions = self._complete_many([requests[i] for i in chunk])
-                for k, i in enumerate(chunk):
-                    completion = completions[k] if completions is not None else self._call_with_retries(requests[i])
-                    self._commit(keys[i], requests[i], completion, bounds[k])
-                    results[i] = completion
-                    done += 1
-                    bar.update(1)
-            finally:
-                with self._lock:
-                    self._committed -= sum(bounds[done:])
-            if over is not None:
-                raise over
-        for i in duplicates:
-            results[i] = self.complete(requests[i])
-            bar.update(1)
+        forget = getattr(self.provider, "forget_prefix", None)
+        if callable(forget):
+            forget()
+        if supports_batching(self.provider):
+            for offset in range(0, len(requests), self.batch_size):
+                chunk = list(requests[offset : offset + self.batch_size])
+                completions = self._complete_many(chunk)
+                for k, request in enumerate(chunk):
+                    completion = completions[k] if completions is not None else self._call_with_retries(request)
+                    on_result(offset + k, completion)
+        elif self.concurrency == 1:
+            for k, request in enumerate(requests):
+                on_result(k, self._call_with_retries(request))
+        else:
+
+            def one(k: int, request: Request) -> None:
+                # Reported from the worker thread: calls still in flight when another
+                # fails are kept too.
+                on_result(k, self._call_with_retries(request))
+
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                pending = {pool.submit(one, k, request) for k, request in enumerate(requests)}
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        exc = fut.exception()
+                        if exc is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise exc
 
     def _complete_many(self, requests: list[Request]) -> list[Completion] | None:
         """One `complete_many` call; None when it failed, to send each request alone with the usual retries."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -31,16 +32,21 @@ class FakeProvider:
         *,
         default: str | None = None,
         model: str = "fake/scripted",
+        delay: float = 0.0,
     ) -> None:
         self.script = script
         self.default = default
         self.model = model
+        self.delay = delay
+        """Seconds each call sleeps, to stand in for a network round trip."""
         self.requests: list[Request] = []
         self._lock = threading.Lock()
 
     def complete(self, request: Request) -> Completion:
         with self._lock:
             self.requests.append(request)
+        if self.delay:
+            time.sleep(self.delay)
         text = self._answer(request)
         prompt = request.prompt_text
         return Completion(text=text, input_tokens=len(prompt.split()), output_tokens=len(text.split()))
@@ -111,8 +117,8 @@ def keyword_responder(request: Request) -> str:
     return json.dumps({"preferred": first})
 
 
-def fake_provider(name: str) -> FakeProvider:
-    """The fakes reachable as "fake/<name>" from get_llm."""
+def fake_provider(name: str, *, delay: float = 0.0) -> FakeProvider:
+    """The fakes reachable as "fake/<name>" from get_llm; `delay` seconds per call."""
     if name == "keyword":
-        return FakeProvider(keyword_responder, model="fake/keyword")
+        return FakeProvider(keyword_responder, model="fake/keyword", delay=delay)
     raise ConfigError(f"unknown fake model 'fake/{name}'; the packaged fake is 'fake/keyword'")

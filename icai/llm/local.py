@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import inspect
@@ -11,7 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,9 @@ class LocalProvider:
         weights_cache: save a GGUF model, once dequantised, as safetensors and load
             that copy next time (dequantising takes seconds, reading the copy well under one).
         cache_dir: where converted weights go; default `default_cache_dir()`.
+        threads: CPU threads torch uses for this model's calls (set around each call);
+            None: torch's default. Float sums depend on it, so equal `threads` give
+            bit-identical log-probs in different processes (e.g. Ray workers).
     """
 
     supports_choice_logprobs = True
@@ -121,6 +125,7 @@ class LocalProvider:
         prefix_cache: bool = True,
         weights_cache: bool = True,
         cache_dir: str | Path | None = None,
+        threads: int | None = None,
     ) -> None:
         self.name = name
         self.model = f"local/{name}"
@@ -129,6 +134,7 @@ class LocalProvider:
         self.prefix_cache = prefix_cache
         self.weights_cache = weights_cache
         self.cache_dir = cache_dir
+        self.threads = threads
         self._folder, self._gguf_file = _resolve(name)
         # One lock for loading and for use: concurrent forward passes on CPU
         # only fight over the same cores.
@@ -147,10 +153,34 @@ class LocalProvider:
     def __repr__(self) -> str:
         return f"LocalProvider({self.name!r}, device={self.device!r}, dtype={self.dtype!r})"
 
+    def load(self) -> None:
+        """Load the model now rather than on the first call (a worker does this once, at start)."""
+        with self._lock:
+            self._load()
+
+    def forget_prefix(self) -> None:
+        """Drop the stored KV prefix, so the next prompt is encoded from scratch (as on a fresh worker)."""
+        with self._lock:
+            self._prefix_ids = self._prefix_kv = None
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        import torch
+
+        if self.threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def complete(self, request: Request) -> Completion:
         import torch
 
-        with self._lock:
+        with self._lock, self._torch_threads():
             self._load()
             prompt_ids = self._encode_prompt(request)
             with torch.inference_mode():
@@ -167,7 +197,7 @@ class LocalProvider:
         import torch
 
         results: list[Completion | None] = [None] * len(requests)
-        with self._lock:
+        with self._lock, self._torch_threads():
             self._load()
             with torch.inference_mode():
                 # Group consecutive choice requests whose prompts share a prefix longer than
