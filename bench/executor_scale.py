@@ -1,6 +1,6 @@
 """Voting throughput by executor: this process (threads) vs a local Ray cluster with 1 and 2 workers.
 
-Run: .venv/bin/python bench/executor_scale.py [--pairs 30] [--models fake,local]
+Run: .venv/bin/python bench/executor_scale.py [--pairs N] [--models fake,local]
 
 Two annotators vote the same pairs and principles with `icai.vote.vote`:
 - "fake": `fake/keyword` with a fixed delay per call standing in for an API round trip
@@ -31,14 +31,16 @@ from icai.types import Comparison, Principle, Vote, write_json_atomic
 from icai.vote import VoteMode, vote
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = next(
-    p
-    for p in (
-        ROOT.parent / "shared" / "data" / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv",
-        ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv",
-    )
-    if p.exists()
-)
+SHARED = ROOT.parent / "shared" / "data"
+DATA = {
+    # the fake is fast: the 319 LLMBar adversarial pairs; SmolLM2: the 30 synthetic pairs
+    "fake": SHARED / "llmbar" / "adversarial.csv",
+    "local": next(
+        p
+        for p in (SHARED / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv", ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv")
+        if p.exists()
+    ),
+}
 
 PRINCIPLES = [
     "Select the response that mentions 'cat' in its text.",
@@ -77,7 +79,7 @@ def timed_vote(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=30)
+    parser.add_argument("--pairs", type=int, default=None, help="first N pairs of each model's data (default: all)")
     parser.add_argument("--models", default="fake,local")
     parser.add_argument("--shard-size", type=int, default=40)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "executor_scale.json")
@@ -85,13 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import ray
 
-    pairs = load_comparisons(DATA)[: args.pairs]
     principles = [Principle.from_text(t) for t in PRINCIPLES]
     rows: list[dict[str, Any]] = []
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         for model in args.models.split(","):
             spec, options, mode, threads = MODELS[model]
+            pairs = load_comparisons(DATA[model])[: args.pairs]
             reference: list[Vote] | None = None
             for label, workers in (("local", None), ("ray", 1), ("ray", 2)):
                 executor: Executor = LocalExecutor() if workers is None else RayExecutor(workers=workers)
@@ -102,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reference = votes if reference is None else reference
                 row = {
                     "model": spec,
+                    "data": DATA[model].name,
                     "vote_mode": mode,
                     "executor": label,
                     "workers": workers,
@@ -113,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "pairs_per_s": len(pairs) / seconds,
                     "pairs_principles_per_s": len(pairs) * len(principles) / seconds,
                     "votes_equal_to_local": votes == reference,
+                    # a different torch thread count changes float sums: count what that moved
+                    "values_differing": sum(v.value != r.value for v, r in zip(votes, reference, strict=True)),
+                    "margins_differing": sum(v.raw != r.raw for v, r in zip(votes, reference, strict=True)),
                 }
                 rows.append(row)
                 print(f"{spec} {label} workers={workers}: {seconds:.1f} s, {row['pairs_per_s']:.2f} pairs/s", file=sys.stderr)
@@ -128,12 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": rows,
     }
     write_json_atomic(args.out, report)
-    print("| annotator | executor | workers | calls | wall s | pairs/s | pairs·principles/s | votes equal |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| annotator | executor | workers | calls | wall s | pairs/s | pairs·principles/s | vote values differing | raw margins differing |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['model']} ({r['vote_mode']}) | {r['executor']} | {r['workers'] or '-'} | {r['calls']} "
-            f"| {r['seconds']:.1f} | {r['pairs_per_s']:.2f} | {r['pairs_principles_per_s']:.1f} | {r['votes_equal_to_local']} |"
+            f"| {r['seconds']:.1f} | {r['pairs_per_s']:.2f} | {r['pairs_principles_per_s']:.1f} "
+            f"| {r['values_differing']}/{r['pairs'] * r['principles']} | {r['margins_differing']} |"
         )
     print(f"\nwrote {args.out}")
     return 0
