@@ -380,11 +380,15 @@ def load_dataset(name: str) -> list[Comparison]:
     return load_comparisons(DATASETS[name])
 
 
-def run_local_arm(dataset: str, seed: int, min_pairs: int, propose_sample: int, out: str) -> dict[str, Any]:
+def run_local_arm(
+    dataset: str, seed: int, min_pairs: int, propose_sample: int, out: str, reference_proposals: str = "small"
+) -> dict[str, Any]:
     """The same comparison with the packaged SmolLM2 as the annotator, one seed (it is slow on a CPU).
 
-    reference: proposals one call per pair, generated votes with 40 rules per call in both orders
-    (calls and voting tokens scaled to the reference's 3 calls per batch, as in the simulated arm);
+    reference: generated votes with 40 rules per call in both orders (calls scaled to the
+    reference's 3 calls per batch; tokens as measured, which favours it), after the same
+    small-model proposals as default (`--reference-proposals standard`: one proposal call per
+    pair as the reference does; with SmolLM2 that proposes nothing usable);
     default: icai's defaults for a local model (small-model proposals, log-prob votes with KV reuse);
     adaptive: log-prob votes with adaptive testing, proposals from a sample, one order per pair.
     Held-out agreement: the same log-prob judge (SmolLM2) follows each constitution on the test split.
@@ -397,7 +401,9 @@ def run_local_arm(dataset: str, seed: int, min_pairs: int, propose_sample: int, 
     embedder = get_embedder("minilm")
     base = RunConfig(model="local/smollm2", seed=seed, test_size=0.0)
     settings = {
-        "reference": dataclasses.replace(base, vote_mode="generate", vote_batch_size=REFERENCE_BATCH, propose_style="standard"),
+        "reference": dataclasses.replace(
+            base, vote_mode="generate", vote_batch_size=REFERENCE_BATCH, propose_style=reference_proposals  # type: ignore[arg-type]
+        ),
         "default": base,
         "adaptive+propose_sample+one_order": dataclasses.replace(
             base, adaptive=True, min_pairs=min_pairs, propose_sample=propose_sample, adaptive_one_order=True
@@ -444,7 +450,8 @@ def run_local_arm(dataset: str, seed: int, min_pairs: int, propose_sample: int, 
         mean, (lo, hi) = paired_bootstrap_diff(np.asarray(row["held_out"]), np.asarray(ref["held_out"]))
         row["vs_reference"] = {"mean": mean, "ci": [lo, hi]}
     report = {"annotator": "local/smollm2", "dataset": dataset, "seed": seed, "n_train": len(train), "n_test": len(test),
-              "min_pairs": min_pairs, "propose_sample": propose_sample, "settings": rows}  # fmt: skip
+              "min_pairs": min_pairs, "propose_sample": propose_sample, "reference_proposals": reference_proposals,
+              "settings": rows}  # fmt: skip
     write_json_atomic(out, report)
     print("| setting | calls/pair | tokens/pair | computed tokens/pair | wall s | invalid votes | held-out agreement [95% CI] | vs reference |")
     print("|---|---|---|---|---|---|---|---|")
@@ -462,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotator", choices=["sim", "local"], default="sim", help="local: the packaged SmolLM2, one seed")
     parser.add_argument("--min-pairs", type=int, default=8, help="local arm, adaptive: pairs before any principle stops")
+    parser.add_argument("--reference-proposals", choices=["small", "standard"], default="small", help="local arm")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help=f"{', '.join(DATASETS)} or generated_<n>")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--embedder", default="minilm")
@@ -474,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.annotator == "local":
         out = args.out if args.out != parser.get_default("out") else str(ROOT / "bench" / "results" / "calls_local.json")
-        run_local_arm(args.datasets[0], 0, args.min_pairs, args.propose_sample, out)
+        run_local_arm(args.datasets[0], 0, args.min_pairs, args.propose_sample, out, args.reference_proposals)
         return 0
 
     embedder = get_embedder(args.embedder)

@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from icai.cluster import Clustering, cluster  # noqa: E402
 from icai.embed import Embedder, HashingEmbedder, SentenceTransformerEmbedder, get_embedder  # noqa: E402
+from icai.executor import make_executor  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.llm import LLM, get_llm  # noqa: E402
 from icai.llm.fake import FakeProvider  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "get_embedder",
     "get_llm",
     "load_comparisons",
+    "make_executor",
     "propose",
     "run",
     "select",

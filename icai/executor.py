@@ -125,7 +125,7 @@ class LocalExecutor:
 class ShardWorker:
     """What a Ray actor runs: builds its model or embedder once, then computes shards.
 
-    Returns (results, retries); it never writes a cache or a file.
+    It never writes a cache or a file; the driver commits what `run` returns.
     """
 
     def __init__(self, recipe: WorkerRecipe) -> None:
@@ -144,6 +144,7 @@ class ShardWorker:
             self.embedder: Any = get_embedder(recipe.spec, **options)
 
     def run(self, shard: Sequence[Any]) -> tuple[list[Any], int]:
+        """(one result per item, or one array for an embedding shard; retries made)."""
         if self.recipe.kind == "embed":
             return [self.embedder.encode(list(shard))], 0
         results: list[Any] = [None] * len(shard)
