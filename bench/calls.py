@@ -390,7 +390,8 @@ def run_local_arm(
     small-model proposals as default (`--reference-proposals standard`: one proposal call per
     pair as the reference does; with SmolLM2 that proposes nothing usable);
     default: icai's defaults for a local model (small-model proposals, log-prob votes with KV reuse);
-    adaptive: log-prob votes with adaptive testing, proposals from a sample, one order per pair.
+    adaptive: log-prob votes with adaptive testing, proposals from a sample (its one-order flag is
+    ignored by log-prob voting, which needs both orders to cancel position bias).
     Held-out agreement: the same log-prob judge (SmolLM2) follows each constitution on the test split.
     "computed tokens" leaves out prompt tokens served from the model's KV prefix cache.
     """
