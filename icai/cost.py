@@ -180,18 +180,18 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
     Identical requests are counted once (the response cache answers the rest).
     """
     from icai.evaluate import train_test_split  # icai.evaluate imports the LLM client, which imports prices
-    from icai.pipeline import _propose_pool
+    from icai.pipeline import propose_pool
 
     mode = resolve_mode(config.model, config.vote_mode)
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
-    pool = _propose_pool(train, config)
+    pool = propose_pool(train, config)
     n_principles = min(config.n_clusters, len(pool) * config.proposals_per_pair)
     stages = [_propose(pool, config), _learn_vote("vote", train, n_principles, config, mode)]
     if test:
         if config.flip_check:
             flipped = [c.with_preferred(c.rejected) for c in train]
             stages += [
-                _propose(_propose_pool(flipped, config), config, stage="propose (flipped)"),
+                _propose(propose_pool(flipped, config), config, stage="propose (flipped)"),
                 _learn_vote("vote (flipped)", flipped, n_principles, config, mode),
             ]
         n_constitution = min(config.max_principles, n_principles)
@@ -238,7 +238,7 @@ def _learn_vote(stage: str, train: Sequence[Comparison], n_principles: int, conf
     if config.vote_mode == "embedding":
         return StageEstimate(stage, 0, 0, 0)
     if config.adaptive:
-        orders = 1 if config.adaptive_one_order else 2
+        orders = 1 if config.adaptive_one_order and mode != "logprob" else 2  # log-prob votes need both orders
         most = _vote(stage, train, n_principles, config.vote_batch_size, mode, orders=orders)
         fewest = _vote(stage, train[: config.min_pairs], n_principles, config.vote_batch_size, mode, orders=orders)
         return dataclasses.replace(most, min_calls=fewest.calls)

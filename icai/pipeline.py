@@ -192,7 +192,7 @@ def _learn(
         log.info("propose: reusing %d saved principles", len(proposals))
     else:
         proposals = propose(
-            _propose_pool(train, config),
+            propose_pool(train, config),
             llm,
             per_pair=config.proposals_per_pair,
             seed=config.seed,
@@ -324,7 +324,7 @@ def _llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:
     return resolve_vote_mode("auto" if config.vote_mode == "embedding" else config.vote_mode, llm)
 
 
-def _propose_pool(train: Sequence[Comparison], config: RunConfig) -> list[Comparison]:
+def propose_pool(train: Sequence[Comparison], config: RunConfig) -> list[Comparison]:
     """The pairs to propose from: all, or a seeded sample of `propose_sample` in their input order."""
     n = config.propose_sample
     if n is None or n >= len(train):
