@@ -159,3 +159,27 @@ def test_batched_scoring_gives_the_same_logprobs(provider: LocalProvider) -> Non
         for k in ("A", "B")
     ]
     assert max(diffs) < 1e-3
+
+
+def test_only_stale_copies_of_the_same_model_and_dtype_are_pruned(tmp_path: Path) -> None:
+    from icai.llm.local import prune_stale_copies
+
+    stem = "SmolLM2-135M-Instruct.Q4_1"
+
+    def copy(name: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights")
+        return folder
+
+    current = copy(f"{stem}-100-2000-transformers5.24.0-float32")
+    old_mtime = copy(f"{stem}-100-1000-transformers5.24.0-float32")
+    old_transformers = copy(f"{stem}-100-2000-transformers4.57.1-float32")
+    other_dtype = copy(f"{stem}-100-2000-transformers5.24.0-bfloat16")
+    other_model = copy("SmolLM2-360M-Instruct.Q4_1-100-2000-transformers5.24.0-float32")
+    in_progress = tmp_path / f".{stem}-100-2000-transformers5.24.0-float32.abc"
+    in_progress.mkdir()
+
+    removed = prune_stale_copies(current, stem=stem, dtype="float32")
+    assert sorted(removed) == sorted([old_mtime, old_transformers])
+    assert sorted(p for p in tmp_path.iterdir()) == sorted([current, other_dtype, other_model, in_progress])

@@ -9,6 +9,7 @@ import inspect
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -78,6 +79,26 @@ def _common_prefix(a: Any, b: Any) -> int:
     n = min(int(a.shape[0]), int(b.shape[0]))
     differs = (a[:n] != b[:n]).nonzero()
     return int(differs[0, 0]) if differs.numel() else n
+
+
+def prune_stale_copies(folder: Path, stem: str, dtype: str) -> list[Path]:
+    """Delete older converted copies of the same GGUF in the same dtype; returns what was removed.
+
+    Converted folders are named `<gguf stem>-<size>-<mtime_ns>-transformers<version>-<dtype>`: a
+    reinstalled package or a new transformers makes a new key, and each copy is ~0.5 GB. Copies in
+    another dtype (a GPU's bfloat16 beside the CPU's float32) and folders being written (".name") stay.
+    """
+    key = re.compile(rf"{re.escape(stem)}-\d+-\d+-transformers[^/]+-{re.escape(dtype)}")
+    removed = []
+    for sibling in folder.parent.iterdir():
+        if sibling == folder or not sibling.is_dir():
+            continue
+        if key.fullmatch(sibling.name) and (sibling / _WEIGHTS_FILE).is_file():
+            shutil.rmtree(sibling, ignore_errors=True)
+            removed.append(sibling)
+    if removed:
+        log.info("removed %d stale converted copies: %s", len(removed), ", ".join(p.name for p in removed))
+    return removed
 
 
 def _resolve(name: str) -> tuple[Path, str | None]:
@@ -388,6 +409,7 @@ class LocalProvider:
             else:
                 tmp = None
                 log.info("saved converted weights of %s to %s", self.model, folder)
+                prune_stale_copies(folder, stem=Path(self._gguf_file or "").stem, dtype=folder.name.rsplit("-", 1)[-1])
         except OSError as exc:
             log.warning("%s: cannot save converted weights to %s: %s", self.model, folder, exc)
         finally:
