@@ -211,3 +211,37 @@ def test_ray_votes_with_the_real_local_model_equal_local_votes(ray_cluster: Any,
         executor.close()
     assert remote == local
     assert remote_llm.usage.calls == 2 * len(pairs) * len(principles)
+
+
+def test_faults_in_workers_are_retried_there_counted_here_and_never_become_votes(
+    ray_cluster: Any, tmp_path: Path, orthogonal_csv: Path
+) -> None:
+    from fault_server import FAST_FAULTS, FaultServer
+
+    from icai.embed import get_embedder
+
+    pairs = load_comparisons(orthogonal_csv)
+    config = RunConfig(model="openai/fake", embedder="hash", n_clusters=12)
+
+    def through(server: FaultServer, executor: Any, out: Path) -> tuple[Any, Any]:
+        store = RunStore(out)
+        llm = get_llm(
+            "openai/fake", base_url=server.base_url, timeout=5.0, concurrency=2, cache_path=store.cache_path,
+            executor=executor, shard_size=16, progress=False,
+        )  # fmt: skip
+        return run(pairs, llm=llm, embedder=get_embedder("hash", executor=executor), config=config, store=store), llm
+
+    with FaultServer() as clean:
+        reference, _ = through(clean, LocalExecutor(), tmp_path / "clean")
+    executor = RayExecutor(workers=2)
+    try:
+        with FaultServer(fault_rate=0.3, faults=FAST_FAULTS, seed=1) as server:
+            result, llm = through(server, executor, tmp_path / "ray")
+            log = server.entries()
+    finally:
+        executor.close()
+    n_faults = sum(e.outcome in FAST_FAULTS for e in log)
+    assert n_faults >= 10
+    assert llm.usage.retries == n_faults  # retried in the workers, reported to the driver
+    assert llm.usage.calls == len(log) - n_faults == _cache_rows(tmp_path / "ray" / "cache.sqlite")[0]
+    assert result.votes == reference.votes and result.constitution.texts == reference.constitution.texts
