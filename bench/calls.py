@@ -488,27 +488,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     embedder = get_embedder(args.embedder)
     base = RunConfig(model="sim/annotator", embedder=args.embedder, vote_mode="generate", test_size=0.0)
+    # Each adaptive setting adds one lever to the one before it.
+    adaptive = dataclasses.replace(base, adaptive=True, confidence=args.confidence, vote_batch_size=args.adaptive_batch)
+    sampled = dataclasses.replace(adaptive, propose_sample=args.propose_sample)
     settings: dict[str, RunConfig] = {
         "reference": dataclasses.replace(base, vote_batch_size=REFERENCE_BATCH),
         "default": base,
-        "adaptive": dataclasses.replace(
-            base, adaptive=True, confidence=args.confidence, vote_batch_size=args.adaptive_batch
-        ),
-        "adaptive+propose_sample": dataclasses.replace(
-            base,
-            adaptive=True,
-            confidence=args.confidence,
-            vote_batch_size=args.adaptive_batch,
-            propose_sample=args.propose_sample,
-        ),
-        "adaptive+propose_sample+one_order": dataclasses.replace(
-            base,
-            adaptive=True,
-            confidence=args.confidence,
-            vote_batch_size=args.adaptive_batch,
-            propose_sample=args.propose_sample,
-            adaptive_one_order=True,
-        ),
+        "adaptive": adaptive,
+        "adaptive+propose_sample": sampled,
+        "adaptive+propose_sample+one_order": dataclasses.replace(sampled, adaptive_one_order=True),
     }
     for b in args.batch_sizes:
         settings[f"batch={b}"] = dataclasses.replace(base, vote_batch_size=b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -163,10 +164,16 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--test-size must lie in [0, 1), not {test_size}")
 
 
-def _make_executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The executor of --executor, closed (Ray actors released) when the command ends."""
     from icai.executor import make_executor
 
-    return make_executor(args.executor, address=args.ray_address, workers=args.ray_workers)
+    executor = make_executor(args.executor, address=args.ray_address, workers=args.ray_workers)
+    try:
+        yield executor
+    finally:
+        executor.close()
 
 
 def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-def]
@@ -226,8 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("the run may cost about $%.4f; it will stop before --max-cost $%g", cost, args.max_cost)
 
     # Executor, model and embedder are checked before the run directory is made, so a typo leaves no files behind.
-    executor = _make_executor(args)
-    try:
+    with _executor(args) as executor:
         llm = _make_llm(args, executor)
         embedder = get_embedder(args.embedder, executor=executor)
         store = RunStore(args.out)
@@ -244,8 +250,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             logging.getLogger().removeHandler(handler)
             handler.close()
             llm.cache.close()
-    finally:
-        executor.close()
     _print_constitution(result.constitution)
     if result.evaluation is not None:
         print()
@@ -297,13 +301,10 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     comparisons = load_comparisons(args.data, format=args.data_format)
     constitution = Constitution.load(args.constitution)
-    executor = _make_executor(args)
-    try:
+    with _executor(args) as executor:
         llm = _make_llm(args, executor)
         mode = resolve_vote_mode(args.vote_mode, llm)
         judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate", mode=mode)
-    finally:
-        executor.close()
     frame = pd.DataFrame(
         {
             "id": [c.id for c in comparisons],
@@ -324,8 +325,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     comparisons = load_comparisons(args.data, format=args.data_format)
     constitution = Constitution.load(args.constitution)
-    executor = _make_executor(args)
-    try:
+    with _executor(args) as executor:
         llm = _make_llm(args, executor)
         evaluation = evaluate(
             comparisons,
@@ -335,8 +335,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seed=args.seed,
             mode=resolve_vote_mode(args.vote_mode, llm),
         )
-    finally:
-        executor.close()
     _print_scores(evaluation)
     return 0
 

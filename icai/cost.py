@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from icai.prompts import FRAME, judge_request, propose_request, propose_small_request, vote_one_request, vote_request
+from icai.prompts import FRAME, judge_request, vote_one_request, vote_request
 from icai.types import Comparison
 
 if TYPE_CHECKING:
@@ -205,23 +205,26 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
 
 
 def _propose(pool: Sequence[Comparison], config: RunConfig, *, stage: str = "propose") -> StageEstimate:
-    from icai.propose import SMALL_MAX_TOKENS, contrastive_hints, preference_log_odds, resolve_propose_style
+    from icai.propose import (
+        SAMPLE_TEMPERATURE,
+        SMALL_MAX_TOKENS,
+        contrastive_hints,
+        preference_log_odds,
+        resolve_propose_style,
+        small_requests,
+        standard_requests,
+    )
 
     if resolve_propose_style(config.propose_style, config.model) == "small":
-        # One short rule per call, `proposal_samples` calls per pair (icai.propose).
+        # The requests icai.propose sends: one short rule per call, `proposal_samples` calls per pair.
         weights = preference_log_odds(pool)
-        requests = [
-            propose_small_request(c.prompt, h.preferred, preferred_excerpt=h.preferred_excerpt, seed=config.seed + s)
-            for c in pool
-            for h in [contrastive_hints(c, weights=weights)]
-            for s in range(config.proposal_samples)
-        ]
+        hints = [contrastive_hints(c, weights=weights) for c in pool]
+        requests = small_requests(
+            pool, hints, seed=config.seed, samples=config.proposal_samples, temperature=SAMPLE_TEMPERATURE
+        )
         per_call_output = SMALL_MAX_TOKENS
     else:
-        requests = [
-            propose_request(c.prompt, c.text(c.preferred), c.text(c.rejected), n=config.proposals_per_pair, seed=config.seed)
-            for c in pool
-        ]
+        requests = standard_requests(pool, per_pair=config.proposals_per_pair, seed=config.seed)
         per_call_output = _PROPOSE_OUTPUT_PER_PRINCIPLE * config.proposals_per_pair + 10
     seen: set[str] = set()
     tokens = 0

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from icai.llm.base import Request
 from icai.llm.client import LLM
 from icai.parse import copies_text, is_generic, parse_principles, principle_content
 from icai.prompts import FRAME, PROPOSE_SMALL_EXAMPLE, propose_request, propose_small_request
@@ -38,6 +39,9 @@ SMALL_MIN_WORDS = 6
 """Small style accepts "Select the response that recommends lemon." (two content words)."""
 
 SMALL_MAX_TOKENS = 32
+
+SAMPLE_TEMPERATURE = 0.8
+"""Small style: temperature of the sampled proposal calls after the first, greedy one."""
 """One rule fits in about 20 tokens; a small-style answer that hits this limit is a run-on and is dropped."""
 
 COPY_MAX_RUN = 5
@@ -164,6 +168,31 @@ def _truncated(text: str, output_tokens: int) -> bool:
     return output_tokens >= SMALL_MAX_TOKENS and "\n" not in text.strip() and not first.endswith((".", "!", "?"))
 
 
+def standard_requests(comparisons: Sequence[Comparison], *, per_pair: int, seed: int) -> list[Request]:
+    """One proposal request per pair (the "standard" style)."""
+    return [
+        propose_request(c.prompt, c.text(c.preferred), c.text(c.rejected), n=per_pair, seed=seed) for c in comparisons
+    ]
+
+
+def small_requests(
+    comparisons: Sequence[Comparison], hints: Sequence[Hints], *, seed: int, samples: int, temperature: float
+) -> list[Request]:
+    """`samples` one-rule requests per pair (the "small" style): the first greedy, the rest sampled."""
+    return [
+        propose_small_request(
+            c.prompt,
+            h.preferred,
+            preferred_excerpt=h.preferred_excerpt,
+            temperature=0.0 if s == 0 else temperature,
+            seed=seed + s,
+            max_tokens=SMALL_MAX_TOKENS,
+        )
+        for c, h in zip(comparisons, hints, strict=True)
+        for s in range(samples)
+    ]
+
+
 def propose(
     comparisons: Sequence[Comparison],
     llm: LLM,
@@ -172,7 +201,7 @@ def propose(
     seed: int = 0,
     style: ProposeStyle = "standard",
     samples: int = 3,
-    temperature: float = 0.8,
+    temperature: float = SAMPLE_TEMPERATURE,
     fallback: bool = False,
 ) -> list[Principle]:
     """Ask the LLM why the preferred response won; unique principles with their source pairs.
@@ -193,11 +222,7 @@ def propose(
         )
     if style != "standard":
         raise ValueError(f"unknown proposal style {style!r}; use 'standard' or 'small'")
-    requests = [
-        propose_request(c.prompt, c.text(c.preferred), c.text(c.rejected), n=per_pair, seed=seed)
-        for c in comparisons
-    ]
-    completions = llm.map(requests, desc="propose")
+    completions = llm.map(standard_requests(comparisons, per_pair=per_pair, seed=seed), desc="propose")
     sources: dict[str, list[str]] = {}
     empty = 0
     for comparison, completion in zip(comparisons, completions, strict=True):
@@ -224,18 +249,7 @@ def _propose_small(
         raise ValueError("samples must be at least 1")
     weights = preference_log_odds(comparisons)
     hints = [contrastive_hints(c, weights=weights) for c in comparisons]
-    requests = [
-        propose_small_request(
-            c.prompt,
-            h.preferred,
-            preferred_excerpt=h.preferred_excerpt,
-            temperature=0.0 if s == 0 else temperature,
-            seed=seed + s,
-            max_tokens=SMALL_MAX_TOKENS,
-        )
-        for c, h in zip(comparisons, hints, strict=True)
-        for s in range(samples)
-    ]
+    requests = small_requests(comparisons, hints, seed=seed, samples=samples, temperature=temperature)
     completions = llm.map(requests, desc="propose (small)", keys=[c.id for c in comparisons for _ in range(samples)])
 
     sources: dict[str, list[str]] = {}

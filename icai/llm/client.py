@@ -129,14 +129,19 @@ class LLM:
     def __repr__(self) -> str:
         return f"LLM({self.model!r})"
 
+    def _cache_hit(self, key: str) -> Completion | None:
+        """The cached completion for `key`, counted as a hit; None when there is none."""
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is not None:
+            with self._lock:
+                self.usage.cache_hits += 1
+        return hit
+
     def complete(self, request: Request) -> Completion:
         key = request.cache_key(self.model)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                with self._lock:
-                    self.usage.cache_hits += 1
-                return hit
+        hit = self._cache_hit(key)
+        if hit is not None:
+            return hit
         bound = self._reserve_call(request)
         try:
             completion = self._call_with_retries(request)
@@ -180,10 +185,8 @@ class LLM:
             first: set[str] = set()
             duplicates: list[int] = []
             for i, key in enumerate(request_keys):
-                hit = self.cache.get(key) if self.cache is not None else None
+                hit = self._cache_hit(key)
                 if hit is not None:
-                    with self._lock:
-                        self.usage.cache_hits += 1
                     results[i] = hit
                     bar.update(1)
                 elif self.cache is not None and key in first:
