@@ -381,89 +381,102 @@ def load_dataset(name: str) -> list[Comparison]:
 
 
 def run_local_arm(
-    dataset: str, seed: int, min_pairs: int, propose_sample: int, out: str, reference_proposals: str = "small"
+    dataset: str, seeds: int, min_pairs: int, propose_sample: int, out: str, reference_proposals: str = "small"
 ) -> dict[str, Any]:
-    """The same comparison with the packaged SmolLM2 as the annotator, one seed (it is slow on a CPU).
+    """The same comparison with the packaged SmolLM2 as the annotator (slow on a CPU: a few seeds).
 
-    reference: generated votes with 40 rules per call in both orders (calls scaled to the
+    reference: generated votes with 40 rules per call in both orders (calls charged as the
     reference's 3 calls per batch; tokens as measured, which favours it), after the same
     small-model proposals as default (`--reference-proposals standard`: one proposal call per
     pair as the reference does; with SmolLM2 that proposes nothing usable);
-    default: icai's defaults for a local model (small-model proposals, log-prob votes with KV reuse);
-    adaptive: log-prob votes with adaptive testing, proposals from a sample (its one-order flag is
-    ignored by log-prob voting, which needs both orders to cancel position bias).
-    Held-out agreement: the same log-prob judge (SmolLM2) follows each constitution on the test split.
-    "computed tokens" leaves out prompt tokens served from the model's KV prefix cache.
+    default: icai's defaults for a local model (small-model proposals, log-prob votes with
+    every principle of a pair and order as branches of one call, KV reuse);
+    adaptive+propose_sample: adaptive testing from `min_pairs` pairs, proposals from
+    `propose_sample` pairs; +one_order: each pair asked once, in a random order, the
+    log-prob margins calibrated for position bias (icai.vote.calibrated_margins).
+    Held-out agreement: the same log-prob judge (SmolLM2) follows each constitution on the
+    test split; pooled over seeds. "Computed tokens" leave out prompt tokens served from
+    the model's KV prefix cache (the work the model does); "tokens" count every prompt in full.
     """
     from icai.llm import get_llm
 
     comparisons = load_dataset(dataset)
-    train, test = train_test_split(comparisons, test_size=0.3, seed=seed)
     embedder = get_embedder("minilm")
-    base = RunConfig(model="local/smollm2", seed=seed, test_size=0.0)
+    base = RunConfig(model="local/smollm2", test_size=0.0)
+    sampled = dataclasses.replace(base, adaptive=True, min_pairs=min_pairs, propose_sample=propose_sample)
     settings = {
         "reference": dataclasses.replace(
             base, vote_mode="generate", vote_batch_size=REFERENCE_BATCH, propose_style=reference_proposals  # type: ignore[arg-type]
         ),
         "default": base,
-        "adaptive+propose_sample+one_order": dataclasses.replace(
-            base, adaptive=True, min_pairs=min_pairs, propose_sample=propose_sample, adaptive_one_order=True
-        ),
+        "adaptive+propose_sample": sampled,
+        "adaptive+propose_sample+one_order": dataclasses.replace(sampled, adaptive_one_order=True),
     }
+    settings["reference"] = settings.pop("reference")  # slowest last, so a failure elsewhere shows early
     judge_llm = get_llm("local/smollm2", progress=False)
-    rows = {}
-    for name, config in settings.items():
-        llm = get_llm("local/smollm2", progress=False)
-        llm.provider.load()  # type: ignore[attr-defined]
-        started = time.perf_counter()
-        result = run(train, llm=llm, embedder=embedder, config=config)
-        wall = time.perf_counter() - started
-        u = llm.usage
-        calls, tokens = u.calls, u.input_tokens + u.output_tokens
-        computed = tokens - u.cached_input_tokens
-        if name == "reference":
-            n_batches = math.ceil(len(result.tested) / REFERENCE_BATCH)
-            vote_calls = len(train) * n_batches * 2
-            calls = u.calls - vote_calls + len(train) * n_batches * REFERENCE_CALLS_PER_BATCH
-        judged = judge(test, judge_llm, principles=result.constitution.texts, mode="logprob")
-        scores = agreement_scores(judged, test)
-        lo, hi = bootstrap_ci(scores)
-        rows[name] = {
-            "calls": calls,
-            "measured_calls": u.calls,
-            "tokens": tokens,
-            "computed_tokens": computed,
-            "calls_per_pair": calls / len(train),
-            "tokens_per_pair": tokens / len(train),
-            "computed_tokens_per_pair": computed / len(train),
-            "wall_s": round(wall, 1),
-            "n_tested": len(result.tested),
-            "votes": len(result.votes),
-            "invalid_votes": sum(v.value == "invalid" for v in result.votes),
-            "constitution": result.constitution.texts,
-            "agreement": float(scores.mean()),
-            "agreement_ci": [lo, hi],
-            "held_out": scores.tolist(),
-        }
-        print(f"local {name}: {rows[name]['calls_per_pair']:.1f} calls/pair, {wall:.0f} s, agreement {scores.mean():.3f}", file=sys.stderr, flush=True)
-    ref = rows["reference"]
-    for row in rows.values():
-        mean, (lo, hi) = paired_bootstrap_diff(np.asarray(row["held_out"]), np.asarray(ref["held_out"]))
-        row["vs_reference"] = {"mean": mean, "ci": [lo, hi]}
-    report = {"annotator": "local/smollm2", "dataset": dataset, "seed": seed, "n_train": len(train), "n_test": len(test),
-              "min_pairs": min_pairs, "propose_sample": propose_sample, "reference_proposals": reference_proposals,
-              "settings": rows}  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in settings}
+    for seed in range(seeds):
+        train, test = train_test_split(comparisons, test_size=0.3, seed=seed)
+        for name, config in settings.items():
+            llm = get_llm("local/smollm2", progress=False)
+            llm.provider.load()  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            result = run(train, llm=llm, embedder=embedder, config=dataclasses.replace(config, seed=seed))
+            wall = time.perf_counter() - started
+            u = llm.usage
+            calls, tokens = u.calls, u.input_tokens + u.output_tokens
+            if name == "reference":
+                n_batches = math.ceil(len(result.tested) / REFERENCE_BATCH)
+                calls = u.calls - len(train) * n_batches * 2 + len(train) * n_batches * REFERENCE_CALLS_PER_BATCH
+            judged = judge(test, judge_llm, principles=result.constitution.texts, mode="logprob")
+            scores = agreement_scores(judged, test)
+            runs[name].append({
+                "seed": seed, "calls": calls, "measured_calls": u.calls, "tokens": tokens,
+                "computed_tokens": tokens - u.cached_input_tokens, "n_train": len(train), "wall_s": round(wall, 1),
+                "n_tested": len(result.tested), "votes": len(result.votes),
+                "invalid_votes": sum(v.value == "invalid" for v in result.votes),
+                "constitution": result.constitution.texts, "held_out": scores.tolist(),
+            })  # fmt: skip
+            print(f"local seed={seed} {name}: {calls / len(train):.2f} calls/pair, {wall:.0f} s, agreement {scores.mean():.3f}", file=sys.stderr, flush=True)
+    rows = {name: _local_summary(runs[name]) for name in ("reference", *(n for n in settings if n != "reference"))}
+    for name, row in rows.items():
+        row["vs_reference"] = paired(runs[name], runs["reference"])
+        row["vs_default"] = paired(runs[name], runs["default"])
+    report = {"annotator": "local/smollm2", "dataset": dataset, "seeds": seeds, "min_pairs": min_pairs,
+              "propose_sample": propose_sample, "reference_proposals": reference_proposals,
+              "settings": rows, "runs": runs}  # fmt: skip
     write_json_atomic(out, report)
-    print("| setting | calls/pair | tokens/pair | computed tokens/pair | wall s | invalid votes | held-out agreement [95% CI] | vs reference |")
-    print("|---|---|---|---|---|---|---|---|")
+    ref = rows["reference"]
+    print("| setting | calls/pair | tokens/pair | computed tokens/pair | wall s | invalid votes | held-out agreement [95% CI] | vs reference | vs default |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        d = r["vs_reference"]
+        share = f" ({r['calls_per_pair'] / ref['calls_per_pair']:.0%}, {r['computed_tokens_per_pair'] / ref['computed_tokens_per_pair']:.0%})"
+        d, e = r["vs_reference"], r["vs_default"]
         print(
-            f"| {name} | {r['calls_per_pair']:.1f} | {r['tokens_per_pair']:.0f} | {r['computed_tokens_per_pair']:.0f} "
-            f"| {r['wall_s']:.0f} | {r['invalid_votes']}/{r['votes']} | {r['agreement']:.3f} [{r['agreement_ci'][0]:.3f}, "
-            f"{r['agreement_ci'][1]:.3f}] | {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] |"
+            f"| {name}{share if name != 'reference' else ''} | {r['calls_per_pair']:.2f} | {r['tokens_per_pair']:,.0f} "
+            f"| {r['computed_tokens_per_pair']:,.0f} | {r['wall_s']:.0f} | {r['invalid_votes']}/{r['votes']} "
+            f"| {r['agreement']:.3f} [{r['agreement_ci'][0]:.3f}, {r['agreement_ci'][1]:.3f}] "
+            f"| {d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {e['mean']:+.3f} [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}] |"
         )
     return report
+
+
+def _local_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-pair means over seeds (every seed has the same number of training pairs); agreement pooled."""
+    n = sum(r["n_train"] for r in runs)
+    pooled = np.concatenate([np.asarray(r["held_out"]) for r in runs])
+    lo, hi = bootstrap_ci(pooled)
+    return {
+        "calls_per_pair": sum(r["calls"] for r in runs) / n,
+        "tokens_per_pair": sum(r["tokens"] for r in runs) / n,
+        "computed_tokens_per_pair": sum(r["computed_tokens"] for r in runs) / n,
+        "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+        "votes": sum(r["votes"] for r in runs),
+        "invalid_votes": sum(r["invalid_votes"] for r in runs),
+        "agreement": float(pooled.mean()),
+        "agreement_ci": [lo, hi],
+        "n_held_out": int(pooled.size),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -483,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.annotator == "local":
         out = args.out if args.out != parser.get_default("out") else str(ROOT / "bench" / "results" / "calls_local.json")
-        run_local_arm(args.datasets[0], 0, args.min_pairs, args.propose_sample, out, args.reference_proposals)
+        run_local_arm(args.datasets[0], args.seeds, args.min_pairs, args.propose_sample, out, args.reference_proposals)
         return 0
 
     embedder = get_embedder(args.embedder)

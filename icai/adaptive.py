@@ -164,7 +164,7 @@ def schedule(n_pairs: int, *, min_pairs: int, round_size: int) -> list[int]:
     """Pairs per round: the first round covers `min_pairs` (at least one round), then `round_size` each."""
     if n_pairs <= 0:
         return []
-    first = min(n_pairs, max(min_pairs, round_size, 1))
+    first = min(n_pairs, max(min_pairs, 1))
     sizes = [first]
     left = n_pairs - first
     while left > 0:
@@ -238,6 +238,9 @@ def vote_adaptive(
             answer then abstains). False asks once, in a seeded random order per pair:
             half the calls; position bias then only adds noise to the scores (it is
             equally likely to favour either side) and votes have one pick each.
+            Log-prob votes asked once are calibrated by the round's mean A-over-B
+            margin (`icai.vote.calibrated_margins`), which the random orders make an
+            estimate of the position bias.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -270,18 +273,17 @@ def vote_adaptive(
         chunk = order[start : start + size]
         start += size
         rounds += 1
-        one_order = not both_orders and mode != "logprob"
-        shown = [_swap(c) if c.id in swapped else c for c in chunk] if one_order else chunk
+        shown = chunk if both_orders else [_swap(c) if c.id in swapped else c for c in chunk]
+        before = llm.usage.calls + llm.usage.cache_hits
         round_votes = vote(
             shown, active, llm, batch_size=batch_size, both_orders=both_orders, mode=mode, threshold=threshold
         )
-        if one_order:
+        calls += llm.usage.calls + llm.usage.cache_hits - before
+        if not both_orders:
             round_votes = [
                 replace(v, picks=tuple(_SWAP[p] for p in v.picks)) if v.comparison_id in swapped else v
                 for v in round_votes
             ]
-        n_batches = len(active) if mode == "logprob" else math.ceil(len(active) / batch_size)
-        calls += len(chunk) * n_batches * (2 if both_orders or mode == "logprob" else 1)
         votes.extend(round_votes)
         fresh: dict[str, list[int]] = {p.id: [] for p in active}
         for v in round_votes:

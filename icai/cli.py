@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-clusters", type=int, default=40)
     r.add_argument("--max-principles", type=int, default=5)
     r.add_argument("--proposals-per-pair", type=int, default=3)
-    r.add_argument("--batch-size", type=int, default=40, help="principles per voting call (default 40)")
+    r.add_argument("--batch-size", type=int, default=40, help="principles per voting call (default 40; log-prob votes: on the local model only)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--test-size", type=float, default=0.0, help="held-out share for evaluation, e.g. 0.3")
     r.add_argument("--flip-check", action="store_true", help="also learn from flipped labels (sanity check)")
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--confidence", type=float, default=0.95, help="adaptive: confidence of its intervals (default 0.95)")
     r.add_argument("--min-pairs", type=int, default=32, help="adaptive: pairs every principle is tested on (default 32)")
     r.add_argument(
-        "--one-order", action="store_true", help="adaptive: ask each pair once, in a random order (half the voting calls)"
+        "--one-order", action="store_true", help="adaptive: ask each pair once, in a random order (half the voting calls; log-prob votes are calibrated for position bias)"
     )
     r.add_argument("--propose-sample", type=int, help="propose principles from this many pairs (default: all)")
     r.add_argument(

@@ -200,7 +200,7 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
             judged.append(n_constitution)
         stages.append(_judge(test, judged, mode))
         curve = min(config.curve_candidates, n_principles)
-        stages.append(_vote("evaluate: vote", test, curve, config.vote_batch_size, mode))
+        stages.append(_vote("evaluate: vote", test, curve, config, mode))
     return RunEstimate(config.model, tuple(stages), price_for(config.model), len(train), len(test), n_principles)
 
 
@@ -241,26 +241,29 @@ def _learn_vote(stage: str, train: Sequence[Comparison], n_principles: int, conf
     if config.vote_mode == "embedding":
         return StageEstimate(stage, 0, 0, 0)
     if config.adaptive:
-        orders = 1 if config.adaptive_one_order and mode != "logprob" else 2  # log-prob votes need both orders
-        most = _vote(stage, train, n_principles, config.vote_batch_size, mode, orders=orders)
-        fewest = _vote(stage, train[: config.min_pairs], n_principles, config.vote_batch_size, mode, orders=orders)
+        orders = 1 if config.adaptive_one_order else 2
+        most = _vote(stage, train, n_principles, config, mode, orders=orders)
+        fewest = _vote(stage, train[: config.min_pairs], n_principles, config, mode, orders=orders)
         return dataclasses.replace(most, min_calls=fewest.calls)
-    exhaustive = _vote(stage, train, n_principles, config.vote_batch_size, mode)
+    exhaustive = _vote(stage, train, n_principles, config, mode)
     return dataclasses.replace(exhaustive, min_calls=0) if config.cascade else exhaustive
 
 
 def _vote(
-    stage: str, pairs: Sequence[Comparison], n_principles: int, batch_size: int, mode: str, *, orders: int = 2
+    stage: str, pairs: Sequence[Comparison], n_principles: int, config: RunConfig, mode: str, *, orders: int = 2
 ) -> StageEstimate:
     if n_principles == 0 or not pairs:
         return StageEstimate(stage, 0, 0, 0)
+    batch_size = config.vote_batch_size
     if mode == "logprob":
+        # local models score a call's principles as branches of one request; servers take one per call
+        per_call = batch_size if config.model.startswith("local/") else 1
         calls = tokens = 0
         for c in _unique_pairs(pairs):
             one = estimate_tokens(vote_one_request(c.prompt, c.text_a, c.text_b, _TYPICAL_PRINCIPLE).prompt_text)
-            calls += orders * n_principles
+            calls += orders * math.ceil(n_principles / per_call)
             tokens += orders * n_principles * one
-        return StageEstimate(stage, calls, tokens, calls)
+        return StageEstimate(stage, calls, tokens, orders * n_principles * len(_unique_pairs(pairs)))
     sizes = [batch_size] * (n_principles // batch_size) + (
         [n_principles % batch_size] if n_principles % batch_size else []
     )

@@ -46,7 +46,8 @@ class RunConfig:
     max_principles: int = 5
     proposals_per_pair: int = 3
     vote_batch_size: int = 40
-    """Principles per generated voting call; 40 as in the reference implementation (bench/calls.py, docs/benchmarks.md)."""
+    """Principles per voting call; 40 as in the reference implementation (bench/calls.py, docs/benchmarks.md).
+    Log-prob votes batch only on providers that take branched requests (the local model)."""
     min_votes: int = 2
     seed: int = 0
     test_size: float = 0.0
@@ -62,7 +63,8 @@ class RunConfig:
     min_pairs: int = 32
     """Adaptive voting: pairs every principle is tested on before any is stopped."""
     adaptive_one_order: bool = False
-    """Adaptive voting: ask each pair once, in a seeded random order, instead of in both orders (half the calls)."""
+    """Adaptive voting: ask each pair once, in a seeded random order, instead of in both orders (half the calls);
+    log-prob margins are then calibrated by each round's mean (icai.vote.calibrated_margins)."""
     propose_sample: int | None = None
     """Propose principles from this many training pairs (seeded sample); None: from all."""
     cascade: bool = False

@@ -115,9 +115,12 @@ Rules:
 {rules}
 """
 
-VOTE_ONE_TEMPLATE = PAIR_TEMPLATE + """Rule: {principle}
+VOTE_ONE_RULE = """Rule: {principle}
 Which response does the rule select? Answer with one letter, A or B.
 """
+"""The end of a log-prob vote prompt: one rule and the question."""
+
+VOTE_ONE_TEMPLATE = PAIR_TEMPLATE + VOTE_ONE_RULE
 
 LOGPROB_CHOICES = ("A", "B")
 
@@ -227,6 +230,24 @@ def vote_one_request(prompt: str, text_a: str, text_b: str, principle: str) -> R
     """One principle, answered by the log-probabilities of "A" and "B" as the next token."""
     user = _render_pair(VOTE_ONE_TEMPLATE, prompt, text_a, text_b, principle=principle)
     return Request.chat(user, system=VOTE_ONE_SYSTEM, max_tokens=1, choices=LOGPROB_CHOICES)
+
+
+def vote_branches_request(prompt: str, text_a: str, text_b: str, principles: Sequence[str]) -> Request:
+    """Several principles in one log-prob call: the pair once, each rule a branch.
+
+    Branch i is exactly `vote_one_request` for principle i (`Request.branch`), so a
+    provider that supports branches returns the same log-probs in one call.
+    """
+    if len(principles) == 1:
+        return vote_one_request(prompt, text_a, text_b, principles[0])
+    user = _render_pair(PAIR_TEMPLATE, prompt, text_a, text_b)
+    return Request.chat(
+        user,
+        system=VOTE_ONE_SYSTEM,
+        max_tokens=1,
+        choices=LOGPROB_CHOICES,
+        branches=tuple(VOTE_ONE_RULE.format(principle=p) for p in principles),
+    )
 
 
 def judge_request(

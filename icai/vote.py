@@ -7,10 +7,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from icai.llm.base import supports_logprobs
+from icai.llm.base import supports_branches, supports_logprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
-from icai.prompts import vote_one_request, vote_request
+from icai.prompts import vote_branches_request, vote_request
 from icai.types import Comparison, Pick, Principle, Vote, combine_picks
 
 log = logging.getLogger(__name__)
@@ -81,19 +81,23 @@ def vote(
 ) -> list[Vote]:
     """One Vote per (comparison, principle); `batch_size` principles share one call.
 
-    `mode="logprob"` asks one principle per call and reads the next-token
-    log-probabilities of "A" and "B" in both orders (see `debiased_margin`);
-    it needs a provider that returns them (local models, OpenAI-compatible servers).
+    `mode="logprob"` reads the next-token log-probabilities of "A" and "B" after
+    each principle (see `debiased_margin`); it needs a provider that returns them
+    (local models, OpenAI-compatible servers). Providers that take branched requests
+    (the local model) score `batch_size` principles in one call, the pair encoded
+    once; others get one call per principle.
 
     Each pair is asked as (A, B) and, with `both_orders`, as (B, A); the swapped
-    answer is translated back so a model that always says "A" abstains.
+    answer is translated back so a model that always says "A" abstains. Log-prob
+    votes asked in one order are calibrated instead (`calibrated_margins`), which
+    assumes the caller randomised the orders, as adaptive one-order voting does.
     Network failures propagate (after retries in the LLM wrapper); only
     unreadable model text becomes an "invalid" pick.
     """
-    if mode == "logprob":
-        return _vote_logprob(comparisons, principles, llm, threshold=threshold)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if mode == "logprob":
+        return _vote_logprob(comparisons, principles, llm, threshold=threshold, batch_size=batch_size, both_orders=both_orders)
     batches = [list(principles[i : i + batch_size]) for i in range(0, len(principles), batch_size)]
     orders = (False, True) if both_orders else (False,)
     # A pair's batches in one order are consecutive: those prompts differ only in the
@@ -139,24 +143,56 @@ def vote(
     return votes
 
 
+def calibrated_margins(margins: Sequence[float | None]) -> list[float | None]:
+    """One-order margins less their mean: the mean estimates the model's preference for slot A.
+
+    Valid when the presentation orders were randomised (as adaptive one-order voting
+    does): the rules' real preferences then fall on either slot equally often and
+    average out, leaving the position bias.
+    """
+    readable = [m for m in margins if m is not None]
+    bias = sum(readable) / len(readable) if readable else 0.0
+    return [m - bias if m is not None else None for m in margins]
+
+
 def _vote_logprob(
-    comparisons: Sequence[Comparison], principles: Sequence[Principle], llm: LLM, *, threshold: float
+    comparisons: Sequence[Comparison],
+    principles: Sequence[Principle],
+    llm: LLM,
+    *,
+    threshold: float,
+    batch_size: int,
+    both_orders: bool,
 ) -> list[Vote]:
-    # Per pair, every principle in the order (A, B), then every one in (B, A):
-    # consecutive prompts then differ only in the rule at the end, so prefix
-    # caches (a provider's, or the local KV cache) reuse the whole pair.
-    requests = []
-    for c in comparisons:
-        requests += [vote_one_request(c.prompt, c.text_a, c.text_b, p.text) for p in principles]
-        requests += [vote_one_request(c.prompt, c.text_b, c.text_a, p.text) for p in principles]
-    completions = llm.map(requests, desc="vote (log-prob)", keys=[c.id for c in comparisons for _ in range(2 * len(principles))])
-    n = len(principles)
+    # Per pair and order, the principles go together: as branches of one call where
+    # the provider supports them (the pair is encoded once), else one call each,
+    # consecutive so that prefix caches (a provider's, or the local KV cache) reuse the pair.
+    per_call = batch_size if supports_branches(llm.provider) else 1
+    orders = (False, True) if both_orders else (False,)
+    batches = [list(principles[i : i + per_call]) for i in range(0, len(principles), per_call)]
+    jobs = [(c, swapped, batch) for c in comparisons for swapped in orders for batch in batches]
+    requests = [
+        vote_branches_request(c.prompt, *((c.text_b, c.text_a) if swapped else (c.text_a, c.text_b)), [p.text for p in batch])
+        for c, swapped, batch in jobs
+    ]
+    completions = llm.map(requests, desc="vote (log-prob)", keys=[c.id for c, _, _ in jobs])
+    # the choices' log-probs per (pair, principle), in the order(s) asked
+    scores: dict[tuple[str, str], list[Mapping[str, float] | None]] = {}
+    texts: dict[tuple[str, str], list[str]] = {}
+    for (c, _, batch), request, completion in zip(jobs, requests, completions, strict=True):
+        scored = completion.branch_logprobs if request.branches else (completion.choice_logprobs,)
+        for p, logprobs in zip(batch, scored or [None] * len(batch), strict=True):
+            scores.setdefault((c.id, p.id), []).append(logprobs)
+            texts.setdefault((c.id, p.id), []).append(completion.text)
+    keys = [(c.id, p.id) for c in comparisons for p in principles]
+    if both_orders:
+        margins = [debiased_margin(*scores[k]) for k in keys]
+    else:
+        margins = calibrated_margins([order_margin(scores[k][0]) for k in keys])
+    by_id = {c.id: c for c in comparisons}
     votes = []
-    for i, c in enumerate(comparisons):
-        for j, p in enumerate(principles):
-            shown, swapped = completions[2 * n * i + j], completions[2 * n * i + n + j]
-            margin = debiased_margin(shown.choice_logprobs, swapped.choice_logprobs)
-            pick = margin_pick(margin, threshold=threshold)
-            raw = f"margin={margin:.4f}" if margin is not None else f"unreadable: {shown.text!r} / {swapped.text!r}"
-            votes.append(Vote(c.id, p.id, combine_picks([pick], c.preferred), (pick,), raw))
+    for (cid, pid), margin in zip(keys, margins, strict=True):
+        pick = margin_pick(margin, threshold=threshold)
+        raw = f"margin={margin:.4f}" if margin is not None else "unreadable: " + " / ".join(repr(t) for t in texts[(cid, pid)])
+        votes.append(Vote(cid, pid, combine_picks([pick], by_id[cid].preferred), (pick,), raw))
     return votes

@@ -159,6 +159,7 @@ def test_bounds_and_decisions():
     assert r[0] > r[1] > r[2] > 0
     assert schedule(100, min_pairs=32, round_size=16) == [32, 16, 16, 16, 16, 4]
     assert schedule(10, min_pairs=32, round_size=16) == [10]
+    assert schedule(21, min_pairs=8, round_size=16) == [8, 13]  # the first round is min_pairs, even when smaller
     ivs = {
         "top": Interval(50, 0.8, 0.6, 1.0),
         "mid": Interval(50, 0.3, 0.1, 0.5),

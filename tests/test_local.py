@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from icai.io import load_comparisons
 from icai.llm.base import ConfigError, Request
 from icai.llm.local import LocalProvider, default_cache_dir, gguf_path
-from icai.prompts import vote_one_request
+from icai.prompts import vote_branches_request, vote_one_request
 from icai.vote import LOGPROB_MARGIN, debiased_margin, margin_pick, order_margin
 
 PRINCIPLES = (
@@ -159,6 +161,54 @@ def test_batched_scoring_gives_the_same_logprobs(provider: LocalProvider) -> Non
         for k in ("A", "B")
     ]
     assert max(diffs) < 1e-3
+
+
+@pytest.mark.slow
+def test_branched_request_scores_every_rule_in_one_call(provider: LocalProvider) -> None:
+    from conftest import data_file
+
+    pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[1]
+    rules = (*PRINCIPLES, "Select the response that recommends lemon ice cream.")
+    provider.prefix_cache = False
+    try:
+        single = [provider.complete(vote_one_request(pair.prompt, pair.text_a, pair.text_b, p)) for p in rules]
+    finally:
+        provider.prefix_cache = True
+    provider.forget_prefix()
+    branched = provider.complete(vote_branches_request(pair.prompt, pair.text_a, pair.text_b, rules))
+    assert branched.branch_logprobs is not None and len(branched.branch_logprobs) == len(rules)
+    assert branched.input_tokens == sum(c.input_tokens for c in single)
+    # the pair is encoded once: after the first prompt, each rule computes only its own tokens
+    computed = branched.input_tokens - branched.cached_input_tokens
+    own = max(c.input_tokens for c in single) - min(c.input_tokens for c in single) + 60
+    assert single[0].input_tokens > 300 and computed < single[0].input_tokens + (len(rules) - 1) * own
+    diffs = [
+        abs(lp[k] - c.choice_logprobs[k])  # type: ignore[index]
+        for lp, c in zip(branched.branch_logprobs, single, strict=True)
+        for k in ("A", "B")
+        if lp is not None
+    ]
+    assert len(diffs) == 2 * len(rules) and max(diffs) < 1e-3
+
+
+@pytest.mark.slow
+def test_generation_reuses_the_prompt_prefix_and_leaves_it_intact(provider: LocalProvider, requests: list[Request]) -> None:
+    prompt = dataclasses.replace(requests[0], choices=(), max_tokens=8)  # a vote prompt, generated instead of scored
+    provider.forget_prefix()
+    first = provider.complete(prompt)
+    sampled = dataclasses.replace(prompt, temperature=0.7, seed=3)
+    again = provider.complete(sampled)  # the same prompt: everything but its last token is reused
+    assert first.cached_input_tokens == 0 and again.cached_input_tokens == again.input_tokens - 1
+    after = provider.complete(requests[1])  # a scored prompt sharing the pair, after decoding grew the cache
+    assert after.cached_input_tokens > 300
+    provider.prefix_cache = False
+    try:
+        assert provider.complete(prompt).text == first.text
+        assert provider.complete(sampled).text == again.text
+        fresh = provider.complete(requests[1])
+    finally:
+        provider.prefix_cache = True
+    assert after.choice_logprobs == pytest.approx(fresh.choice_logprobs, abs=1e-3)
 
 
 def test_only_stale_copies_of_the_same_model_and_dtype_are_pruned(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
@@ -27,6 +27,11 @@ class Request:
 
     `choices`, when set, asks the provider for the log-probability of each
     choice as the next token instead of (or besides) generated text.
+
+    `branches`, with `choices`, asks for several scorings in one call: each branch
+    text is appended in turn to the last message, and the choices are scored after
+    each (`Completion.branch_logprobs`, in order). The messages are then a prefix the
+    branches share, encoded once by providers that reuse it (`supports_branches`).
     """
 
     messages: tuple[Message, ...]
@@ -35,6 +40,7 @@ class Request:
     json_schema: Mapping[str, Any] | None = None
     choices: tuple[str, ...] = ()
     seed: int | None = None
+    branches: tuple[str, ...] = ()
 
     @classmethod
     def chat(cls, user: str, *, system: str | None = None, **options: Any) -> Request:
@@ -45,6 +51,11 @@ class Request:
     def prompt_text(self) -> str:
         """All message contents joined; what fakes match against."""
         return "\n".join(m.content for m in self.messages)
+
+    def branch(self, i: int) -> Request:
+        """The unbranched request for branch i: its text appended to the last message."""
+        *head, last = self.messages
+        return replace(self, messages=(*head, Message(last.role, last.content + self.branches[i])), branches=())
 
     def cache_key(self, model: str) -> str:
         """Hash of model, messages and output-affecting options only."""
@@ -57,6 +68,8 @@ class Request:
             "choices": list(self.choices),
             "seed": self.seed,
         }
+        if self.branches:  # absent otherwise, so keys of unbranched requests stay as they were
+            payload["branches"] = list(self.branches)
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -69,6 +82,8 @@ class Completion:
     cached_input_tokens: int = 0
     """Prompt tokens the provider served from its own prefix cache, where reported."""
     choice_logprobs: Mapping[str, float] | None = None
+    branch_logprobs: tuple[Mapping[str, float] | None, ...] | None = None
+    """For a request with `branches`: the choices' log-probabilities after each branch."""
     from_cache: bool = field(default=False, compare=False)
     """True when served by icai's response cache (no API call made)."""
 
@@ -108,6 +123,11 @@ class Provider(Protocol):
 def supports_batching(provider: Provider) -> bool:
     """True when the provider has the optional `complete_many` method."""
     return callable(getattr(provider, "complete_many", None))
+
+
+def supports_branches(provider: Provider) -> bool:
+    """True when the provider answers a request with `branches` in one call (see `Request`)."""
+    return bool(getattr(provider, "supports_branches", False))
 
 
 def supports_logprobs(provider: Provider) -> bool:

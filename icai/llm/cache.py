@@ -39,6 +39,8 @@ class ResponseCache:
         if row is None:
             return None
         data = json.loads(row[0])
+        if data.get("branch_logprobs") is not None:
+            data["branch_logprobs"] = tuple(data["branch_logprobs"])
         return Completion(**data, from_cache=True)
 
     def put(self, key: str, model: str, completion: Completion) -> None:
@@ -49,6 +51,8 @@ class ResponseCache:
             "cached_input_tokens": completion.cached_input_tokens,
             "choice_logprobs": dict(completion.choice_logprobs) if completion.choice_logprobs else None,
         }
+        if completion.branch_logprobs is not None:
+            data["branch_logprobs"] = [dict(b) if b is not None else None for b in completion.branch_logprobs]
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO responses (key, model, completion) VALUES (?, ?, ?)",

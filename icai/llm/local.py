@@ -136,6 +136,7 @@ class LocalProvider:
     """
 
     supports_choice_logprobs = True
+    supports_branches = True
 
     def __init__(
         self,
@@ -203,8 +204,10 @@ class LocalProvider:
 
         with self._lock, self._torch_threads():
             self._load()
-            prompt_ids = self._encode_prompt(request)
             with torch.inference_mode():
+                if request.branches:
+                    return self._branched(request)
+                prompt_ids = self._encode_prompt(request)
                 if request.choices:
                     return self._choose(prompt_ids, request.choices)
                 return self._generate(prompt_ids, request)
@@ -225,6 +228,9 @@ class LocalProvider:
                 # any of their remaining suffixes (e.g. one pair's prompts that differ in the rule only).
                 groups: list[tuple[list[int], list[Any], int]] = []
                 for i, request in enumerate(requests):
+                    if request.branches:
+                        results[i] = self._branched(request)
+                        continue
                     if not request.choices:
                         results[i] = self._generate(self._encode_prompt(request), request)
                         continue
@@ -251,6 +257,28 @@ class LocalProvider:
                     for i, completion in zip(members, self._choose_batch(encoded, shared, [requests[i] for i in members]), strict=True):
                         results[i] = completion
         return [r for r in results if r is not None]
+
+    def _branched(self, request: Request) -> Completion:
+        """One call for a request with branches: the shared prompt once, the branches in padded batches."""
+        if not request.choices:
+            raise LLMError(f"{self.model}: a request with branches must also give choices")
+        subs = [request.branch(i) for i in range(len(request.branches))]
+        encoded = [self._encode_prompt(sub)[0] for sub in subs]
+        shared = min(_common_prefix(encoded[0], e) for e in encoded)
+        scored: list[Completion] = []
+        for lo in range(0, len(subs), MAX_BATCH):
+            chunk = encoded[lo : lo + MAX_BATCH]
+            if len(chunk) == 1 or shared < MIN_PREFIX_TOKENS:
+                scored += [self._choose(e[None], request.choices) for e in chunk]
+            else:
+                scored += self._choose_batch(chunk, shared, subs[lo : lo + MAX_BATCH])
+        return Completion(
+            text=" ".join(c.text for c in scored),
+            input_tokens=sum(c.input_tokens for c in scored),
+            output_tokens=len(scored),
+            cached_input_tokens=sum(c.cached_input_tokens for c in scored),
+            branch_logprobs=tuple(c.choice_logprobs for c in scored),
+        )
 
     def _choose_batch(self, encoded: list[Any], shared: int, requests: list[Request]) -> list[Completion]:
         """Score prompts that share their first `shared` tokens: the prefix once, the suffixes as one batch."""
@@ -495,23 +523,39 @@ class LocalProvider:
 
         # A plain decode loop rather than model.generate: generate takes no
         # torch.Generator, and seeding the global RNG would leak into other code.
+        # The prompt is prefilled like a scored one, reusing the previous prompt's KV
+        # prefix (samples of one prompt, or prompts that share their instructions).
+        prompt_len = int(prompt_ids.shape[-1])
+        logits, reused, cache = self._last_logits(prompt_ids)
+        stored = self._prefix_ids
+        self._prefix_ids = self._prefix_kv = None  # decoding extends the cache; kept once cropped back
         new_tokens: list[int] = []
-        inputs = prompt_ids
-        cache_kwargs = self._new_cache()
-        for _ in range(max_new):
-            out = self._model(input_ids=inputs, use_cache=True, **cache_kwargs, **self._forward_kwargs)
-            logits = out.logits[0, -1].float()
+        for step in range(max_new):
+            if step:
+                out = self._model(
+                    input_ids=torch.tensor([[new_tokens[-1]]], device=self._device),
+                    use_cache=True,
+                    **{self._cache_keyword: cache},
+                    **self._forward_kwargs,
+                )
+                logits = out.logits[0, -1]
             if generator is None:
                 token = int(torch.argmax(logits))
             else:
-                probs = torch.softmax(logits / request.temperature, dim=-1)
+                probs = torch.softmax(logits.float() / request.temperature, dim=-1)
                 token = int(torch.multinomial(probs, 1, generator=generator))
             if token in eos:
                 break
             new_tokens.append(token)
-            inputs = torch.tensor([[token]], device=self._device)
+        if stored is not None:
+            extra = int(cache.get_seq_length()) - prompt_len
+            if extra > 0:
+                cache.crop(-extra)
+            self._prefix_ids, self._prefix_kv = stored, cache
         text = self._tokenizer.decode(new_tokens, skip_special_tokens=True)
-        return Completion(text=text, input_tokens=int(prompt_ids.shape[-1]), output_tokens=len(new_tokens))
+        return Completion(
+            text=text, input_tokens=prompt_len, output_tokens=len(new_tokens), cached_input_tokens=reused
+        )
 
     def _new_cache(self) -> dict[str, Any]:
         """A fresh KV cache, under the keyword this transformers version expects."""

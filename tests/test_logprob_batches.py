@@ -1,0 +1,141 @@
+"""Log-prob voting with several principles per call (request branches) and in one calibrated order."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from icai.adaptive import vote_adaptive
+from icai.cost import estimate_run
+from icai.llm import LLM, Request
+from icai.llm.base import Completion
+from icai.llm.cache import ResponseCache
+from icai.pipeline import RunConfig
+from icai.prompts import vote_branches_request, vote_one_request
+from icai.types import Comparison, Principle
+from icai.vote import calibrated_margins, vote
+
+WORDS = ["cat", "blue", "lemon", "rain", "piano", "salt"]
+BIAS = 3.0
+"""The fake model's constant preference for slot A, in log-odds."""
+SIGNAL = 2.0
+
+
+class LogprobAnnotator:
+    """Scores "A"/"B" after a rule "mentions <word>": +-SIGNAL for the slot whose response has the word, plus BIAS for A."""
+
+    model = "fake/logprob"
+    supports_choice_logprobs = True
+
+    def __init__(self, *, branches: bool) -> None:
+        self.supports_branches = branches
+        self.requests: list[Request] = []
+
+    def complete(self, request: Request) -> Completion:
+        self.requests.append(request)
+        if request.branches:
+            scored = [self._score(request.branch(i)) for i in range(len(request.branches))]
+            return Completion(" ".join(c.text for c in scored), branch_logprobs=tuple(c.choice_logprobs for c in scored))
+        return self._score(request)
+
+    def _score(self, request: Request) -> Completion:
+        prompt = request.prompt_text
+        a = re.search(r"\[RESPONSE A\]\n(.*?)\n\[/RESPONSE A\]", prompt, re.DOTALL).group(1)  # type: ignore[union-attr]
+        b = re.search(r"\[RESPONSE B\]\n(.*?)\n\[/RESPONSE B\]", prompt, re.DOTALL).group(1)  # type: ignore[union-attr]
+        word = re.search(r"Rule: Select the response that mentions (\w+)\.", prompt).group(1)  # type: ignore[union-attr]
+        margin = BIAS + SIGNAL * ((word in a.split()) - (word in b.split()))
+        logprobs = {"A": -math.log1p(math.exp(-margin)), "B": -math.log1p(math.exp(margin))}
+        return Completion(max(logprobs, key=logprobs.__getitem__), input_tokens=len(prompt) // 4, output_tokens=1, choice_logprobs=logprobs)
+
+
+def pairs(n: int = 24) -> list[Comparison]:
+    out = []
+    for i in range(n):
+        a = " ".join(WORDS[j] for j in range(len(WORDS)) if (i >> j) % 2)
+        b = " ".join(WORDS[j] for j in range(len(WORDS)) if (i * 7 + 3 >> j) % 2)
+        out.append(Comparison(f"c{i}", f"words: {a}", f"words: {b}", "a" if i % 3 else "b", prompt="List some words."))
+    return out
+
+
+def rules() -> list[Principle]:
+    return [Principle.from_text(f"Select the response that mentions {w}.") for w in WORDS]
+
+
+def truth(c: Comparison, p: Principle) -> str:
+    word = p.text.rsplit(" ", 1)[1].rstrip(".")
+    side = (word in c.text_a.split()) - (word in c.text_b.split())
+    if side == 0:
+        return "abstain"
+    return "for" if (side > 0) == (c.preferred == "a") else "against"
+
+
+def test_a_branch_is_the_single_rule_request() -> None:
+    request = vote_branches_request("p {x}", "a", "b", ["Rule one {y}", "Rule two"])
+    assert request.branches and len(request.branches) == 2
+    assert [request.branch(i) for i in range(2)] == [vote_one_request("p {x}", "a", "b", r) for r in ("Rule one {y}", "Rule two")]
+    assert vote_branches_request("p", "a", "b", ["only"]) == vote_one_request("p", "a", "b", "only")
+    assert request.cache_key("m") != request.branch(0).cache_key("m")
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 40])
+def test_branched_calls_give_the_votes_of_one_call_per_rule(batch_size: int) -> None:
+    comparisons, principles = pairs(), rules()
+    single = LogprobAnnotator(branches=False)
+    expected = vote(comparisons, principles, LLM(single, progress=False), mode="logprob", batch_size=batch_size)
+    assert len(single.requests) == len(comparisons) * 2 * len(principles)  # no branches: one call per rule and order
+
+    branched = LogprobAnnotator(branches=True)
+    llm = LLM(branched, progress=False)
+    got = vote(comparisons, principles, llm, mode="logprob", batch_size=batch_size)
+    per_pair = 2 * math.ceil(len(principles) / batch_size)
+    assert llm.usage.calls == len(branched.requests) == len(comparisons) * per_pair
+    assert [(v.comparison_id, v.principle_id, v.value) for v in got] == [(v.comparison_id, v.principle_id, v.value) for v in expected]
+    assert [v.value for v in got] == [truth(c, p) for c in comparisons for p in principles]  # both orders cancel BIAS
+
+
+def test_branch_logprobs_survive_the_response_cache(tmp_path: Path) -> None:
+    comparisons, principles = pairs(8), rules()
+    first = LLM(LogprobAnnotator(branches=True), cache=ResponseCache(tmp_path / "c.sqlite"), progress=False)
+    votes = vote(comparisons, principles, first, mode="logprob")
+    again = LLM(LogprobAnnotator(branches=True), cache=ResponseCache(tmp_path / "c.sqlite"), progress=False)
+    assert vote(comparisons, principles, again, mode="logprob") == votes
+    assert (again.usage.calls, again.usage.cache_hits) == (0, first.usage.calls)
+
+
+def test_one_order_log_prob_votes_are_calibrated_for_position_bias() -> None:
+    comparisons, principles = pairs(), rules()
+    annotator = LogprobAnnotator(branches=True)
+    llm = LLM(annotator, progress=False)
+    result = vote_adaptive(
+        comparisons, principles, llm, mode="logprob", both_orders=False, min_pairs=len(comparisons), k=2, seed=3
+    )
+    # one call per pair (all rules as branches), each pair shown once, in a random order
+    assert result.calls == llm.usage.calls == len(comparisons)
+    shown = [re.findall(r"\[RESPONSE [AB]\]\n(.*?)\n", r.prompt_text) for r in annotator.requests]
+    swapped = sum([c.text_b, c.text_a] in shown for c in comparisons)
+    assert 0 < swapped < len(comparisons)
+    by = {(c.id, p.id): truth(c, p) for c in comparisons for p in principles}
+    decisive = [v for v in result.votes if by[(v.comparison_id, v.principle_id)] != "abstain"]
+    # BIAS > SIGNAL: uncalibrated, every vote would pick slot A; calibrated, each decisive vote follows its rule
+    assert decisive and all(v.value == by[(v.comparison_id, v.principle_id)] for v in decisive)
+    assert all(len(v.picks) == 1 for v in result.votes)
+
+
+def test_calibration_subtracts_the_mean_readable_margin() -> None:
+    assert calibrated_margins([2.0, 0.0, None, 1.0]) == [1.0, -1.0, None, 0.0]
+    assert calibrated_margins([None]) == [None]
+
+
+def test_estimate_counts_branched_calls_for_local_models(orthogonal_csv: Path) -> None:
+    from icai.io import load_comparisons
+
+    comparisons = load_comparisons(orthogonal_csv)
+    local = estimate_run(comparisons, RunConfig(model="local/smollm2", n_clusters=12))
+    server = estimate_run(comparisons, RunConfig(model="openai/some-server-model", vote_mode="logprob", n_clusters=12))
+    n_pairs = len(comparisons)
+    assert local.stages[1].calls == n_pairs * 2  # 12 principles as branches of one call per order
+    assert server.stages[1].calls == n_pairs * 2 * 12  # a server gets one call per principle
+    assert local.stages[1].input_tokens == server.stages[1].input_tokens
+    one_order = estimate_run(comparisons, RunConfig(model="local/smollm2", n_clusters=12, adaptive=True, adaptive_one_order=True))
+    assert one_order.stages[1].calls == n_pairs
