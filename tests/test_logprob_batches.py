@@ -94,6 +94,18 @@ def test_branched_calls_give_the_votes_of_one_call_per_rule(batch_size: int) -> 
     assert [v.value for v in got] == [truth(c, p) for c in comparisons for p in principles]  # both orders cancel BIAS
 
 
+def test_a_provider_without_branches_refuses_a_branched_request() -> None:
+    from icai.llm.base import ConfigError
+
+    request = vote_branches_request("p", "a", "b", ["Select the response that mentions cat.", "Select the response that mentions salt."])
+    llm = LLM(LogprobAnnotator(branches=False), progress=False)
+    with pytest.raises(ConfigError, match="branches"):
+        llm.complete(request)
+    with pytest.raises(ConfigError, match="branches"):
+        llm.map([request])
+    assert llm.usage.calls == 0
+
+
 def test_branch_logprobs_survive_the_response_cache(tmp_path: Path) -> None:
     comparisons, principles = pairs(8), rules()
     first = LLM(LogprobAnnotator(branches=True), cache=ResponseCache(tmp_path / "c.sqlite"), progress=False)

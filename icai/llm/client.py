@@ -27,6 +27,7 @@ from icai.llm.base import (
     Request,
     TransientError,
     supports_batching,
+    supports_branches,
 )
 from icai.llm.cache import ResponseCache
 
@@ -295,6 +296,8 @@ class LLM:
 
     def _reserve_call(self, request: Request) -> float:
         """Count the call against the budgets; returns the cost bound held until it completes."""
+        if request.branches and not supports_branches(self.provider):
+            raise ConfigError(f"{self.model} does not take requests with branches; send one per branch (Request.branch)")
         bound = 0.0
         if self.price is not None and self.max_cost is not None:
             bound = self.price.cost(_tokens(request.prompt_text), request.max_tokens)
