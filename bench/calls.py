@@ -36,6 +36,8 @@ voting waits for each round). Measured wall time covers icai's own work only
 (the simulator answers instantly).
 
     .venv/bin/python bench/calls.py            # writes bench/results/calls.json
+    .venv/bin/python bench/calls.py --annotator local --datasets synthetic_orthogonal \
+        --propose-sample 7 --min-pairs 8 --seeds 3   # SmolLM2; writes bench/results/calls_local.json
 """
 
 from __future__ import annotations
