@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from cluster_scale import principle_texts  # noqa: E402
+from cluster_scale import Precomputed, principle_texts  # noqa: E402
 
 from icai.cluster import cluster  # noqa: E402
 from icai.embed import get_embedder  # noqa: E402
@@ -147,21 +147,9 @@ def check_embedder(folder: Path, device: str, sizes: list[int]) -> dict[str, Any
         encode_s = time.perf_counter() - started
         principles = [Principle.from_text(t) for t in texts]
         started = time.perf_counter()
-        cluster(principles, _Fixed(vectors), n_clusters=40, seed=0)
+        cluster(principles, Precomputed(texts, vectors), n_clusters=40, seed=0)
         rows.append({"n": n, "encode_s": round(encode_s, 2), "cluster_s": round(time.perf_counter() - started, 2)})
     return {"device": device, "rows": rows}
-
-
-class _Fixed:
-    """An embedder that returns precomputed vectors, so clustering is timed alone."""
-
-    name = "precomputed"
-
-    def __init__(self, vectors: Any) -> None:
-        self.vectors = vectors
-
-    def encode(self, texts: Any) -> Any:
-        return self.vectors[: len(texts)]
 
 
 def main() -> int:

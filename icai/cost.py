@@ -258,12 +258,13 @@ def _vote(
     if mode == "logprob":
         # local models score a call's principles as branches of one request; servers take one per call
         per_call = batch_size if config.model.startswith("local/") else 1
-        calls = tokens = 0
-        for c in _unique_pairs(pairs):
-            one = estimate_tokens(vote_one_request(c.prompt, c.text_a, c.text_b, _TYPICAL_PRINCIPLE).prompt_text)
-            calls += orders * math.ceil(n_principles / per_call)
-            tokens += orders * n_principles * one
-        return StageEstimate(stage, calls, tokens, orders * n_principles * len(_unique_pairs(pairs)))
+        unique = _unique_pairs(pairs)
+        tokens = sum(
+            orders * n_principles * estimate_tokens(vote_one_request(c.prompt, c.text_a, c.text_b, _TYPICAL_PRINCIPLE).prompt_text)
+            for c in unique
+        )
+        calls = len(unique) * orders * math.ceil(n_principles / per_call)
+        return StageEstimate(stage, calls, tokens, orders * n_principles * len(unique))
     sizes = [batch_size] * (n_principles // batch_size) + (
         [n_principles % batch_size] if n_principles % batch_size else []
     )

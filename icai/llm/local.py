@@ -251,10 +251,7 @@ class LocalProvider:
                             continue
                     groups.append(([i], [ids], int(ids.shape[0])))
                 for members, encoded, shared in groups:
-                    if len(members) == 1:
-                        results[members[0]] = self._choose(encoded[0][None], requests[members[0]].choices)
-                        continue
-                    for i, completion in zip(members, self._choose_batch(encoded, shared, [requests[i] for i in members]), strict=True):
+                    for i, completion in zip(members, self._score_group(encoded, shared, [requests[i] for i in members]), strict=True):
                         results[i] = completion
         return [r for r in results if r is not None]
 
@@ -267,11 +264,7 @@ class LocalProvider:
         shared = min(_common_prefix(encoded[0], e) for e in encoded)
         scored: list[Completion] = []
         for lo in range(0, len(subs), MAX_BATCH):
-            chunk = encoded[lo : lo + MAX_BATCH]
-            if len(chunk) == 1 or shared < MIN_PREFIX_TOKENS:
-                scored += [self._choose(e[None], request.choices) for e in chunk]
-            else:
-                scored += self._choose_batch(chunk, shared, subs[lo : lo + MAX_BATCH])
+            scored += self._score_group(encoded[lo : lo + MAX_BATCH], shared, subs[lo : lo + MAX_BATCH])
         return Completion(
             text=" ".join(c.text for c in scored),
             input_tokens=sum(c.input_tokens for c in scored),
@@ -279,6 +272,13 @@ class LocalProvider:
             cached_input_tokens=sum(c.cached_input_tokens for c in scored),
             branch_logprobs=tuple(c.choice_logprobs for c in scored),
         )
+
+    def _score_group(self, encoded: list[Any], shared: int, requests: list[Request]) -> list[Completion]:
+        """Choice prompts that share their first `shared` tokens: one padded batch, or one by one
+        when there is a single prompt or too short a prefix to be worth sharing."""
+        if len(encoded) == 1 or shared < MIN_PREFIX_TOKENS:
+            return [self._choose(e[None], r.choices) for e, r in zip(encoded, requests, strict=True)]
+        return self._choose_batch(encoded, shared, requests)
 
     def _choose_batch(self, encoded: list[Any], shared: int, requests: list[Request]) -> list[Completion]:
         """Score prompts that share their first `shared` tokens: the prefix once, the suffixes as one batch."""
