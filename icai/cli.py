@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="greedy",
         help="greedy: add principles while they raise training agreement, merging duplicates; strength: the strongest --max-principles (default greedy)",
     )
+    r.add_argument(
+        "--min-gain", type=float, default=0.01, help="greedy: least rise in training agreement for a principle to enter (default 0.01)"
+    )
     r.add_argument("--alpha", type=float, default=0.05, help="q-value below which a principle is significant (default 0.05)")
     r.add_argument(
         "--bootstrap", type=int, default=200, help="resamples for selection stability, from cached votes (default 200; 0: off)"
@@ -232,6 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cascade=args.cascade,
         propose_style=args.propose_style,
         selection=args.selection,
+        min_gain=args.min_gain,
         alpha=args.alpha,
         bootstrap=args.bootstrap,
     )
