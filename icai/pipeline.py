@@ -315,17 +315,25 @@ def _evaluate(
         flipped_constitution_texts=flipped.constitution.texts if flipped else None,
         mode=mode,
     )
-    # Principle-count curve: the order comes from greedy forward selection on the
-    # train votes; each prefix is then scored on held-out votes, never on the pairs it was chosen on.
-    ranked = sorted((s for s in result.stats if s.agreement is not None), key=rank_key)
+    # Principle-count curve: the order comes from greedy forward selection on the train votes over
+    # the same candidates selection used (qualified, duplicates merged), without selection's minimum
+    # gain, so the greedy constitution is a prefix of it and the knee is visible. Each prefix is
+    # scored on held-out votes, never on the pairs it was chosen on.
+    if result.selection is not None:
+        merged = {m.merged for m in result.selection.merges}
+        candidates = [pid for pid in result.selection.qualified if pid not in merged]
+    else:
+        candidates = [s.principle_id for s in sorted((s for s in result.stats if s.agreement is not None), key=rank_key)]
     order = forward_select(
-        [s.principle_id for s in ranked], list(result.votes), list(result.train), max_principles=config.curve_candidates
+        candidates, list(result.votes), list(result.train), max_principles=config.curve_candidates
     ).principle_ids
     if not order:
         return evaluation
     by_id = {p.id: p for p in result.tested}
-    curve_principles = [by_id[i] for i in order]
-    test_votes = _vote_stage(test, curve_principles, llm, embedder, config, mode, adaptive=False)
+    # the constitution's own principles are voted too (with --select strength they need not be on the curve),
+    # so exports can score every constitution principle held out
+    voted = list(dict.fromkeys([*order, *(p.id for p in result.constitution.principles)]))
+    test_votes = _vote_stage(test, [by_id[i] for i in voted], llm, embedder, config, mode, adaptive=False)
     if store is not None:
         store.save_votes(test_votes, name="test_votes.csv")
     held_out = [
