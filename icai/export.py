@@ -595,11 +595,13 @@ def record_to_sample(record: dict[str, Any], split: str | None = None) -> list[S
 
 
 @task
-def pairwise_constitution_task(pairs: str, split: str | None = None, judge: str | None = None) -> Task:
+def pairwise_constitution_task(
+    pairs: str, split: str | None = None, judge: str | None = None, max_tokens: int = 16
+) -> Task:
     """Judge labelled pairs from a CSV or JSONL file (an icai run's comparisons.csv works, e.g. with split=test)."""
     load = csv_dataset if pairs.lower().endswith(".csv") else json_dataset
     dataset = load(pairs, lambda record: record_to_sample(record, split))
-    return Task(dataset=dataset, solver=keep_pair(), scorer=pairwise_constitution(model=judge))
+    return Task(dataset=dataset, solver=keep_pair(), scorer=pairwise_constitution(model=judge, max_tokens=max_tokens))
 '''
 
 
@@ -625,7 +627,7 @@ def to_pairwise_inspect_task(constitution: Constitution) -> str:
         "\n"
         "pairs: CSV or JSONL with prompt, response_a, response_b, preferred (A or B); icai's column\n"
         "names (text_a, text_b, preferred a/b or preferred_text) work too. -T judge=MODEL sets a\n"
-        "judge other than the evaluated model.\n"
+        "judge other than the evaluated model; -T max_tokens=N gives it room to think (default 16).\n"
         '"""\n'
         "\n"
         "from __future__ import annotations\n"
