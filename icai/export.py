@@ -390,7 +390,7 @@ def to_pairwise_judge(constitution: Constitution) -> dict[str, Any]:
             "response_a": "the response shown first, in slot A",
             "response_b": "the response shown second, in slot B",
         },
-        "texts": (
+        "sanitize": (
             f"icai replaces block tags such as [/RESPONSE A] inside the texts with (/RESPONSE A) and cuts a text over "
             f"{MAX_RESPONSE_CHARS} characters to its first and last {MAX_RESPONSE_CHARS // 2}, so a response cannot "
             "close its own block"
@@ -454,6 +454,7 @@ def to_pairwise_promptfoo_yaml(constitution: Constitution, *, tests: str = "file
         "# as icai asks them; the assertion translates the BA verdict back, so a split verdict passes one\n"
         "# of its two rows: the pass rate counts a tie as 0.5. (promptfoo's select-best ranks the outputs\n"
         "# of several prompts or providers; it does not judge two given responses, hence this config.)\n"
+        "# Unlike icai, the prompt does not neutralise block tags such as [/RESPONSE A] inside the texts.\n"
         "# Run: promptfoo eval -c this_file.yaml\n"
     )
     return header + yaml.dump(config, Dumper=_block_dumper(), sort_keys=False, allow_unicode=True, width=10_000)

@@ -3,9 +3,11 @@
 A pair's features are its principles' vote directions (`icai.stats.direction`):
 +1 when the principle picks response a, -1 when it picks b, 0 when it abstains
 or has no valid vote. A logistic regression of the label (a preferred) on the
-directions gives one weight per principle. By default each pair is fitted in both
-orders (directions negated, label flipped), so the reward is position-free:
-P(a over b) = 1 - P(b over a) and the intercept is 0.
+directions gives one weight per principle. By default the fit has no intercept, so
+the reward is position-free: P(a over b) = 1 - P(b over a). It is fitted on each
+pair in both orders (directions negated, label flipped): without an intercept that
+leaves the weights' data term unchanged (each row counts twice) and keeps both labels
+present when every pair was labelled "a".
 
 `ConstitutionReward` votes each principle on a new pair with any icai LLM, through
 `icai.vote.vote` (the same requests, both orders, and debiasing as a run's votes),
@@ -146,9 +148,9 @@ class RewardWeights:
             raise DataError(f"{path}: not valid JSON ({exc})") from None
         try:
             return cls.from_dict(data)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, DataError):
-                raise
             raise DataError(f"{path}: malformed reward weights ({exc!r})") from None
 
 

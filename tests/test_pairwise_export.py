@@ -261,3 +261,11 @@ def test_pairwise_promptfoo_runs_in_promptfoo(constitution, tmp_path):
     assert len(outcome) == 6
     by_pair = {p["id"]: [outcome[(p["response_a"], order)] for order in ("AB", "BA")] for p in PAIRS}
     assert by_pair == {"p1": [True, True], "p2": [True, True], "p3": [False, True]}
+    # nunjucks rendered icai's judge prompt, in both orders (p3's block tag is not neutralised there)
+    for row in rows:
+        pair = next(p for p in PAIRS if p["response_a"] == row["vars"]["response_a"])
+        if pair["id"] == "p3":
+            continue
+        first, second = (pair["response_a"], pair["response_b"])[:: 1 if row["vars"]["order"] == "AB" else -1]
+        system, user = icai_messages(pair["prompt"], first, second)
+        assert unescaped(row["prompt"]["raw"]) == f"{system}\n\n{user}"
