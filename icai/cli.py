@@ -125,9 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write report.html for a run directory")
     rep.add_argument("run_dir")
 
+    from icai.export import FORMATS as EXPORT_FORMATS
+
     x = sub.add_parser("export", help="export a constitution for other tools")
     x.add_argument("constitution")
-    x.add_argument("--format", dest="export_format", required=True, choices=["prompt", "promptfoo", "inspect", "annotated-pairs"])
+    x.add_argument("--format", dest="export_format", required=True, choices=EXPORT_FORMATS)
     x.add_argument("--out", help="file to write (default: print)")
     return parser
 
