@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="small: contrastive word hints and one rule per call, for tiny local models; auto picks it for local/ models",
     )
+    r.add_argument(
+        "--propose-fallback",
+        action="store_true",
+        help="small style: a pair with no usable model rule gets one written by code from its top keyword "
+        "(origin hint-fallback; off by default)",
+    )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
@@ -220,6 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         propose_sample=args.propose_sample,
         cascade=args.cascade,
         propose_style=args.propose_style,
+        propose_fallback=args.propose_fallback,
     )
     estimate = estimate_run(comparisons, config)
     if args.dry_run:
@@ -280,7 +287,13 @@ def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
         if s is not None and s.agreement is not None:
             lo, hi = s.agreement_ci or (float("nan"), float("nan"))
             detail = f"  [agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against}]"
-        print(f"{rank:>2}. {p.text}{detail}")
+        print(f"{rank:>2}. {p.text}{detail}  ({provenance(p)})")
+
+
+def provenance(principle) -> str:  # type: ignore[no-untyped-def]
+    """Who wrote a principle and from what: "origin llm", "origin llm, hint form:words:less", "origin hint-fallback"."""
+    hint = getattr(principle, "hint", "")
+    return f"origin {principle.origin}" + (f", hint {hint}" if hint else "")
 
 
 def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
@@ -289,6 +302,24 @@ def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
         print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f})  n={s.n}")
     for name, (mean, ci) in evaluation.differences.items():
         print(f"  {name} - default: {mean:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f})")
+    surface = evaluation.surface
+    if surface is None:
+        return
+    how = (
+        f"fitted on {surface.n_train} training pairs"
+        if surface.fit == "train"
+        else "cross-validated on these pairs (no training pairs given)"
+    )
+    cv = "" if surface.cv_accuracy is None or surface.fit != "train" else f", cross-validated training accuracy {surface.cv_accuracy:.3f}"
+    top = sorted(surface.coefficients.items(), key=lambda kv: -abs(kv[1]))[:3]
+    weights = ", ".join(f"{name} {w:+.2f}" for name, w in top if abs(w) > 1e-9) or "all zero"
+    print(f"  surface features: logistic regression on length and style counts, {how}{cv}; largest weights {weights}")
+    if surface.constitution_minus_surface is not None:
+        mean, (lo, hi) = surface.constitution_minus_surface
+        print(
+            f"  constitution - surface: {mean:+.3f} ({lo:+.3f} to {hi:+.3f}): the constitution explains "
+            f"{abs(100 * mean):.1f} points {'more' if mean >= 0 else 'fewer'} than surface features"
+        )
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:

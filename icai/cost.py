@@ -208,19 +208,17 @@ def _propose(pool: Sequence[Comparison], config: RunConfig, *, stage: str = "pro
     from icai.propose import (
         SAMPLE_TEMPERATURE,
         SMALL_MAX_TOKENS,
-        contrastive_hints,
-        preference_log_odds,
         resolve_propose_style,
+        small_plan,
         small_requests,
         standard_requests,
     )
 
     if resolve_propose_style(config.propose_style, config.model) == "small":
         # The requests icai.propose sends: one short rule per call, `proposal_samples` calls per pair.
-        weights = preference_log_odds(pool)
-        hints = [contrastive_hints(c, weights=weights) for c in pool]
+        hints, forms = small_plan(pool)
         requests = small_requests(
-            pool, hints, seed=config.seed, samples=config.proposal_samples, temperature=SAMPLE_TEMPERATURE
+            pool, hints, seed=config.seed, samples=config.proposal_samples, temperature=SAMPLE_TEMPERATURE, forms=forms
         )
         per_call_output = SMALL_MAX_TOKENS
     else:

@@ -73,8 +73,9 @@ class RunConfig:
     """auto: "small" (contrastive hints, one sampled rule per call; icai.propose) for local models, else "standard"."""
     proposal_samples: int = 3
     """Small proposal style: calls per pair."""
-    propose_fallback: bool = True
-    """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"."""
+    propose_fallback: bool = False
+    """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"
+    (off by default: such rules are not a model's reading of the pair; `icai run --propose-fallback`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,7 +186,7 @@ def _learn(
 ) -> RunResult:
     data = dataset_hash(train)
     style = resolve_propose_style(config.propose_style, llm.model)
-    small = [style, config.proposal_samples, config.propose_fallback] if style != "standard" else []
+    small = [style, config.proposal_samples, config.propose_fallback, "form hints"] if style != "standard" else []
     fp_propose = _fingerprint(
         data, llm.model, config.proposals_per_pair, config.seed, *([config.propose_sample] if config.propose_sample else []), *small
     )
@@ -266,6 +267,7 @@ def _evaluate(
         seed=config.seed,
         flipped_constitution_texts=flipped.constitution.texts if flipped else None,
         mode=mode,
+        train=list(result.train),
     )
     # Principle-count curve: the order comes from greedy forward selection on the
     # train votes; each prefix is then scored on held-out votes, never on the pairs it was chosen on.
