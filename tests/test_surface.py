@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from icai.evaluate import evaluate
-from icai.llm import LLM, Request
+from icai.llm import LLM
 from icai.llm.fake import FakeProvider
 from icai.surface import (
     FEATURES,
