@@ -202,6 +202,7 @@ def _learn(
             style=style,
             samples=config.proposal_samples,
             fallback=config.propose_fallback,
+            form_from=train,
         )
         if store is not None:
             store.save_principles("proposals.json", proposals)

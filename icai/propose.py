@@ -206,10 +206,16 @@ def standard_requests(comparisons: Sequence[Comparison], *, per_pair: int, seed:
     ]
 
 
-def small_plan(comparisons: Sequence[Comparison]) -> tuple[list[Hints], list[FormSignal | None]]:
-    """Per pair: its contrastive key-word hints, and the form hint it shows (None when none separates)."""
+def small_plan(
+    comparisons: Sequence[Comparison], *, form_from: Sequence[Comparison] | None = None
+) -> tuple[list[Hints], list[FormSignal | None]]:
+    """Per pair: its contrastive key-word hints, and the form hint it shows (None when none separates).
+
+    Form features are tested for separation on `form_from` (default: `comparisons`),
+    e.g. all training pairs when proposals come from a sample of them.
+    """
     weights = preference_log_odds(comparisons)
-    signals = separating_features(comparisons)
+    signals = separating_features(comparisons if form_from is None else form_from)
     if signals:
         log.info("propose (small): form features that separate the pairs: %s", [s.hint for s in signals])
     hints = [contrastive_hints(c, weights=weights) for c in comparisons]
@@ -266,6 +272,7 @@ def propose(
     samples: int = 3,
     temperature: float = SAMPLE_TEMPERATURE,
     fallback: bool = False,
+    form_from: Sequence[Comparison] | None = None,
 ) -> list[Principle]:
     """Ask the LLM why the preferred response won; unique principles with their source pairs.
 
@@ -278,10 +285,19 @@ def propose(
             sample at `temperature` with seeds seed+1, seed+2, ...
         fallback: small style only: a pair with no usable sample gets the
             code-written rule of `fallback_principle`, tagged origin="hint-fallback".
+        form_from: small style only: the pairs on which form features are tested for
+            separation (default: `comparisons`; the pipeline passes all training pairs).
     """
     if style == "small":
         return _propose_small(
-            comparisons, llm, per_pair=per_pair, seed=seed, samples=samples, temperature=temperature, fallback=fallback
+            comparisons,
+            llm,
+            per_pair=per_pair,
+            seed=seed,
+            samples=samples,
+            temperature=temperature,
+            fallback=fallback,
+            form_from=form_from,
         )
     if style != "standard":
         raise ValueError(f"unknown proposal style {style!r}; use 'standard' or 'small'")
@@ -307,10 +323,11 @@ def _propose_small(
     samples: int,
     temperature: float,
     fallback: bool,
+    form_from: Sequence[Comparison] | None,
 ) -> list[Principle]:
     if samples < 1:
         raise ValueError("samples must be at least 1")
-    hints, forms = small_plan(comparisons)
+    hints, forms = small_plan(comparisons, form_from=form_from)
     requests = small_requests(comparisons, hints, seed=seed, samples=samples, temperature=temperature, forms=forms)
     completions = llm.map(requests, desc="propose (small)", keys=[c.id for c in comparisons for _ in range(samples)])
 

@@ -166,3 +166,19 @@ def test_run_outputs_show_surface_baseline_and_provenance(orthogonal_csv, tmp_pa
     assert 'id="surface-note"' in html and "constitution \u2212 surface" in html
     assert "<td>surface</td>" in html  # a row of the scores table
     assert "origin" in pd.read_csv(out / "principles.csv").columns
+
+
+def test_dry_run_estimate_counts_the_form_prompts_propose_sends() -> None:
+    from icai.cost import estimate_run
+
+    pairs = _concise_pairs(8)
+    config = RunConfig(model="fake/keyword", propose_style="small", propose_sample=3)
+    stage = next(s for s in estimate_run(pairs, config).stages if s.stage == "propose")
+    provider = FakeProvider(_respond)
+    llm = LLM(provider, progress=False)
+    from icai.pipeline import propose_pool
+
+    propose(propose_pool(pairs, config), llm, style="small", samples=config.proposal_samples, form_from=pairs)
+    sent = {r.cache_key(config.model) for r in provider.requests}
+    assert stage.calls == len(sent) == 3 * 3
+    assert sum(FORM_PROMPT in r.messages[-1].content for r in provider.requests) == 3  # separated on all 8 pairs, not on the 3 sampled alone
