@@ -42,7 +42,7 @@ from icai.parse import copies_text, is_generic, parse_principles, principle_cont
 from icai.prompts import (
     FRAME,
     PROPOSE_SMALL_EXAMPLE,
-    PROPOSE_SMALL_FORM_EXAMPLE,
+    PROPOSE_SMALL_FORM_EXAMPLES,
     propose_request,
     propose_small_form_request,
     propose_small_request,
@@ -177,7 +177,7 @@ def small_rejection(text: str, comparison: Comparison, hints: Hints) -> str | No
     (the hint list pasted back); "wrong-side": names words only the rejected
     response uses and none that only the preferred one uses.
     """
-    for example_user, example_rule in (PROPOSE_SMALL_EXAMPLE, PROPOSE_SMALL_FORM_EXAMPLE):
+    for example_user, example_rule in (PROPOSE_SMALL_EXAMPLE, *PROPOSE_SMALL_FORM_EXAMPLES):
         if text.lower() == example_rule.lower() or copies_text(
             text, [example_rule, example_user], max_run=COPY_MAX_RUN
         ):
@@ -248,10 +248,8 @@ def small_requests(
         for s in range(samples):
             t = 0.0 if s == 0 else temperature
             if form is not None and sample_hint(form, s, samples) != KEYWORD_HINT:
-                excerpt = _excerpt(c.text(c.preferred), (), 25)
                 request = propose_small_form_request(
-                    c.prompt, form.phrase, preferred_excerpt=excerpt, temperature=t, seed=seed + s,
-                    max_tokens=SMALL_MAX_TOKENS,
+                    c.prompt, form.phrase, temperature=t, seed=seed + s, max_tokens=SMALL_MAX_TOKENS
                 )
             else:
                 request = propose_small_request(

@@ -241,7 +241,7 @@ class SurfaceBaseline:
 
 FORM_PHRASES: Mapping[str, tuple[str, str]] = {
     "words": ("is longer", "is shorter and more concise"),
-    "sentences": ("has more sentences", "has fewer sentences"),
+    "sentences": ("has more sentences", "is brief, in few sentences"),
     "headers": ("uses section headers", "uses no section headers"),
     "list_items": ("uses a bulleted or numbered list", "uses no list"),
     "bold": ("uses bold text", "uses no bold text"),

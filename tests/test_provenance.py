@@ -182,3 +182,13 @@ def test_dry_run_estimate_counts_the_form_prompts_propose_sends() -> None:
     sent = {r.cache_key(config.model) for r in provider.requests}
     assert stage.calls == len(sent) == 3 * 3
     assert sum(FORM_PROMPT in r.messages[-1].content for r in provider.requests) == 3  # separated on all 8 pairs, not on the 3 sampled alone
+
+
+def test_copies_of_the_form_examples_are_rejected() -> None:
+    from icai.prompts import PROPOSE_SMALL_FORM_EXAMPLES
+    from icai.propose import contrastive_hints, small_rejection
+
+    pair = _concise_pairs(1)[0]
+    for _, rule in PROPOSE_SMALL_FORM_EXAMPLES:
+        assert small_rejection(rule, pair, contrastive_hints(pair)) == "example"
+    assert small_rejection("Select the response that is short and concise.", pair, contrastive_hints(pair)) is None
