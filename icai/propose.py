@@ -19,8 +19,8 @@ Two styles:
   test) "separates". A pair whose own preferred side differs that way gets its
   last sample (with `samples` >= 2) asked from a form prompt instead ("the
   preferred answer is shorter and more concise"), so the model can write
-  "Select the response that is concise". No form prompt is sent when no
-  feature separates.
+  "Select the response that is concise" (greedy, with two worked examples). No form
+  prompt is sent when no feature separates.
 
 Provenance: `Principle.origin` says who wrote the text ("llm", or
 "hint-fallback" for code), `Principle.hint` what the writer saw (`HINT_KINDS`).
@@ -75,6 +75,10 @@ SAMPLE_TEMPERATURE = 0.8
 
 COPY_MAX_RUN = 5
 """A small-style rule may share at most this many consecutive words with the prompt or a response."""
+
+FORM_EXAMPLE_MAX_RUN = 3
+"""A rule may share at most this many consecutive words with a form prompt's worked example: its
+phrases are short, and SmolLM2 paraphrases them ("gives its main advice first")."""
 
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -177,10 +181,9 @@ def small_rejection(text: str, comparison: Comparison, hints: Hints) -> str | No
     (the hint list pasted back); "wrong-side": names words only the rejected
     response uses and none that only the preferred one uses.
     """
-    for example_user, example_rule in (PROPOSE_SMALL_EXAMPLE, *PROPOSE_SMALL_FORM_EXAMPLES):
-        if text.lower() == example_rule.lower() or copies_text(
-            text, [example_rule, example_user], max_run=COPY_MAX_RUN
-        ):
+    examples = [(*PROPOSE_SMALL_EXAMPLE, COPY_MAX_RUN), *((*e, FORM_EXAMPLE_MAX_RUN) for e in PROPOSE_SMALL_FORM_EXAMPLES)]
+    for example_user, example_rule, max_run in examples:
+        if text.lower() == example_rule.lower() or copies_text(text, [example_rule, example_user], max_run=max_run):
             return "example"
     if is_generic(text):
         return "generic"
@@ -223,7 +226,10 @@ def small_plan(
 
 
 def sample_hint(form: FormSignal | None, sample: int, samples: int) -> str:
-    """The hint a small-style sample is asked from: the last of two or more samples uses the pair's form hint."""
+    """The hint a small-style sample is asked from: the last of two or more samples uses the pair's form hint.
+
+    The form sample is greedy: its prompt differs from the keyword samples', so it repeats none of them.
+    """
     if form is not None and samples >= 2 and sample == samples - 1:
         return form.hint
     return KEYWORD_HINT
@@ -248,6 +254,7 @@ def small_requests(
         for s in range(samples):
             t = 0.0 if s == 0 else temperature
             if form is not None and sample_hint(form, s, samples) != KEYWORD_HINT:
+                t = 0.0
                 request = propose_small_form_request(
                     c.prompt, form.phrase, temperature=t, seed=seed + s, max_tokens=SMALL_MAX_TOKENS
                 )

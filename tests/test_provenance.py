@@ -111,7 +111,8 @@ def test_form_hint_reaches_the_prompt_when_length_separates_the_pairs() -> None:
     assert len(prompts) == 3 * len(pairs)  # the form prompt replaces a sample; it adds no call
     form_prompts = [p for p in prompts if FORM_PROMPT in p]
     assert len(form_prompts) == len(pairs) and all("shorter" in p for p in form_prompts)
-    assert all(FORM_PROMPT in p for p in prompts[2::3])  # each pair's last sample
+    assert all(FORM_PROMPT in p for p in prompts[2::3])  # each pair's last sample, asked greedily
+    assert all(r.temperature == 0.0 for r in provider.requests[2::3])
     form_rules = [p for p in principles if p.hint.startswith("form:")]
     assert [p.hint for p in form_rules] == ["form:words:less"] and form_rules[0].origin == "llm"
     assert len(form_rules[0].source_ids) == len(pairs)
@@ -191,4 +192,6 @@ def test_copies_of_the_form_examples_are_rejected() -> None:
     pair = _concise_pairs(1)[0]
     for _, rule in PROPOSE_SMALL_FORM_EXAMPLES:
         assert small_rejection(rule, pair, contrastive_hints(pair)) == "example"
+    assert small_rejection("Select the response that gives its main advice first.", pair, contrastive_hints(pair)) == "example"
     assert small_rejection("Select the response that is short and concise.", pair, contrastive_hints(pair)) is None
+    assert small_rejection("Select the response that asks the user a question.", pair, contrastive_hints(pair)) is None
