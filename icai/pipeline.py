@@ -162,6 +162,7 @@ def run(
         "embedder": embedder.name,
         "version": __version__,
         "candidate_origins": {o: sum(p.origin == o for p in result.candidates) for o in sorted({p.origin for p in result.candidates})},
+        "candidate_hints": {h or "none": sum(p.hint == h for p in result.candidates) for h in sorted({p.hint for p in result.candidates})},
     }
     if config.cascade and config.vote_mode != "embedding":
         metadata["cascade"] = CascadeStats.from_votes(result.votes).to_dict()

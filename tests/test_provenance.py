@@ -162,7 +162,9 @@ def test_run_outputs_show_surface_baseline_and_provenance(orthogonal_csv, tmp_pa
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert "surface" in [s["name"] for s in evaluation["scores"]]
     assert evaluation["surface"]["fit"] == "train" and evaluation["surface"]["n_train"] == 21
-    assert json.loads((out / "constitution.json").read_text())["config"]["propose_fallback"] is True
+    meta = json.loads((out / "constitution.json").read_text())
+    assert meta["config"]["propose_fallback"] is True
+    assert meta["candidate_hints"] == {"none": meta["n_candidates"]}  # fake/keyword: the standard style
     html = (out / "report.html").read_text()
     assert 'id="surface-note"' in html and "constitution \u2212 surface" in html
     assert "<td>surface</td>" in html  # a row of the scores table
