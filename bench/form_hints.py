@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         llm = get_llm("local/smollm2", cache_path=Path(tmp.name) / "cache.sqlite", progress=False)
 
     results: list[dict[str, Any]] = []
-    for path in args.data or list(DEFAULT_DATA):
+    for path in [p.resolve() for p in (args.data or list(DEFAULT_DATA))]:
         pairs = load_comparisons(path)
         start = time.perf_counter()
         cv = cross_val_picks(pairs, seed=args.seed)
