@@ -150,6 +150,8 @@ class RunStore:
                 "text": p.text,
                 "cluster": p.cluster,
                 "cluster_size": p.cluster_size,
+                "origin": p.origin,
+                "hint": p.hint,
                 "in_constitution": p.id in rank,
                 "rank": rank.get(p.id),
                 "merged_into": merged_into.get(p.id),

@@ -74,10 +74,18 @@ class Principle:
     cluster_size: int = 1
     origin: str = "llm"
     """Who wrote it: "llm", or "hint-fallback" for the code-only proposer (`icai.propose`)."""
+    hint: str = ""
+    """What the writer was shown besides the prompt (`icai.propose.HINT_KINDS`): "" (both whole responses,
+    the standard style), "keywords" (small style: contrastive words), or "form:<feature>:<more|less>"
+    (small style: a surface feature that separates preferred from rejected responses, `icai.surface`)."""
 
     @classmethod
-    def from_text(cls, text: str, *, source_ids: Iterable[str] = (), origin: str = "llm") -> Principle:
-        return cls(id=text_id(text.strip().lower()), text=text.strip(), source_ids=tuple(source_ids), origin=origin)
+    def from_text(
+        cls, text: str, *, source_ids: Iterable[str] = (), origin: str = "llm", hint: str = ""
+    ) -> Principle:
+        return cls(
+            id=text_id(text.strip().lower()), text=text.strip(), source_ids=tuple(source_ids), origin=origin, hint=hint
+        )
 
 
 @dataclass(frozen=True)
@@ -178,6 +186,7 @@ class Constitution:
                     "cluster_size": p.cluster_size,
                     "source_ids": list(p.source_ids),
                     "origin": p.origin,
+                    "hint": p.hint,
                     "stats": _stats_to_dict(s) if s else None,
                 }
             )
@@ -197,6 +206,7 @@ class Constitution:
                     cluster=row.get("cluster"),
                     cluster_size=row.get("cluster_size", 1),
                     origin=row.get("origin", "llm"),
+                    hint=row.get("hint", ""),
                 )
             )
             if row.get("stats"):
