@@ -19,6 +19,7 @@ from fault_server import FaultServer, LogEntry
 from icai.embed import HashingEmbedder
 from icai.io import load_comparisons
 from icai.llm import LLM, LLMError, Request, ResponseCache
+from icai.llm.fake import keyword_responder
 from icai.llm.openai_provider import OpenAIProvider
 from icai.pipeline import RunConfig, RunResult, run
 from icai.store import RunStore
@@ -112,10 +113,17 @@ def test_rejections_are_not_retries_among_real_faults(pairs: list[Comparison], r
     assert vote_values(result) == vote_values(reference)
 
 
-def test_concurrent_first_calls_meet_each_rejection_once() -> None:
-    with FaultServer(dialect="none", latency=0.05) as server:
+@pytest.mark.parametrize("dialect", ["json_object", "none"])
+def test_concurrent_first_calls_meet_each_rejection_once(dialect: str) -> None:
+    schema = {"type": "object", "properties": {"preferred": {"type": "string"}}, "required": ["preferred"]}
+    seen: list[object] = []
+
+    def responder(request: Request) -> str:
+        seen.append(request.json_schema)  # json_schema's or json_object's schema, as the server read it
+        return keyword_responder(request)
+
+    with FaultServer(responder, dialect=dialect, latency=0.05) as server:
         provider = OpenAIProvider("fake", base_url=server.base_url, api_key=KEY, timeout=5.0)
-        schema = {"type": "object", "properties": {"preferred": {"type": "string"}}, "required": ["preferred"]}
         requests = [Request.chat(f"[RESPONSE A]\nx{i}\n[/RESPONSE A]", json_schema=schema) for i in range(16)]
         barrier = threading.Barrier(len(requests))
         errors: list[BaseException] = []
@@ -133,8 +141,8 @@ def test_concurrent_first_calls_meet_each_rejection_once() -> None:
         for t in threads:
             t.join(timeout=30)
     assert not errors
-    assert len(rejected(server.entries())) == 2
-    assert server.counts() == {"rejected": 2, "ok": 16}
+    assert server.counts() == {"rejected": REJECTIONS[dialect], "ok": 16}
+    assert seen == [schema if dialect == "json_object" else None] * 16
 
 
 def test_the_cache_outlives_the_negotiated_form(pairs: list[Comparison], tmp_path: Path) -> None:

@@ -224,7 +224,7 @@ class OpenAIProvider:
     def _raise_if_rejected(self, kwargs: dict[str, Any], exc: openai.APIStatusError) -> None:
         """Raise _Rejected when an error names an option still being negotiated (any status)."""
         text = f"{exc.message} {exc.body}"
-        detail = f"HTTP {exc.status_code}: {redact(exc.message, self._secret)[:300]}"
+        detail = f"HTTP {exc.status_code}: {' '.join(redact(exc.message, self._secret).split())[:300]}"
         if "response_format" in kwargs and self.structured_output is None and "response_format" in text:
             raise _Rejected("response_format", detail) from None
         if "logprobs" in kwargs and self.logprobs_available is None and "logprobs" in text:
