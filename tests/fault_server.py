@@ -132,10 +132,11 @@ def rejection(body: dict[str, Any], dialect: str, logprobs: str) -> tuple[int, s
     if kind is not None and dialect == "none":
         return 400, "response_format is not supported by this server"
     if kind == "json_schema" and dialect == "json_object":
-        # what llama-cpp-python 0.3 answers: a pydantic validation error, as HTTP 500
+        # what llama-cpp-python 0.3.36 answers (bench/results/server_check.json), traceback left out
         return 500, (
-            "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n"
-            "  Input should be 'text' or 'json_object' [type=literal_error, input_value='json_schema']"
+            "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+            "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+            "'ctx': {'expected': \"'text' or 'json_object'\"}}"
         )
     if body.get("logprobs") and logprobs == "reject":
         return 500, "logprobs is not supported for models created with logits_all=False"
