@@ -196,6 +196,9 @@ _STATUS: dict[str, int | None] = {
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
+    """Listen backlog (socketserver's default is 5): a burst of new connections from a
+    thread pool would otherwise wait out SYN retransmits, seconds on a loaded machine."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):

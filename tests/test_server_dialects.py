@@ -123,7 +123,7 @@ def test_concurrent_first_calls_meet_each_rejection_once(dialect: str) -> None:
         return keyword_responder(request)
 
     with FaultServer(responder, dialect=dialect, latency=0.05) as server:
-        provider = OpenAIProvider("fake", base_url=server.base_url, api_key=KEY, timeout=5.0)
+        provider = OpenAIProvider("fake", base_url=server.base_url, api_key=KEY, timeout=30.0)
         requests = [Request.chat(f"[RESPONSE A]\nx{i}\n[/RESPONSE A]", json_schema=schema) for i in range(16)]
         barrier = threading.Barrier(len(requests))
         errors: list[BaseException] = []
@@ -140,7 +140,7 @@ def test_concurrent_first_calls_meet_each_rejection_once(dialect: str) -> None:
             t.start()
         for t in threads:
             t.join(timeout=30)
-    assert not errors
+    assert not errors, [repr(e) for e in errors]
     assert server.counts() == {"rejected": REJECTIONS[dialect], "ok": 16}
     assert seen == [schema if dialect == "json_object" else None] * 16
 
