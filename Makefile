@@ -34,3 +34,18 @@ lint: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Optional: icai against a real OpenAI-compatible server (llama-cpp-python on the packaged
+# SmolLM2 GGUF); writes bench/results/server_check.json. Builds llama.cpp (10+ minutes on
+# 2 cores) into its own venv; not part of `make test`.
+SERVER_VENV ?= .venv-server
+.PHONY: test-server
+
+test-server: install $(SERVER_VENV)/.installed
+	$(PY) bench/server_check.py --server-python $(SERVER_VENV)/bin/python --data $(DEMO_DATA) --out bench/results/server_check.json
+
+$(SERVER_VENV)/.installed:
+	python3 -m venv $(SERVER_VENV)
+	$(SERVER_VENV)/bin/python -m pip install -q --upgrade pip
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(SERVER_VENV)/bin/python -m pip install -q 'llama-cpp-python[server]==0.3.36'
+	touch $@
