@@ -332,8 +332,8 @@ def _scatter_plot(frame: pd.DataFrame) -> str:
                     label, (row["relevance"], row["kappa"]), xytext=(5, 4), textcoords="offset points", fontsize=9
                 )
     ax.axhline(0, color="#1d2330", linewidth=0.6)
-    ax.set_xlabel("relevance (share of valid votes that pick a side)")
-    ax.set_ylabel("kappa")
+    ax.set_xlabel("relevance (share of votes that pick a side)")
+    ax.set_ylabel("kappa (2 × agreement − 1)")
     ax.legend(loc="best", fontsize=8)
     return _svg(fig, "plot-scatter")
 
@@ -411,7 +411,9 @@ def _constitution_section(run: Run) -> str:
         rows.append([str(rank), _e(principle.text), *_stats_cells(s)])
     table = _table("constitution", columns, rows, numeric={0, *range(2, 12)})
     caption = (
-        '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / valid votes. '
+        '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / all votes '
+        "(abstain and invalid count as not applicable); kappa = 2 × agreement − 1 (Cohen's kappa with chance "
+        "agreement 0.5); strength = kappa × relevance, as in Feedback Forensics. "
         "The q-value is the multiple-testing-adjusted p-value.</p>"
     )
     return f"{head}\n{caption}\n{table}\n</section>"
