@@ -148,4 +148,3 @@ def _vote(comparison: Comparison, principle_id: str, annotation: Any, *, where: 
     else:
         pick, value = "neither", "abstain"
     return Vote(comparison.id, principle_id, value, (pick,))
-

@@ -12,6 +12,12 @@ from icai.cli import main
 DATA = "synthetic_data_orthogonal_adcbg.csv"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "interop: runs an export in the real tool that reads it (`make interop` builds the tools; CI runs them)"
+    )
+
+
 @pytest.fixture(scope="session")
 def icai_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run directory of `icai run` on the synthetic orthogonal set."""

@@ -35,6 +35,7 @@ FF_PYTHON = ROOT / ".venv-interop" / "feedback-forensics" / "bin" / "python"
 INSPECT_PYTHON = ROOT / ".venv-interop" / "inspect" / "bin" / "python"
 PROMPTFOO = ROOT / ".interop" / "node_modules" / ".bin" / "promptfoo"
 TIMEOUT_S = 300
+RESULT_MARKER = "ICAI-INTEROP-RESULT "
 
 
 def export(run: Path, fmt: str, name: str) -> Path:
@@ -76,11 +77,18 @@ def _run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cw
     return proc.stdout
 
 
+def _result(stdout: str) -> dict[str, Any]:
+    """The JSON a driver printed after RESULT_MARKER (the tools log to stdout as well)."""
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if len(lines) != 1:
+        raise AssertionError(f"expected one {RESULT_MARKER.strip()} line in the driver's output:\n{stdout[-4000:]}")
+    return json.loads(lines[0][len(RESULT_MARKER) :])
+
+
 def feedback_forensics_metrics(pairs_path: Path, *, where: tuple[str, str] | None = None) -> dict[str, Any]:
     """Feedback Forensics' strength, relevance and kappa per principle text, from its own loader and metrics."""
     python = require(FF_PYTHON, "Feedback Forensics")
-    out = _run([python, DRIVERS / "ff_metrics.py", pairs_path, *(where or ())])
-    return json.loads(out)
+    return _result(_run([python, DRIVERS / "ff_metrics.py", pairs_path, *(where or ())]))
 
 
 def run_inspect_scorer(
@@ -96,8 +104,9 @@ def run_inspect_scorer(
     spec = work_dir / "inspect_spec.json"
     spec.write_text(json.dumps({"samples": list(samples), "outputs": list(outputs)}), encoding="utf-8")
     env = {"INSPECT_LOG_DIR": str(work_dir / "logs"), "INSPECT_DISPLAY": "none", "HOME": str(work_dir)}
-    out = _run([python, DRIVERS / "inspect_eval.py", module, scorer, work_dir / "logs", spec], env=env, cwd=work_dir)
-    return json.loads(out)
+    return _result(
+        _run([python, DRIVERS / "inspect_eval.py", module, scorer, work_dir / "logs", spec], env=env, cwd=work_dir)
+    )
 
 
 def promptfoo(*args: str | Path, work_dir: Path) -> str:

@@ -12,6 +12,8 @@ from interop_env import ROOT, feedback_forensics_metrics
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, read_annotated_pairs
 from icai.types import Constitution, PrincipleStats
 
+pytestmark = pytest.mark.interop
+
 TOLERANCE = 1e-6
 EXAMPLE = ROOT.parent / "shared" / "data" / "icai_synthetic" / "example_annotated_pairs.json"
 
@@ -52,3 +54,56 @@ def test_reference_example_gives_the_same_numbers_in_both() -> None:
     assert len(stats) == len(ff["principles"]) == 3
     for s in stats:
         _assert_same(ff["principles"][example["annotators"][s.principle_id]["description"]], s)
+
+
+def test_stats_match_where_empirical_kappa_differs(tmp_path: Path) -> None:
+    """Imperfect, label-imbalanced votes with abstains and invalids: icai's definitions are Feedback Forensics'."""
+    import random
+
+    import pandas as pd
+
+    from icai.export import to_annotated_pairs
+    from icai.stats import principle_stats
+    from icai.types import Comparison, Principle, Vote
+
+    rng = random.Random(7)
+    comparisons = [
+        Comparison(f"c{i}", f"A{i}", f"B{i}", "a" if rng.random() < 0.7 else "b", f"Q{i}", {}) for i in range(60)
+    ]
+    # (P(for), P(against), P(abstain)); the rest is invalid
+    rates = {"p1": (0.5, 0.2, 0.25), "p2": (0.3, 0.3, 0.3), "p3": (0.1, 0.6, 0.2), "p4": (0.7, 0.05, 0.2)}
+    principles = [Principle(pid, f"Select the response that is {pid}.") for pid in rates]
+    votes = []
+    for c in comparisons:
+        for pid, (p_for, p_against, p_abstain) in rates.items():
+            u = rng.random()
+            value = (
+                "for"
+                if u < p_for
+                else "against"
+                if u < p_for + p_against
+                else "abstain"
+                if u < p_for + p_against + p_abstain
+                else "invalid"
+            )
+            votes.append(Vote(c.id, pid, value, ()))  # type: ignore[arg-type]
+    stats = principle_stats(principles, comparisons, votes)
+    constitution = Constitution(tuple(principles), tuple(stats))
+    frame = pd.DataFrame(
+        [
+            {"id": c.id, "prompt": c.prompt, "text_a": c.text_a, "text_b": c.text_b, "preferred": c.preferred}
+            for c in comparisons
+        ]
+    )
+    votes_frame = pd.DataFrame(
+        [{"comparison_id": v.comparison_id, "principle_id": v.principle_id, "value": v.value} for v in votes]
+    )
+    path = tmp_path / "pairs.json"
+    path.write_text(
+        json.dumps(to_annotated_pairs(constitution, frame, votes_frame, dataset_name="imbalanced")), encoding="utf-8"
+    )
+    ff = feedback_forensics_metrics(path)
+    for principle, s in zip(principles, stats, strict=True):
+        _assert_same(ff["principles"][principle.text], s)
+    # the case the test is for: Cohen's kappa from the empirical marginals is not Feedback Forensics' kappa
+    assert any(s.cohen_kappa is not None and abs(s.cohen_kappa - (s.kappa or 0)) > 0.05 for s in stats)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from interop_env import export, run_inspect_scorer
 
 from icai.export import INSPECT_GRADE_INSTRUCTIONS, rubric
 from icai.types import Constitution
+
+pytestmark = pytest.mark.interop
 
 SAMPLES = [
     {"input": "Describe a cat.", "target": "A description of a cat."},

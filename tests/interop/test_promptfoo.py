@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from interop_env import export, grader_prompts, run_promptfoo_eval
 
 from icai.export import rubric
 from icai.types import Constitution
+
+pytestmark = pytest.mark.interop
 
 # what a user adds around the exported defaultTest: prompts, a provider (echo: no model) and tests
 EVAL_CONFIG = """

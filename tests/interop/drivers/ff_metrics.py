@@ -4,7 +4,7 @@ Usage: python ff_metrics.py PAIRS.json [METADATA_KEY VALUE]
 
 Loads the file with `feedback_forensics.DatasetHandler().add_data_from_path`, optionally
 keeps the comparisons whose metadata KEY is VALUE (`split_by_col`, as the app's split
-control does), and prints one JSON object: the principle annotators' strength,
+control does), and prints one JSON object (on a line after RESULT_MARKER): the principle annotators' strength,
 relevance and kappa, keyed by principle text, plus the number of pairs.
 """
 
@@ -13,6 +13,8 @@ import json
 import sys
 
 import feedback_forensics
+
+RESULT_MARKER = "ICAI-INTEROP-RESULT "
 
 
 def main(argv: list[str]) -> int:
@@ -41,7 +43,8 @@ def main(argv: list[str]) -> int:
             for row in metrics["annotator_names"]
         },
     }
-    json.dump(out, sys.stdout)
+    # the tools log to stdout too: the result is the one line after this marker
+    print(f"\n{RESULT_MARKER}{json.dumps(out)}")
     return 0
 
 

@@ -4,7 +4,7 @@ Usage: python inspect_eval.py SCORER.py SCORER_NAME LOG_DIR SPEC.json
 
 SPEC.json holds {"samples": [{"input": ..., "target": ...}, ...], "outputs": [text, ...]}:
 the task's samples, and the texts `mockllm/model` answers with, in order (the solver's
-generation and the grader's answer both come from it). Prints one JSON object with the
+generation and the grader's answer both come from it). Prints one JSON object (on a line after RESULT_MARKER) with the
 eval status, each sample's score value and the text of every model call's input, so
 the caller can check that the scorer's instructions reached the grader.
 
@@ -34,6 +34,8 @@ from inspect_ai.dataset import Sample  # noqa: E402
 from inspect_ai.log import resolve_sample_attachments  # noqa: E402
 from inspect_ai.model import ModelOutput, get_model  # noqa: E402
 from inspect_ai.solver import generate  # noqa: E402
+
+RESULT_MARKER = "ICAI-INTEROP-RESULT "
 
 
 def main(argv: list[str]) -> int:
@@ -71,7 +73,8 @@ def main(argv: list[str]) -> int:
             if event.event == "model"
         ],
     }
-    json.dump(out, sys.stdout)
+    # the tools log to stdout too: the result is the one line after this marker
+    print(f"\n{RESULT_MARKER}{json.dumps(out)}")
     return 0
 
 
