@@ -7,7 +7,10 @@ Supported formats:
 - ``hh_jsonl``: Anthropic hh-rlhf style lines ``{"chosen": ..., "rejected": ...}``, or lines with
   explicit ``prompt``, ``chosen`` and ``rejected`` strings.
 - ``alpaca_eval``: a JSON list of ``{instruction, output_1, output_2, preference}`` annotations.
-- ``annotated_pairs``: AnnotatedPairs v2.0 JSON, labelled by ``metadata.default_annotator``.
+- ``annotated_pairs``: AnnotatedPairs v2.0 JSON (and 1.0 records with plain ``text_a``/``text_b``),
+  labelled by ``metadata.default_annotator`` (``pref`` ``"a"``/``"b"``, or the reference's aliases
+  ``"text_a"``/``"text_b"``); a response's ``model`` goes to metadata ``model_a``/``model_b``.
+  `icai.annotated_pairs` reads the principle annotators too.
 - ``dataframe``: a pandas DataFrame with ``text_a, text_b`` and ``preferred_text`` or ``preferred``.
 
 Ties and missing preferences are dropped and counted in a `LoadReport`; anything else that is
