@@ -302,3 +302,9 @@ def test_run_store_keeps_input_metadata_for_the_export(tmp_path: Path, constitut
     assert second["metadata"] == {"split": "train"}
     assert third["metadata"] == {"split": "test", "source": "book"}
     assert third["response_a"] == {"text": "A c3", "model": "m1"}
+
+
+def test_annotated_pairs_refuse_two_principles_with_one_text(comparisons, votes) -> None:
+    twins = Constitution((Principle("p1", TEXTS["p1"]), Principle("p9", TEXTS["p1"])))
+    with pytest.raises(DataError, match="'p9' would get annotator id .* already taken by principle 'p1'"):
+        _pairs(twins, comparisons, votes)
