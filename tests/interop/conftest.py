@@ -14,7 +14,8 @@ DATA = "synthetic_data_orthogonal_adcbg.csv"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "interop: runs an export in the real tool that reads it (`make interop` builds the tools; CI runs them)"
+        "markers",
+        "interop: runs an export in the real tool that reads it (`make interop` builds the tools; CI runs them)",
     )
 
 

@@ -57,6 +57,16 @@ def require(path: Path, what: str) -> Path:
     pytest.skip(message)
 
 
+def needs(path: Path, what: str) -> Any:
+    """A module's autouse fixture that checks for the tool before any other fixture (the icai run) starts."""
+
+    @pytest.fixture(scope="session", autouse=True)
+    def _tool_installed() -> None:
+        require(path, what)
+
+    return _tool_installed
+
+
 def _run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
     # a clean environment: icai's PYTHONPATH and virtualenv must not leak into the tool's interpreter
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
@@ -77,7 +87,7 @@ def _run(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cw
     return proc.stdout
 
 
-def _result(stdout: str) -> dict[str, Any]:
+def _result(stdout: str) -> Any:
     """The JSON a driver printed after RESULT_MARKER (the tools log to stdout as well)."""
     lines = [line for line in stdout.splitlines() if line.startswith(RESULT_MARKER)]
     if len(lines) != 1:
@@ -85,10 +95,17 @@ def _result(stdout: str) -> dict[str, Any]:
     return json.loads(lines[0][len(RESULT_MARKER) :])
 
 
-def feedback_forensics_metrics(pairs_path: Path, *, where: tuple[str, str] | None = None) -> dict[str, Any]:
-    """Feedback Forensics' strength, relevance and kappa per principle text, from its own loader and metrics."""
+def feedback_forensics_metrics(
+    queries: Sequence[tuple[Path, tuple[str, str] | None]], *, work_dir: Path
+) -> list[dict[str, Any]]:
+    """Feedback Forensics' strength, relevance and kappa per principle text, from its own loader and metrics.
+
+    One result per (AnnotatedPairs file, (metadata key, value) or None) query, all in one process.
+    """
     python = require(FF_PYTHON, "Feedback Forensics")
-    return _result(_run([python, DRIVERS / "ff_metrics.py", pairs_path, *(where or ())]))
+    spec = work_dir / "ff_queries.json"
+    spec.write_text(json.dumps([[str(path), list(where) if where else None] for path, where in queries]), "utf-8")
+    return _result(_run([python, DRIVERS / "ff_metrics.py", spec], cwd=work_dir))  # type: ignore[return-value]
 
 
 def run_inspect_scorer(

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop_env import ROOT, feedback_forensics_metrics
+from interop_env import FF_PYTHON, ROOT, feedback_forensics_metrics, needs
 
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, read_annotated_pairs
 from icai.types import Constitution, PrincipleStats
 
 pytestmark = pytest.mark.interop
+_tool_installed = needs(FF_PYTHON, "Feedback Forensics")
 
 TOLERANCE = 1e-6
 EXAMPLE = ROOT.parent / "shared" / "data" / "icai_synthetic" / "example_annotated_pairs.json"
@@ -23,9 +24,18 @@ def _assert_same(ff: dict[str, Any], stats: PrincipleStats) -> None:
     assert ff == pytest.approx(icai, abs=TOLERANCE)
 
 
-def test_export_opens_in_feedback_forensics_with_icai_numbers(icai_run: Path, annotated_pairs_export: Path) -> None:
+@pytest.fixture(scope="module")
+def ff_on_export(annotated_pairs_export: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Feedback Forensics' metrics on the export's train and test splits (one process)."""
+    splits = ("train", "test")
+    work = tmp_path_factory.mktemp("ff")
+    results = feedback_forensics_metrics([(annotated_pairs_export, ("split", s)) for s in splits], work_dir=work)
+    return dict(zip(splits, results, strict=True))
+
+
+def test_export_opens_in_feedback_forensics_with_icai_numbers(icai_run: Path, ff_on_export: dict) -> None:
     constitution = Constitution.load(icai_run / "constitution.json")
-    ff = feedback_forensics_metrics(annotated_pairs_export, where=("split", "train"))
+    ff = ff_on_export["train"]
     assert ff["reference_annotator"] == DEFAULT_ANNOTATOR_ID
     assert ff["num_pairs"] == constitution.metadata["n_train"]
     assert set(ff["principles"]) == set(constitution.texts)
@@ -33,22 +43,23 @@ def test_export_opens_in_feedback_forensics_with_icai_numbers(icai_run: Path, an
         _assert_same(ff["principles"][principle.text], stats)
 
 
-def test_icai_reads_the_export_back_with_feedback_forensics_numbers(annotated_pairs_export: Path) -> None:
+def test_icai_reads_the_export_back_with_feedback_forensics_numbers(
+    annotated_pairs_export: Path, ff_on_export: dict
+) -> None:
     pairs = read_annotated_pairs(annotated_pairs_export)
-    for split in ("train", "test"):  # the held-out split carries icai's test votes
-        ff = feedback_forensics_metrics(annotated_pairs_export, where=("split", split))
+    text = {p.id: p.text for p in pairs.principles}
+    for split, ff in ff_on_export.items():  # the held-out split carries icai's test votes
         stats = annotated_pairs_stats(pairs, where=("split", split))
         assert ff["num_pairs"] == len(pairs.where("split", split).comparisons) > 0
-        text = {p.id: p.text for p in pairs.principles}
         assert len(stats) == len(ff["principles"]) == 5
         for s in stats:
             _assert_same(ff["principles"][text[s.principle_id]], s)
 
 
-def test_reference_example_gives_the_same_numbers_in_both() -> None:
+def test_reference_example_gives_the_same_numbers_in_both(tmp_path: Path) -> None:
     if not EXAMPLE.exists():
         pytest.skip(f"{EXAMPLE} not available")
-    ff = feedback_forensics_metrics(EXAMPLE)
+    (ff,) = feedback_forensics_metrics([(EXAMPLE, None)], work_dir=tmp_path)
     example = json.loads(EXAMPLE.read_text(encoding="utf-8"))
     stats = annotated_pairs_stats(EXAMPLE)
     assert len(stats) == len(ff["principles"]) == 3
@@ -102,7 +113,7 @@ def test_stats_match_where_empirical_kappa_differs(tmp_path: Path) -> None:
     path.write_text(
         json.dumps(to_annotated_pairs(constitution, frame, votes_frame, dataset_name="imbalanced")), encoding="utf-8"
     )
-    ff = feedback_forensics_metrics(path)
+    (ff,) = feedback_forensics_metrics([(path, None)], work_dir=tmp_path)
     for principle, s in zip(principles, stats, strict=True):
         _assert_same(ff["principles"][principle.text], s)
     # the case the test is for: Cohen's kappa from the empirical marginals is not Feedback Forensics' kappa

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from interop_env import export, run_inspect_scorer
+from interop_env import INSPECT_PYTHON, export, needs, run_inspect_scorer
 
 from icai.export import INSPECT_GRADE_INSTRUCTIONS, rubric
 from icai.types import Constitution
 
 pytestmark = pytest.mark.interop
+_tool_installed = needs(INSPECT_PYTHON, "inspect-ai")
 
 SAMPLES = [
     {"input": "Describe a cat.", "target": "A description of a cat."},

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from interop_env import export, grader_prompts, run_promptfoo_eval
+from interop_env import PROMPTFOO, export, grader_prompts, needs, run_promptfoo_eval
 
 from icai.export import rubric
 from icai.types import Constitution
 
 pytestmark = pytest.mark.interop
+_tool_installed = needs(PROMPTFOO, "promptfoo")
 
 # what a user adds around the exported defaultTest: prompts, a provider (echo: no model) and tests
 EVAL_CONFIG = """
