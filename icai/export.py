@@ -15,8 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from icai.annotated_pairs import (
+    DEFAULT_ANNOTATOR_DESCRIPTION,
+    DEFAULT_ANNOTATOR_ID,
+    DEFAULT_ANNOTATOR_NAME,
+    DEFAULT_ANNOTATOR_TYPE,
+    FORMAT_VERSION,
+    PRINCIPLE_ANNOTATOR_TYPE,
+    annotator_id,
+)
 from icai.prompts import _BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
-from icai.types import Comparison, Constitution, DataError, Pick, Side, Vote, text_id, write_text_atomic
+from icai.types import Comparison, Constitution, DataError, Pick, Side, Vote, write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,9 +44,8 @@ ExportFormat = Literal[
 ]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
-ANNOTATED_PAIRS_VERSION = "2.0"
-HUMAN_ANNOTATOR_NAME = "preferred_text"
 COMPARISON_COLUMNS = ("id", "prompt", "text_a", "text_b", "preferred")
+MODEL_COLUMNS = ("model_a", "model_b")
 VOTE_COLUMNS = ("comparison_id", "principle_id", "value")
 
 JUDGE_INTRO = (
@@ -75,21 +83,27 @@ def to_annotated_pairs(
     dataset_name: str,
     created_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """AnnotatedPairs v2.0: the human label plus one annotator per constitution principle.
+    """AnnotatedPairs v2.0 as Feedback Forensics reads it: the human label plus one annotator per principle.
 
-    A vote is relative to the human label: "for" picks the preferred side,
-    "against" the other one; "abstain" and "invalid" become `pref: null`.
-    Comparisons a principle has no vote on carry no annotation from it.
+    The human label is the format's default annotator (`DEFAULT_ANNOTATOR_ID`);
+    each constitution principle is an annotator of type "principle" whose id
+    is the MD5 of its text (`icai.annotated_pairs.annotator_id`). A vote is
+    relative to the human label: "for" picks the preferred side, "against" the
+    other one; "abstain" and "invalid" become `pref: null` with `no_pref_reason`
+    "not_applicable" or "invalid". Comparisons a principle has no vote on carry
+    no annotation from it. Every other column of the comparisons table (the
+    train/test `split`, the input's metadata) becomes per-comparison metadata,
+    as text; `model_a`/`model_b` become the responses' `model`.
 
     Args:
         created_at: timestamp to record; now (UTC) when omitted.
     """
     _require_columns(comparisons_frame, COMPARISON_COLUMNS, "comparisons table")
     _require_columns(votes_frame, VOTE_COLUMNS, "votes table")
-    principle_ids = [p.id for p in constitution.principles]
-    human_id = _human_annotator_id(principle_ids)
-    votes = _votes_by_comparison(votes_frame, set(principle_ids))
-    meta_keys = [c for c in comparisons_frame.columns if c not in COMPARISON_COLUMNS]
+    annotator_of = _principle_annotator_ids(constitution)
+    votes = _votes_by_comparison(votes_frame, set(annotator_of))
+    meta_keys = [c for c in comparisons_frame.columns if c not in COMPARISON_COLUMNS and c not in MODEL_COLUMNS]
+    model_keys = [c for c in MODEL_COLUMNS if c in comparisons_frame.columns]
 
     comparisons = []
     for row_number, row in enumerate(comparisons_frame.to_dict("records"), start=1):
@@ -100,43 +114,47 @@ def to_annotated_pairs(
                 f"comparisons table row {row_number} (id {comparison_id!r}): column 'preferred' is "
                 f"{row['preferred']!r}, expected 'a' or 'b'"
             )
-        annotations: dict[str, dict[str, Any]] = {human_id: {"pref": preferred}}
-        for principle_id in principle_ids:
+        annotations: dict[str, dict[str, Any]] = {DEFAULT_ANNOTATOR_ID: {"pref": preferred}}
+        for principle_id, aid in annotator_of.items():
             value = votes.get(comparison_id, {}).get(principle_id)
             if value is not None:
-                annotations[principle_id] = _annotation(value, preferred)
+                annotations[aid] = _annotation(value, preferred)
+        responses = [{"text": _text(row["text_a"])}, {"text": _text(row["text_b"])}]
+        for key in model_keys:
+            if model := _text(row[key]):
+                responses[key == "model_b"]["model"] = model
         comparisons.append(
             {
                 "id": comparison_id,
-                "prompt": _text(row["prompt"]),
-                "response_a": {"text": _text(row["text_a"])},
-                "response_b": {"text": _text(row["text_b"])},
+                "prompt": _text(row["prompt"]) or None,
+                "response_a": responses[0],
+                "response_b": responses[1],
                 "annotations": annotations,
-                "metadata": {key: _json_scalar(row[key]) for key in meta_keys},
+                "metadata": {key: text for key in meta_keys if (text := _text(row[key]))},
             }
         )
 
     annotators: dict[str, dict[str, str]] = {
-        human_id: {
-            "name": HUMAN_ANNOTATOR_NAME,
-            "description": "Human preference label from the original dataset (column `preferred`)",
-            "type": "unknown",
+        DEFAULT_ANNOTATOR_ID: {
+            "name": DEFAULT_ANNOTATOR_NAME,
+            "description": DEFAULT_ANNOTATOR_DESCRIPTION,
+            "type": DEFAULT_ANNOTATOR_TYPE,
         }
     }
     for principle in constitution.principles:
-        annotators[principle.id] = {"description": principle.text, "type": "principle"}
+        annotators[annotator_of[principle.id]] = {"description": principle.text, "type": PRINCIPLE_ANNOTATOR_TYPE}
 
     stamp = (created_at or datetime.now(UTC)).astimezone(UTC)
     return {
         "metadata": {
-            "version": ANNOTATED_PAIRS_VERSION,
+            "version": FORMAT_VERSION,
             "description": (
                 "Annotated pairs exported by icai: the human label and one annotator per "
                 f"principle of a {len(constitution)}-principle constitution."
             ),
             "created_at": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "dataset_name": dataset_name,
-            "default_annotator": human_id,
+            "default_annotator": DEFAULT_ANNOTATOR_ID,
             "available_metadata_keys_per_comparison": meta_keys,
         },
         "annotators": annotators,
@@ -144,12 +162,20 @@ def to_annotated_pairs(
     }
 
 
-def _human_annotator_id(principle_ids: list[str]) -> str:
-    # principle ids are content hashes too, so salt until the human id is distinct
-    salt = 0
-    while (candidate := text_id(f"annotator:{HUMAN_ANNOTATOR_NAME}:{salt}", length=8)) in principle_ids:
-        salt += 1
-    return candidate
+def _principle_annotator_ids(constitution: Constitution) -> dict[str, str]:
+    """principle id -> annotator id (MD5 of the text), refusing two principles with one id."""
+    out: dict[str, str] = {}
+    taken = {DEFAULT_ANNOTATOR_ID: "the default annotator"}
+    for principle in constitution.principles:
+        aid = annotator_id(principle.text)
+        if aid in taken:
+            raise DataError(
+                f"principle {principle.id!r} would get annotator id {aid!r}, already taken by {taken[aid]}; "
+                "AnnotatedPairs needs distinct principle texts"
+            )
+        taken[aid] = f"principle {principle.id!r}"
+        out[principle.id] = aid
+    return out
 
 
 def _votes_by_comparison(votes_frame: pd.DataFrame, principle_ids: set[str]) -> dict[str, dict[str, str]]:
@@ -191,12 +217,6 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -
 
 def _text(value: Any) -> str:
     return "" if _is_missing(value) else str(value)
-
-
-def _json_scalar(value: Any) -> Any:
-    if _is_missing(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def _is_missing(value: Any) -> bool:
@@ -291,8 +311,8 @@ def _as_statement(text: str) -> str:
 def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None = None) -> str:
     """Export the constitution at `constitution_path` as `fmt`; also write it to `out_path` if given.
 
-    "annotated-pairs" reads comparisons.csv and votes.csv from the same directory;
-    "reward-weights" also test_votes.csv when there is one.
+    "annotated-pairs" reads comparisons.csv, votes.csv and (when present)
+    test_votes.csv from the same directory; "reward-weights" reads the same files.
     """
     if fmt not in FORMATS:
         raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -301,6 +321,12 @@ def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None 
     if fmt == "annotated-pairs":
         comparisons = read_run_csv(path.parent / "comparisons.csv", COMPARISON_COLUMNS)
         votes = read_run_csv(path.parent / "votes.csv", VOTE_COLUMNS)
+        if (path.parent / "test_votes.csv").exists():
+            import pandas as pd
+
+            # held-out votes (on the test split) let Feedback Forensics show both splits
+            test_votes = read_run_csv(path.parent / "test_votes.csv", VOTE_COLUMNS)
+            votes = pd.concat([votes, test_votes], ignore_index=True)
         name = str(constitution.metadata.get("dataset_name") or f"icai run {path.parent.name}")
         data = to_annotated_pairs(constitution, comparisons, votes, dataset_name=name)
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -333,8 +333,8 @@ def _scatter_plot(frame: pd.DataFrame) -> str:
                     label, (row["relevance"], row["kappa"]), xytext=(5, 4), textcoords="offset points", fontsize=9
                 )
     ax.axhline(0, color="#1d2330", linewidth=0.6)
-    ax.set_xlabel("relevance (share of valid votes that pick a side)")
-    ax.set_ylabel("kappa")
+    ax.set_xlabel("relevance (share of votes that pick a side)")
+    ax.set_ylabel("kappa (2 × agreement − 1)")
     ax.legend(loc="best", fontsize=8)
     return _svg(fig, "plot-scatter")
 
@@ -430,7 +430,9 @@ def _constitution_section(run: Run) -> str:
         )
     table = _table("constitution", columns, rows, numeric={0, *range(3, 13), 15})
     caption = (
-        '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / valid votes. '
+        '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / all votes '
+        "(abstain and invalid count as not applicable); kappa = 2 × agreement − 1 (Cohen's kappa with chance "
+        "agreement 0.5); strength = kappa × relevance, as in Feedback Forensics. "
         "The q-value is the Benjamini-Hochberg adjusted p-value; a principle is significant when it is below "
         f"alpha = {_e((meta.get('selection') or {}).get('alpha', 0.05))}, else exploratory. "
         "In resamples: share of bootstrap resamples of the training pairs whose constitution holds the principle. "

@@ -126,7 +126,10 @@ class PrincipleStats:
     """How one principle fared against the human labels.
 
     Counts are over comparisons. `agreement` = for / (for + against);
-    `relevance` = (for + against) / (comparisons with a valid vote).
+    `relevance` = (for + against) / (comparisons with a vote, invalid ones included);
+    `kappa` = 2 x agreement - 1 (Cohen's kappa with chance agreement 0.5) and
+    `strength` = kappa x relevance, as Feedback Forensics defines them;
+    `cohen_kappa` is Cohen's kappa from the empirical marginals.
     Fields after `relevance` are filled by the statistics code when computed.
     """
 
@@ -149,6 +152,8 @@ class PrincipleStats:
     """Comparisons the principle was voted on (fewer than the training set under adaptive voting)."""
     verdict: str | None = None
     """"significant" (BH q below the run's alpha) or "exploratory"; set by `icai.select.select`."""
+    cohen_kappa: float | None = None
+    """Cohen's kappa with chance agreement from the empirical marginals (over decided pairs)."""
 
     @property
     def n_total(self) -> int:
