@@ -17,7 +17,6 @@ and combines the directions with the weights. Nothing here writes files;
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import numpy as np
 
 from icai.llm.client import LLM
 from icai.stats import bootstrap_ci, direction
-from icai.types import Comparison, DataError, Principle, Vote
+from icai.types import Comparison, DataError, Principle, Vote, read_json_file
 from icai.vote import LOGPROB_MARGIN, resolve_vote_mode, vote
 
 REWARD_SCHEMA = "icai.reward_weights/1"
@@ -140,12 +139,7 @@ class RewardWeights:
     @classmethod
     def load(cls, path: str | Path) -> RewardWeights:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: reward weights file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json_file(path, "reward weights file")
         try:
             return cls.from_dict(data)
         except DataError as exc:

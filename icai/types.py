@@ -225,12 +225,7 @@ class Constitution:
     @classmethod
     def load(cls, path: str | Path) -> Constitution:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: constitution file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json_file(path, "constitution file")
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError) as exc:
@@ -260,6 +255,17 @@ def _stats_from_dict(d: Mapping[str, Any]) -> PrincipleStats:
     if kw.get("agreement_ci") is not None:
         kw["agreement_ci"] = tuple(kw["agreement_ci"])
     return PrincipleStats(**kw)
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """Parsed JSON of `path`; a missing or unparsable file is a DataError naming it and `what` it should be."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
