@@ -142,7 +142,13 @@ def to_annotated_pairs(
         }
     }
     for principle in constitution.principles:
-        annotators[annotator_of[principle.id]] = {"description": principle.text, "type": PRINCIPLE_ANNOTATOR_TYPE}
+        # origin and hint are extra keys: Feedback Forensics' loader reads annotators with .get and ignores them
+        annotators[annotator_of[principle.id]] = {
+            "description": principle.text,
+            "type": PRINCIPLE_ANNOTATOR_TYPE,
+            "origin": principle.origin,
+            **({"hint": principle.hint} if principle.hint else {}),
+        }
 
     stamp = (created_at or datetime.now(UTC)).astimezone(UTC)
     return {

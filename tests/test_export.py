@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_annotated_pairs_metadata_and_annotators(constitution, comparisons, vote
         "description": "Default annotator from original dataset (from column `preferred_text`)",
         "type": "unknown",
     }
-    assert data["annotators"][AID["p2"]] == {"description": TEXTS["p2"], "type": "principle"}
+    assert data["annotators"][AID["p2"]] == {"description": TEXTS["p2"], "type": "principle", "origin": "llm"}
     assert len(data["comparisons"]) == 6
     assert data["comparisons"][4]["metadata"] == {"split": "test"}
     assert data["comparisons"][0]["response_a"] == {"text": "Answer A1."}
@@ -308,3 +309,12 @@ def test_annotated_pairs_refuse_two_principles_with_one_text(comparisons, votes)
     twins = Constitution((Principle("p1", TEXTS["p1"]), Principle("p9", TEXTS["p1"])))
     with pytest.raises(DataError, match="'p9' would get annotator id .* already taken by principle 'p1'"):
         _pairs(twins, comparisons, votes)
+
+
+def test_annotated_pairs_annotators_carry_provenance(constitution, comparisons, votes) -> None:
+    first, *rest = constitution.principles
+    tagged = dataclasses.replace(first, origin="hint-fallback", hint="keywords")
+    data = _pairs(dataclasses.replace(constitution, principles=(tagged, *rest)), comparisons, votes)
+    entry = data["annotators"][AID[first.id]]
+    assert entry["origin"] == "hint-fallback" and entry["hint"] == "keywords"
+    assert all(data["annotators"][AID[p.id]]["origin"] == "llm" for p in rest)
