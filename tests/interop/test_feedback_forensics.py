@@ -51,7 +51,7 @@ def test_icai_reads_the_export_back_with_feedback_forensics_numbers(
     for split, ff in ff_on_export.items():  # the held-out split carries icai's test votes
         stats = annotated_pairs_stats(pairs, where=("split", split))
         assert ff["num_pairs"] == len(pairs.where("split", split).comparisons) > 0
-        assert len(stats) == len(ff["principles"]) == 5
+        assert len(stats) == len(ff["principles"]) == len(pairs.principles) > 0
         for s in stats:
             _assert_same(ff["principles"][text[s.principle_id]], s)
 
