@@ -26,7 +26,7 @@ import torch
 import transformers
 
 from icai.io import load_comparisons
-from icai.llm.base import Completion, Request
+from icai.llm.base import Capabilities, Completion, Request
 from icai.llm.client import LLM
 from icai.llm.local import LocalProvider
 from icai.pipeline import RunConfig
@@ -104,7 +104,8 @@ class Recorder:
     def __init__(self, provider: LocalProvider) -> None:
         self.provider = provider
         self.model = provider.model
-        self.supports_choice_logprobs = provider.supports_choice_logprobs
+        # log-probs only: no branches, no complete_many (BatchRecorder adds it)
+        self.capabilities = Capabilities(choice_logprobs=True, logprob_votes=True)
         self.completions: dict[str, Completion] = {}
 
     def complete(self, request: Request) -> Completion:
@@ -115,6 +116,10 @@ class Recorder:
 
 class BatchRecorder(Recorder):
     """A Recorder that also passes the provider's complete_many on, so LLM.map batches."""
+
+    def __init__(self, provider: LocalProvider) -> None:
+        super().__init__(provider)
+        self.capabilities = Capabilities(choice_logprobs=True, logprob_votes=True, batching=True)
 
     def complete_many(self, requests: Sequence[Request]) -> list[Completion]:
         completions = self.provider.complete_many(requests)

@@ -45,7 +45,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         choices=["auto", "generate", "logprob", "embedding"],
         default="auto",
         help="logprob: read P(A)/P(B) (local models, OpenAI-compatible servers); generate: JSON answers; "
-        "embedding: no LLM, cosine similarity (run only); auto: logprob for local models",
+        "embedding: no LLM, cosine similarity (run only); auto: logprob for local models and for servers "
+        "at a --base-url that return log-probs (asked once), generate otherwise",
     )
 
 
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--propose-style",
         choices=["auto", "standard", "small"],
         default="auto",
-        help="small: contrastive word hints and one rule per call, for tiny local models; auto picks it for local/ models",
+        help="small: contrastive word hints and one rule per call, for tiny local models; auto picks it for providers that declare small-model prompts (local/ models)",
     )
     r.add_argument(
         "--select",
@@ -219,6 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.embed import get_embedder
     from icai.io import load_comparisons
     from icai.llm import ResponseCache
+    from icai.llm.registry import capabilities_for
     from icai.pipeline import RunConfig, run
     from icai.report import write_report
     from icai.store import RunStore
@@ -248,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         propose_fallback=args.propose_fallback,
     )
-    estimate = estimate_run(comparisons, config)
+    estimate = estimate_run(comparisons, config, capabilities=capabilities_for(args.model, base_url=args.base_url))
     if args.dry_run:
         print(estimate.table())
         print("Dry run: no model calls were made.")

@@ -17,6 +17,7 @@ from icai.prompts import FRAME, judge_request, vote_one_request, vote_request
 from icai.types import Comparison
 
 if TYPE_CHECKING:
+    from icai.llm.base import Capabilities
     from icai.pipeline import RunConfig
 
 CHARS_PER_TOKEN = 4
@@ -167,32 +168,45 @@ _VOTE_OUTPUT_PER_RULE = 6
 _JUDGE_OUTPUT = 6
 
 
-def resolve_mode(model: str, vote_mode: str) -> str:
-    """What "auto" becomes for `model`, as `icai.vote.resolve_vote_mode` decides it for local models."""
+def resolve_mode(capabilities: Capabilities, vote_mode: str) -> str:
+    """What "auto" becomes, as `icai.vote.resolve_vote_mode` decides it from the provider's capabilities.
+
+    A server that negotiates log-probs is assumed to return them (the run asks it once).
+    """
     if vote_mode != "auto":
         return vote_mode
-    return "logprob" if model.startswith("local/") else "generate"
+    return "logprob" if capabilities.logprob_votes and capabilities.choice_logprobs else "generate"
 
 
-def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEstimate:
+def estimate_run(
+    comparisons: Sequence[Comparison], config: RunConfig, *, capabilities: Capabilities | None = None
+) -> RunEstimate:
     """Calls and tokens per stage that `icai.pipeline.run(comparisons, config=config)` will make.
 
     Identical requests are counted once (the response cache answers the rest).
+    `capabilities`: those of the provider that will run (default: what the provider of
+    `config.model` declares without a base_url; `icai.llm.capabilities_for`).
     """
     from icai.evaluate import train_test_split  # icai.evaluate imports the LLM client, which imports prices
+    from icai.llm.registry import capabilities_for
     from icai.pipeline import propose_pool
 
-    mode = resolve_mode(config.model, config.vote_mode)
+    if capabilities is None:
+        capabilities = capabilities_for(config.model)
+    mode = resolve_mode(capabilities, config.vote_mode)
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
     pool = propose_pool(train, config)
     n_principles = min(config.n_clusters, len(pool) * config.proposals_per_pair)
-    stages = [_propose(pool, config, form_from=train), _learn_vote("vote", train, n_principles, config, mode)]
+    stages = [
+        _propose(pool, config, capabilities, form_from=train),
+        _learn_vote("vote", train, n_principles, config, mode, capabilities),
+    ]
     if test:
         if config.flip_check:
             flipped = [c.with_preferred(c.rejected) for c in train]
             stages += [
-                _propose(propose_pool(flipped, config), config, stage="propose (flipped)", form_from=flipped),
-                _learn_vote("vote (flipped)", flipped, n_principles, config, mode),
+                _propose(propose_pool(flipped, config), config, capabilities, stage="propose (flipped)", form_from=flipped),
+                _learn_vote("vote (flipped)", flipped, n_principles, config, mode, capabilities),
             ]
         n_constitution = min(config.max_principles, n_principles)
         judged = [n_constitution, 0] + ([n_constitution] if n_constitution else [])
@@ -200,12 +214,17 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
             judged.append(n_constitution)
         stages.append(_judge(test, judged, mode))
         curve = min(config.curve_candidates, n_principles)
-        stages.append(_vote("evaluate: vote", test, curve, config, mode))
+        stages.append(_vote("evaluate: vote", test, curve, config, mode, capabilities))
     return RunEstimate(config.model, tuple(stages), price_for(config.model), len(train), len(test), n_principles)
 
 
 def _propose(
-    pool: Sequence[Comparison], config: RunConfig, *, stage: str = "propose", form_from: Sequence[Comparison] | None = None
+    pool: Sequence[Comparison],
+    config: RunConfig,
+    capabilities: Capabilities,
+    *,
+    stage: str = "propose",
+    form_from: Sequence[Comparison] | None = None,
 ) -> StageEstimate:
     from icai.propose import (
         SAMPLE_TEMPERATURE,
@@ -216,7 +235,7 @@ def _propose(
         standard_requests,
     )
 
-    if resolve_propose_style(config.propose_style, config.model) == "small":
+    if resolve_propose_style(config.propose_style, capabilities) == "small":
         # The requests icai.propose sends: one short rule per call, `proposal_samples` calls per pair.
         hints, forms = small_plan(pool, form_from=form_from)
         requests = small_requests(
@@ -236,28 +255,38 @@ def _propose(
     return StageEstimate(stage, len(seen), tokens, len(seen) * per_call_output)
 
 
-def _learn_vote(stage: str, train: Sequence[Comparison], n_principles: int, config: RunConfig, mode: str) -> StageEstimate:
+def _learn_vote(
+    stage: str, train: Sequence[Comparison], n_principles: int, config: RunConfig, mode: str, capabilities: Capabilities
+) -> StageEstimate:
     """The training vote: exhaustive, or a range for adaptive voting and cascades."""
     if config.vote_mode == "embedding":
         return StageEstimate(stage, 0, 0, 0)
     if config.adaptive:
         orders = 1 if config.adaptive_one_order else 2
-        most = _vote(stage, train, n_principles, config, mode, orders=orders)
-        fewest = _vote(stage, train[: config.min_pairs], n_principles, config, mode, orders=orders)
+        most = _vote(stage, train, n_principles, config, mode, capabilities, orders=orders)
+        fewest = _vote(stage, train[: config.min_pairs], n_principles, config, mode, capabilities, orders=orders)
         return dataclasses.replace(most, min_calls=fewest.calls)
-    exhaustive = _vote(stage, train, n_principles, config, mode)
+    exhaustive = _vote(stage, train, n_principles, config, mode, capabilities)
     return dataclasses.replace(exhaustive, min_calls=0) if config.cascade else exhaustive
 
 
 def _vote(
-    stage: str, pairs: Sequence[Comparison], n_principles: int, config: RunConfig, mode: str, *, orders: int = 2
+    stage: str,
+    pairs: Sequence[Comparison],
+    n_principles: int,
+    config: RunConfig,
+    mode: str,
+    capabilities: Capabilities,
+    *,
+    orders: int = 2,
 ) -> StageEstimate:
     if n_principles == 0 or not pairs:
         return StageEstimate(stage, 0, 0, 0)
     batch_size = config.vote_batch_size
     if mode == "logprob":
-        # local models score a call's principles as branches of one request; servers take one per call
-        per_call = batch_size if config.model.startswith("local/") else 1
+        # a provider with branched requests (the local model) scores a call's principles in one request;
+        # others take one per call
+        per_call = batch_size if capabilities.branches else 1
         unique = _unique_pairs(pairs)
         tokens = sum(
             orders * n_principles * estimate_tokens(vote_one_request(c.prompt, c.text_a, c.text_b, _TYPICAL_PRINCIPLE).prompt_text)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,10 @@ class ShardWorker:
             from icai.llm import get_llm
 
             self.llm: Any = get_llm(recipe.spec, cache_path=None, progress=False, **options)
-            load = getattr(self.llm.provider, "load", None)
-            if callable(load):
-                load()  # once per worker, before any shard
+            if self.llm.capabilities.in_process:
+                from icai.llm.base import InProcessProvider
+
+                cast(InProcessProvider, self.llm.provider).load()  # once per worker, before any shard
         else:
             from icai.embed import get_embedder
 

@@ -54,7 +54,8 @@ class RunConfig:
     flip_check: bool = False
     curve_candidates: int = 10
     vote_mode: Literal["auto", "generate", "logprob", "embedding"] = "auto"
-    """auto: log-prob A/B scoring for local models, generated JSON for API models;
+    """auto: log-prob A/B scoring for local models and for OpenAI-compatible servers at a base_url that return
+    log-probs (asked once), generated JSON for API models (icai.vote.resolve_vote_mode);
     embedding: no LLM votes, cosine similarity of principle and responses (icai.embed_vote)."""
     adaptive: bool = False
     """Vote each principle only until its place in or out of the top max_principles is clear (icai.adaptive)."""
@@ -203,7 +204,7 @@ def _learn(
     train: Sequence[Comparison], llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
 ) -> RunResult:
     data = dataset_hash(train)
-    style = resolve_propose_style(config.propose_style, llm.model)
+    style = resolve_propose_style(config.propose_style, llm.capabilities)
     small = [style, config.proposal_samples, config.propose_fallback, "form hints"] if style != "standard" else []
     fp_propose = _fingerprint(
         data, llm.model, config.proposals_per_pair, config.seed, *([config.propose_sample] if config.propose_sample else []), *small

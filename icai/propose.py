@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from icai.llm.base import Request
+from icai.llm.base import Capabilities, Request
 from icai.llm.client import LLM
 from icai.parse import copies_text, is_generic, parse_principles, principle_content
 from icai.prompts import (
@@ -382,10 +382,10 @@ def _propose_small(
     ]
 
 
-def resolve_propose_style(style: str, model: str) -> ProposeStyle:
-    """"auto" means "small" for local models and "standard" for API models."""
+def resolve_propose_style(style: str, capabilities: Capabilities) -> ProposeStyle:
+    """"auto" means "small" for a provider that declares `small_model` (the local model), else "standard"."""
     if style in ("standard", "small"):
         return style  # type: ignore[return-value]
     if style != "auto":
         raise ValueError(f"unknown proposal style {style!r}; use 'auto', 'standard' or 'small'")
-    return "small" if model.startswith("local/") else "standard"
+    return "small" if capabilities.small_model else "standard"

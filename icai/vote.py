@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
-from icai.llm.base import LLMError, supports_branches, supports_logprobs
+from icai.llm.base import LLMError, NegotiatesLogprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
 from icai.prompts import vote_branches_request, vote_one_request, vote_request
@@ -30,16 +30,21 @@ the model is treated as having no opinion.
 
 
 def resolve_vote_mode(mode: str, llm: LLM) -> VoteMode:
-    """"auto" means log-prob scoring for local models and generated JSON for API models.
+    """"auto" means log-prob votes where the provider's capabilities ask for them, else generated JSON.
 
-    "logprob" becomes "generate" when the provider negotiates log-probs (an
-    OpenAI-compatible server: `logprobs_available`) and the server turns out to
-    return none (see `server_returns_logprobs`; the provider says so once).
+    auto: "logprob" for a provider that declares `logprob_votes` and `choice_logprobs`
+    (the local model; an OpenAI-compatible server at a base_url) and, when it negotiates
+    log-probs, whose server returns them (`server_returns_logprobs`: one probe); else
+    "generate". "logprob" likewise becomes "generate" when the server turns out to
+    return none (the provider says so once).
     """
     if mode not in ("auto", "generate", "logprob"):
         raise ValueError(f"unknown vote mode {mode!r}")
     if mode == "auto":
-        return "logprob" if llm.model.startswith("local/") and supports_logprobs(llm.provider) else "generate"
+        capabilities = llm.capabilities
+        if not (capabilities.logprob_votes and capabilities.choice_logprobs):
+            return "generate"
+        return "logprob" if server_returns_logprobs(llm) else "generate"
     if mode == "logprob" and not server_returns_logprobs(llm):
         return "generate"
     return mode  # type: ignore[return-value]
@@ -52,13 +57,15 @@ def server_returns_logprobs(llm: LLM) -> bool:
     question through `llm` (cached and counted like any call); only the provider's
     own verdict turns an error into False, any other failure propagates.
     """
-    available = getattr(llm.provider, "logprobs_available", True)
-    if available is not None:
-        return bool(available)
+    if not llm.capabilities.logprobs_negotiated:
+        return True
+    provider = cast(NegotiatesLogprobs, llm.provider)
+    if provider.logprobs_available is not None:
+        return provider.logprobs_available
     try:
         completion = llm.complete(LOGPROB_PROBE)
     except LLMError:
-        if getattr(llm.provider, "logprobs_available", None) is False:
+        if provider.logprobs_available is False:
             return False
         raise
     return completion.choice_logprobs is not None
@@ -199,7 +206,7 @@ def _vote_logprob(
     # Per pair and order, the principles go together: as branches of one call where
     # the provider supports them (the pair is encoded once), else one call each,
     # consecutive so that prefix caches (a provider's, or the local KV cache) reuse the pair.
-    per_call = batch_size if supports_branches(llm.provider) else 1
+    per_call = batch_size if llm.capabilities.branches else 1
     orders = (False, True) if both_orders else (False,)
     batches = [list(principles[i : i + per_call]) for i in range(0, len(principles), per_call)]
     jobs = [(c, swapped, batch) for c in comparisons for swapped in orders for batch in batches]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from icai.llm.base import Completion, Request, TransientError, supports_batching
+from icai.llm.base import Capabilities, Completion, Request, TransientError
 from icai.llm.cache import ResponseCache
 from icai.llm.client import LLM, BudgetExceeded
 
@@ -16,6 +16,7 @@ class Batching:
     """Echoes each prompt; records every complete and complete_many call."""
 
     model = "fake/batching"
+    capabilities = Capabilities(batching=True)
 
     def __init__(self, *, fail_batches: bool = False) -> None:
         self.fail_batches = fail_batches
@@ -44,7 +45,7 @@ def _requests(n: int) -> list[Request]:
 
 def test_cache_hits_are_not_resent_and_usage_matches(tmp_path: Path) -> None:
     provider = Batching()
-    assert supports_batching(provider)
+    assert LLM(provider).capabilities.batching
     reqs = _requests(10)
     warm = LLM(provider, cache=ResponseCache(tmp_path / "c.sqlite"), progress=False, batch_size=4)
     warm.map([reqs[1], reqs[6]])

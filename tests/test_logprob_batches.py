@@ -9,7 +9,7 @@ import pytest
 from icai.adaptive import vote_adaptive
 from icai.cost import estimate_run
 from icai.llm import LLM, Request
-from icai.llm.base import Completion
+from icai.llm.base import Capabilities, Completion
 from icai.llm.cache import ResponseCache
 from icai.pipeline import RunConfig
 from icai.prompts import vote_branches_request, vote_one_request
@@ -26,10 +26,9 @@ class LogprobAnnotator:
     """Scores "A"/"B" after a rule "mentions <word>": +-SIGNAL for the slot whose response has the word, plus BIAS for A."""
 
     model = "fake/logprob"
-    supports_choice_logprobs = True
 
     def __init__(self, *, branches: bool) -> None:
-        self.supports_branches = branches
+        self.capabilities = Capabilities(choice_logprobs=True, branches=branches)
         self.requests: list[Request] = []
 
     def complete(self, request: Request) -> Completion:

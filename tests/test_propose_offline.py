@@ -2,7 +2,7 @@
 
 import pytest
 
-from icai.llm import LLM, Request
+from icai.llm import LLM, Capabilities, Request, capabilities_for
 from icai.llm.fake import FakeProvider
 from icai.parse import clean_principle, copies_text, is_generic, principle_content
 from icai.prompts import PROPOSE_SMALL_EXAMPLE
@@ -115,12 +115,14 @@ def test_standard_style_is_unchanged_for_api_models():
     assert principles[0].origin == "llm"
 
 
-def test_style_is_chosen_by_model():
-    assert resolve_propose_style("auto", "local/smollm2") == "small"
-    assert resolve_propose_style("auto", "openai/gpt-4o-mini") == "standard"
-    assert resolve_propose_style("standard", "local/smollm2") == "standard"
+def test_style_is_chosen_by_the_providers_capabilities():
+    small, api = capabilities_for("local/smollm2"), capabilities_for("openai/gpt-4o-mini")
+    assert resolve_propose_style("auto", small) == "small"
+    assert resolve_propose_style("auto", api) == "standard"
+    assert resolve_propose_style("standard", small) == "standard"
+    assert resolve_propose_style("auto", Capabilities(small_model=True)) == "small"  # any provider that declares it
     with pytest.raises(ValueError):
-        resolve_propose_style("tiny", "local/smollm2")
+        resolve_propose_style("tiny", small)
 
 
 def test_origin_survives_the_constitution_file(tmp_path):

@@ -137,7 +137,7 @@ def test_openai_returns_text_and_usage(stub: Stub) -> None:
 def test_openai_model_name() -> None:
     provider = OpenAIProvider("x", base_url="http://127.0.0.1:9/v1")
     assert provider.model == "openai/x"
-    assert provider.supports_choice_logprobs
+    assert provider.capabilities.choice_logprobs and provider.capabilities.logprobs_negotiated
 
 
 def test_openai_sends_json_schema_as_response_format(stub: Stub) -> None:
@@ -276,7 +276,7 @@ def anthropic_body(text: str) -> dict[str, Any]:
 def test_anthropic_text_usage_and_cache_control(stub: Stub) -> None:
     stub.script = [Reply(body=anthropic_body("hi there"))]
     provider = AnthropicProvider("claude-test", base_url=stub.url, api_key=SECRET_KEY)
-    assert provider.model == "anthropic/claude-test" and not provider.supports_choice_logprobs
+    assert provider.model == "anthropic/claude-test" and not provider.capabilities.choice_logprobs
     completion = provider.complete(REQUEST)
     assert completion.text == "hi there"
     assert (completion.input_tokens, completion.output_tokens, completion.cached_input_tokens) == (105, 4, 100)

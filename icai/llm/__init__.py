@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from icai.executor import DEFAULT_SHARD_SIZE, Executor, WorkerRecipe
 from icai.llm.base import (
+    Capabilities,
     Completion,
     ConfigError,
     LLMError,
@@ -15,16 +15,20 @@ from icai.llm.base import (
     Provider,
     Request,
     TransientError,
+    capabilities_of,
 )
 from icai.llm.cache import ResponseCache
 from icai.llm.client import LLM, BudgetExceeded, Usage
+from icai.llm.registry import ENTRY_POINT_GROUP, build_provider, capabilities_for, register_provider
 
 DEFAULT_MODEL = "local/smollm2"
 
 __all__ = [
     "DEFAULT_MODEL",
     "LLM",
+    "ENTRY_POINT_GROUP",
     "BudgetExceeded",
+    "Capabilities",
     "Completion",
     "ConfigError",
     "LLMError",
@@ -34,33 +38,16 @@ __all__ = [
     "ResponseCache",
     "TransientError",
     "Usage",
+    "capabilities_for",
     "get_llm",
     "make_provider",
+    "register_provider",
 ]
 
 
 def make_provider(spec: str, *, base_url: str | None = None, timeout: float = 60.0, **options: Any) -> Provider:
-    """Build the provider named by "provider/model"."""
-    provider, sep, name = spec.partition("/")
-    if not sep or not name:
-        raise ConfigError(f"model {spec!r} must look like 'provider/model', e.g. 'openai/gpt-4o-mini' or 'local/smollm2'")
-    if provider == "openai":
-        from icai.llm.openai_provider import OpenAIProvider
-
-        return OpenAIProvider(name, base_url=base_url or os.environ.get("OPENAI_BASE_URL"), timeout=timeout, **options)
-    if provider == "anthropic":
-        from icai.llm.anthropic_provider import AnthropicProvider
-
-        return AnthropicProvider(name, timeout=timeout, **options)
-    if provider == "local":
-        from icai.llm.local import LocalProvider
-
-        return LocalProvider(name, **options)
-    if provider == "fake":
-        from icai.llm.fake import fake_provider
-
-        return fake_provider(name, **options)
-    raise ConfigError(f"unknown model provider {provider!r} in {spec!r}; use one of openai, anthropic, local, fake")
+    """Build the provider named by "provider/model" (see `icai.llm.registry`)."""
+    return build_provider(spec, base_url=base_url, timeout=timeout, **options)
 
 
 def get_llm(
@@ -89,7 +76,7 @@ def get_llm(
     provider = make_provider(spec, base_url=base_url, timeout=timeout, **options)
     cache = ResponseCache(cache_path) if cache_path is not None else None
     worker_options = {"base_url": base_url, "timeout": timeout, "max_attempts": max_attempts, "concurrency": concurrency, **options}
-    recipe = WorkerRecipe("llm", spec, tuple(sorted(worker_options.items())), gpu=spec.startswith("local/"))
+    recipe = WorkerRecipe("llm", spec, tuple(sorted(worker_options.items())), gpu=capabilities_of(provider).gpu)
     return LLM(
         provider,
         cache=cache,

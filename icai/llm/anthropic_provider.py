@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
 from typing import Any
 
-import anthropic
-
-from icai.llm.base import Completion, ConfigError, Request, TransientError
+from icai.llm.base import Capabilities, Completion, ConfigError, Request, TransientError, require_packages
 from icai.llm.http_errors import redact, status_error
 
-# Recent SDKs (2.x) no longer offer `temperature`; send it only where the SDK does.
-_SDK_TAKES_TEMPERATURE = "temperature" in inspect.signature(anthropic.resources.messages.Messages.create).parameters
+
+@functools.cache
+def _sdk_takes_temperature() -> bool:
+    """Recent SDKs (2.x) no longer offer `temperature`; send it only where the SDK does."""
+    import anthropic
+
+    return "temperature" in inspect.signature(anthropic.resources.messages.Messages.create).parameters
 
 
 class AnthropicProvider:
@@ -29,7 +33,8 @@ class AnthropicProvider:
     `Request.seed` is not sent (the API has none), nor `temperature` with SDKs that dropped it.
     """
 
-    supports_choice_logprobs = False
+    capabilities = Capabilities()
+    """Generated answers only: the API returns no log-probabilities."""
 
     def __init__(
         self,
@@ -40,6 +45,9 @@ class AnthropicProvider:
         timeout: float = 60.0,
         **options: Any,
     ) -> None:
+        require_packages(f"anthropic/{name}", ["anthropic"], extra="anthropic")
+        import anthropic
+
         if options:
             raise ConfigError(f"anthropic/{name} takes no options {sorted(options)}; use base_url, api_key or timeout")
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
@@ -57,6 +65,8 @@ class AnthropicProvider:
         return f"AnthropicProvider({self.name!r})"
 
     def complete(self, request: Request) -> Completion:
+        import anthropic
+
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
         kwargs: dict[str, Any] = {
@@ -64,7 +74,7 @@ class AnthropicProvider:
             "max_tokens": request.max_tokens,
             "messages": messages,
         }
-        if _SDK_TAKES_TEMPERATURE:
+        if _sdk_takes_temperature():
             kwargs["temperature"] = request.temperature
         if system:
             # Every call of a stage shares its system prompt, so caching it pays off.

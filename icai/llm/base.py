@@ -31,7 +31,7 @@ class Request:
     `branches`, with `choices`, asks for several scorings in one call: each branch
     text is appended in turn to the last message, and the choices are scored after
     each (`Completion.branch_logprobs`, in order). The messages are then a prefix the
-    branches share, encoded once by providers that reuse it (`supports_branches`).
+    branches share, encoded once by providers that reuse it (`Capabilities.branches`).
     """
 
     messages: tuple[Message, ...]
@@ -104,34 +104,115 @@ class ConfigError(LLMError):
     """The model cannot be used as configured (unknown provider, missing key or package)."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, declared once; stages ask this record, never the model string.
+
+    A provider exposes it as `provider.capabilities`; one that declares none gets
+    these defaults (`capabilities_of`): plain `complete`, generated answers only.
+    """
+
+    choice_logprobs: bool = False
+    """Answers a request with `choices` with their next-token log-probabilities."""
+    logprobs_negotiated: bool = False
+    """Whether log-probs come back is only known after asking (a compatible server); the
+    provider then keeps the verdict in `logprobs_available` (`NegotiatesLogprobs`)."""
+    logprob_votes: bool = False
+    """`--vote-mode auto` votes with log-probs (after a probe when they are negotiated):
+    a local model or a self-hosted server, not a metered API where each principle would
+    cost a call of its own."""
+    branches: bool = False
+    """Answers a request with `branches` in one call (see `Request`)."""
+    batching: bool = False
+    """Has `complete_many(requests) -> list[Completion]` (`BatchingProvider`); `LLM.map`
+    then sends uncached requests in chunks."""
+    small_model: bool = False
+    """A small model: `--propose-style auto` gives it the small-model prompts (icai.propose)."""
+    gpu: bool = False
+    """Runs the model in the worker process: a Ray worker asks for a GPU when the cluster has one."""
+    in_process: bool = False
+    """Holds the model in this process: has `load()` and `forget_prefix()` (`InProcessProvider`)."""
+
+
+DEFAULT_CAPABILITIES = Capabilities()
+
+
 @runtime_checkable
 class Provider(Protocol):
-    """One model behind one API. Implement `complete`; raise TransientError to be retried."""
+    """One model behind one API. Implement `complete`; raise TransientError to be retried.
+
+    Declare what else it can do in a class or instance attribute
+    `capabilities: Capabilities` (default: none of it; `capabilities_of`).
+    """
 
     model: str
     """The full model spec, e.g. "openai/gpt-4o-mini"; part of the cache key."""
 
     def complete(self, request: Request) -> Completion: ...
 
-    # Optional: `complete_many(requests: Sequence[Request]) -> list[Completion]`, the
-    # completions of several requests in order, each equal to what `complete` returns
-    # for it. A provider that can share work between requests (e.g. one forward pass
-    # over prompts with a common prefix) defines it; `LLM.map` then sends uncached
-    # requests in chunks. See `supports_batching`.
+
+class BatchingProvider(Provider, Protocol):
+    """A provider with `Capabilities.batching`."""
+
+    def complete_many(self, requests: Sequence[Request]) -> list[Completion]:
+        """The completions of several requests in order, each equal to what `complete` returns for it.
+
+        For a provider that can share work between requests (e.g. one forward pass
+        over prompts with a common prefix).
+        """
+        ...
 
 
-def supports_batching(provider: Provider) -> bool:
-    """True when the provider has the optional `complete_many` method."""
-    return callable(getattr(provider, "complete_many", None))
+class InProcessProvider(Provider, Protocol):
+    """A provider with `Capabilities.in_process`."""
+
+    def load(self) -> None:
+        """Load the model now rather than on the first call (a worker does this once, at start)."""
+        ...
+
+    def forget_prefix(self) -> None:
+        """Drop reused state (a KV prefix), so the next call computes as on a fresh worker."""
+        ...
 
 
-def supports_branches(provider: Provider) -> bool:
-    """True when the provider answers a request with `branches` in one call (see `Request`)."""
-    return bool(getattr(provider, "supports_branches", False))
+class NegotiatesLogprobs(Provider, Protocol):
+    """A provider with `Capabilities.logprobs_negotiated`."""
+
+    logprobs_available: bool | None
+    """None until a log-prob request settles whether the server returns log-probs."""
 
 
-def supports_logprobs(provider: Provider) -> bool:
-    return bool(getattr(provider, "supports_choice_logprobs", False))
+def capabilities_of(provider: Provider) -> Capabilities:
+    """`provider.capabilities`, or the safe defaults when it declares none."""
+    declared = getattr(provider, "capabilities", None)
+    return declared if isinstance(declared, Capabilities) else DEFAULT_CAPABILITIES
+
+
+def missing_packages(modules: Sequence[str]) -> list[str]:
+    """The import names among `modules` that are not installed (found without importing them)."""
+    import importlib.util
+
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs an optional extra of icai."""
+    return f"pip install 'icai[{extra}]'"
+
+
+def require_packages(what: str, modules: Sequence[str], *, extra: str) -> None:
+    """Raise one ConfigError naming the missing packages and the extra that installs them."""
+    missing = missing_packages(modules)
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; install with: {install_hint(extra)}")
 
 
 def user_text(messages: Sequence[Message]) -> str:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tenacity import (
     RetryCallState,
@@ -20,14 +20,16 @@ from tqdm.auto import tqdm
 
 from icai.executor import DEFAULT_SHARD_SIZE, Executor, LocalExecutor, WorkerRecipe, cut_shards
 from icai.llm.base import (
+    BatchingProvider,
+    Capabilities,
     Completion,
     ConfigError,
+    InProcessProvider,
     LLMError,
     Provider,
     Request,
     TransientError,
-    supports_batching,
-    supports_branches,
+    capabilities_of,
 )
 from icai.llm.cache import ResponseCache
 
@@ -65,7 +67,7 @@ class LLM:
         backoff_initial: seconds before the first retry of a failure without Retry-After;
             the wait doubles (with as much jitter) up to `backoff_max`.
         concurrency: threads used by `map`.
-        batch_size: for a provider that has `complete_many`, how many uncached
+        batch_size: for a provider with `Capabilities.batching`, how many uncached
             requests `map` sends to it at once.
         executor: where `map` runs its shards (`icai.executor`); default in this process.
         recipe: how a remote worker rebuilds this LLM's provider (set by `get_llm`;
@@ -126,6 +128,11 @@ class LLM:
     @property
     def model(self) -> str:
         return self.provider.model
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the provider declares it can do (`icai.llm.base.Capabilities`); stages ask this."""
+        return capabilities_of(self.provider)
 
     def __repr__(self) -> str:
         return f"LLM({self.model!r})"
@@ -244,15 +251,16 @@ class LLM:
         """Call the provider for every request of one shard (no cache, no budget: the caller
         holds those), reporting each completion as soon as it is done.
 
-        A provider with `complete_many` (a local model: one forward pass for many
-        prompts; threads would only queue on its lock) gets chunks of `batch_size`;
-        otherwise one request per call, on `concurrency` threads. A provider's
-        `forget_prefix` is called first, so a shard computes the same here as on a fresh worker.
+        A provider with `Capabilities.batching` (a local model: one forward pass for many
+        prompts; threads would only queue on its lock) gets chunks of `batch_size` through
+        `complete_many`; otherwise one request per call, on `concurrency` threads. An
+        in-process provider's `forget_prefix` is called first, so a shard computes the same
+        here as on a fresh worker.
         """
-        forget = getattr(self.provider, "forget_prefix", None)
-        if callable(forget):
-            forget()
-        if supports_batching(self.provider):
+        capabilities = self.capabilities
+        if capabilities.in_process:
+            cast(InProcessProvider, self.provider).forget_prefix()
+        if capabilities.batching:
             for offset in range(0, len(requests), self.batch_size):
                 chunk = list(requests[offset : offset + self.batch_size])
                 completions = self._complete_many(chunk)
@@ -285,7 +293,7 @@ class LLM:
         if len(requests) < 2:
             return None
         try:
-            completions = list(self.provider.complete_many(requests))  # type: ignore[attr-defined]
+            completions = list(cast(BatchingProvider, self.provider).complete_many(requests))
         except LLMError as exc:
             log.warning("%s: a batch of %d failed (%s); sending its requests one by one", self.model, len(requests), exc)
             return None
@@ -296,7 +304,7 @@ class LLM:
 
     def _reserve_call(self, request: Request) -> float:
         """Count the call against the budgets; returns the cost bound held until it completes."""
-        if request.branches and not supports_branches(self.provider):
+        if request.branches and not self.capabilities.branches:
             raise ConfigError(f"{self.model} does not take requests with branches; send one per branch (Request.branch)")
         bound = 0.0
         if self.price is not None and self.max_cost is not None:

@@ -24,8 +24,6 @@ Responder = Callable[[Request], str]
 class FakeProvider:
     """Answers scripted by prompt substring; records every request it receives."""
 
-    supports_choice_logprobs = False
-
     def __init__(
         self,
         script: Sequence[tuple[str, str | Responder]] | Responder,

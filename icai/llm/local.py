@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from icai.llm.base import Completion, ConfigError, LLMError, Request
+from icai.llm.base import Capabilities, Completion, ConfigError, LLMError, Request, require_packages
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,18 @@ MAX_BATCH = 32
 """Most prompt suffixes `complete_many` runs in one forward pass."""
 
 _WEIGHTS_FILE = "model.safetensors"
+
+LOCAL_CAPABILITIES = Capabilities(
+    choice_logprobs=True,
+    logprob_votes=True,
+    branches=True,
+    batching=True,
+    small_model=True,
+    gpu=True,
+    in_process=True,
+)
+"""A model run in this process: log-prob votes with branched, batched scoring; small-model prompts
+(every `local/` model gets them, as before capabilities existed); a GPU on a Ray worker."""
 
 
 def default_cache_dir() -> Path:
@@ -135,8 +147,7 @@ class LocalProvider:
             bit-identical log-probs in different processes (e.g. Ray workers).
     """
 
-    supports_choice_logprobs = True
-    supports_branches = True
+    capabilities = LOCAL_CAPABILITIES
 
     def __init__(
         self,
@@ -158,6 +169,8 @@ class LocalProvider:
         self.cache_dir = cache_dir
         self.threads = threads
         self._folder, self._gguf_file = _resolve(name)
+        needed = ["torch", "transformers", "safetensors"] + (["gguf"] if self._gguf_file else [])
+        require_packages(f"local/{name}", needed, extra="local")
         # One lock for loading and for use: concurrent forward passes on CPU
         # only fight over the same cores.
         self._lock = threading.Lock()

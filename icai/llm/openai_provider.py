@@ -28,12 +28,14 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse
 
-import openai
-
-from icai.llm.base import Completion, ConfigError, LLMError, Request, TransientError
+from icai.llm.base import Capabilities, Completion, ConfigError, LLMError, Request, TransientError, require_packages
 from icai.llm.http_errors import redact, status_error
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,21 @@ _LOCAL_SERVER_KEY = "not-needed"
 
 _TOP_LOGPROBS = 20
 
+OPENAI_API_HOST = "api.openai.com"
+
+
+def openai_capabilities(base_url: str | None) -> Capabilities:
+    """Log-probs are negotiated with every server; `--vote-mode auto` uses them only on a self-hosted one.
+
+    A log-prob vote takes one call per principle (no branched requests over HTTP), where
+    a generated vote answers `--batch-size` principles in one: on a metered API that is
+    many times the calls and input tokens, and OpenAI's reasoning models return no
+    log-probs at all. A server at another address (vLLM, llama.cpp, Ollama) is asked
+    once (`icai.vote.server_returns_logprobs`) and votes with log-probs when it returns them.
+    """
+    host = urlparse(base_url).hostname if base_url else OPENAI_API_HOST
+    return Capabilities(choice_logprobs=True, logprobs_negotiated=True, logprob_votes=host != OPENAI_API_HOST)
+
 
 class OpenAIProvider:
     """One OpenAI (or OpenAI-compatible) chat model.
@@ -58,8 +75,6 @@ class OpenAIProvider:
         timeout: seconds per HTTP request.
     """
 
-    supports_choice_logprobs = True
-
     def __init__(
         self,
         name: str,
@@ -69,6 +84,9 @@ class OpenAIProvider:
         timeout: float = 60.0,
         **options: Any,
     ) -> None:
+        require_packages(f"openai/{name}", ["openai"], extra="openai")
+        import openai
+
         if options:
             raise ConfigError(f"openai/{name} takes no options {sorted(options)}; use base_url, api_key or timeout")
         key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -83,6 +101,7 @@ class OpenAIProvider:
         self.model = f"openai/{name}"
         self.base_url = base_url
         self.timeout = timeout
+        self.capabilities = openai_capabilities(base_url)
         self._api_key = key
         # the placeholder key for keyless local servers is no secret
         self._secret = "" if key == _LOCAL_SERVER_KEY else key
@@ -166,6 +185,8 @@ class OpenAIProvider:
         return kwargs
 
     def _complete(self, request: Request) -> Completion:
+        import openai
+
         kwargs = self._kwargs(request)
         try:
             response = self._client.chat.completions.create(**kwargs)
