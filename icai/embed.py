@@ -1,10 +1,11 @@
-"""Text embedders: the protocol, the sentence-transformers implementation, and a hashing fake."""
+"""Text embedders: the protocol, the sentence-transformers implementation, an OpenAI-compatible API, and a hashing fake."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from icai.executor import Executor, WorkerRecipe
-from icai.llm.base import ConfigError
+from icai.llm.base import ConfigError, require_packages
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model from a local folder; loaded once, on first use."""
 
     def __init__(self, path: str | Path, *, device: str = "auto", batch_size: int = 64) -> None:
+        require_packages(f"the embedder {path}", ["sentence_transformers", "torch"], extra="local")
         self.path = Path(path)
         self.name = f"st/{self.path}"
         self.device = device
@@ -125,18 +127,27 @@ class ShardedEmbedder:
         return np.vstack([v for v in out if v is not None])
 
 
-def get_embedder(spec: str = DEFAULT_EMBEDDER, *, device: str = "auto", executor: Executor | None = None) -> Embedder:
-    """"minilm" (the shipped MiniLM), "st/<folder>" (any sentence-transformers folder) or "hash[/dim]".
+def get_embedder(
+    spec: str = DEFAULT_EMBEDDER, *, device: str = "auto", executor: Executor | None = None, base_url: str | None = None
+) -> Embedder:
+    """"minilm" (the shipped MiniLM), "st/<folder>" (any sentence-transformers folder), "openai/<model>"
+    (an OpenAI-compatible /v1/embeddings: `base_url`, else $OPENAI_BASE_URL, else the OpenAI API) or "hash[/dim]".
 
     With an `executor`, encoding runs in shards through it (`ShardedEmbedder`).
     """
     if executor is not None:
-        recipe = WorkerRecipe("embed", spec, (("device", device),), gpu=not spec.startswith("hash"))
-        return ShardedEmbedder(get_embedder(spec, device=device), executor, recipe)
+        options: tuple[tuple[str, Any], ...] = (("device", device),) + ((("base_url", base_url),) if base_url else ())
+        gpu = spec == "minilm" or spec.startswith("st/")
+        recipe = WorkerRecipe("embed", spec, options, gpu=gpu)
+        return ShardedEmbedder(get_embedder(spec, device=device, base_url=base_url), executor, recipe)
     if spec == "minilm":
         return SentenceTransformerEmbedder(minilm_path(), device=device)
     if spec.startswith("st/"):
         return SentenceTransformerEmbedder(spec[3:], device=device)
+    if spec.startswith("openai/") and len(spec) > len("openai/"):
+        from icai.llm.openai_embeddings import OpenAIEmbedder
+
+        return OpenAIEmbedder(spec[len("openai/") :], base_url=base_url or os.environ.get("OPENAI_BASE_URL"))
     if spec == "hash" or spec.startswith("hash/"):
         return HashingEmbedder(int(spec.split("/", 1)[1]) if "/" in spec else 256)
-    raise ConfigError(f"unknown embedder {spec!r}; use 'minilm', 'st/<model folder>' or 'hash'")
+    raise ConfigError(f"unknown embedder {spec!r}; use 'minilm', 'st/<model folder>', 'openai/<model>' or 'hash'")
