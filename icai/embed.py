@@ -141,6 +141,7 @@ def get_embedder(
         recipe = WorkerRecipe("embed", spec, options, gpu=gpu)
         return ShardedEmbedder(get_embedder(spec, device=device, base_url=base_url), executor, recipe)
     if spec == "minilm":
+        require_packages("the embedder minilm", ["sentence_transformers", "torch"], extra="local")
         return SentenceTransformerEmbedder(minilm_path(), device=device)
     if spec.startswith("st/"):
         return SentenceTransformerEmbedder(spec[3:], device=device)

@@ -168,9 +168,10 @@ class LocalProvider:
         self.weights_cache = weights_cache
         self.cache_dir = cache_dir
         self.threads = threads
+        require_packages(f"local/{name}", ["torch", "transformers", "safetensors"], extra="local")
         self._folder, self._gguf_file = _resolve(name)
-        needed = ["torch", "transformers", "safetensors"] + (["gguf"] if self._gguf_file else [])
-        require_packages(f"local/{name}", needed, extra="local")
+        if self._gguf_file:
+            require_packages(f"local/{name}", ["gguf"], extra="local")
         # One lock for loading and for use: concurrent forward passes on CPU
         # only fight over the same cores.
         self._lock = threading.Lock()
