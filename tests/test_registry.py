@@ -91,11 +91,12 @@ def test_capabilities_not_the_name_decide_the_stages(orthogonal: list[Any]) -> N
         capabilities = Capabilities()
 
     class Small(SuiteProvider):
-        capabilities = Capabilities(small_model=True)
+        capabilities = Capabilities(small_model=True, gpu=True)
 
     register_provider("local", Plain, replace=True)
     try:
         llm = get_llm("local/smollm2", progress=False)
+        assert llm.recipe is not None and not llm.recipe.gpu  # a Ray worker would not ask for a GPU
         run(orthogonal[:8], llm=llm, embedder=HashingEmbedder(), config=RunConfig(n_clusters=4))
         prompts = [r.prompt_text for r in llm.provider.requests]
         assert not any(r.choices for r in llm.provider.requests)  # generated votes
@@ -107,6 +108,7 @@ def test_capabilities_not_the_name_decide_the_stages(orthogonal: list[Any]) -> N
     register_provider("tiny", Small)
     try:
         llm = get_llm("tiny/model", progress=False)
+        assert llm.recipe is not None and llm.recipe.gpu
         run(orthogonal[:8], llm=llm, embedder=HashingEmbedder(), config=RunConfig(model="tiny/model", n_clusters=4))
         assert not any("[PREFERRED]" in r.prompt_text for r in llm.provider.requests)  # the small-model style
     finally:
