@@ -36,7 +36,8 @@ from icai.types import Comparison, Principle
 from icai.vote import vote
 
 KEY = "sk-dummy-not-a-secret"
-CONFIG = RunConfig(model="openai/fake", embedder="hash", seed=0, vote_batch_size=20)  # call counts below assume 20
+# call counts below assume 20; generated votes (auto would vote with the fault server's log-probs)
+CONFIG = RunConfig(model="openai/fake", embedder="hash", seed=0, vote_batch_size=20, vote_mode="generate")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_attempt_cap_stops_the_run_keeps_completed_calls_and_resumes(
     out = tmp_path / "run"
     with FaultServer(outage_after=40) as server:
         args = ["run", str(orthogonal_csv), "--out", str(out), "--model", "openai/fake", "--base-url", server.base_url]
-        args += ["--embedder", "hash", "--n-clusters", "10", "--max-attempts", "3", "--timeout", "5"]
+        args += ["--embedder", "hash", "--n-clusters", "10", "--max-attempts", "3", "--timeout", "5", "--vote-mode", "generate"]
         assert main(args) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("icai: model error:") and "giving up after 3 attempts" in err
@@ -199,7 +200,7 @@ def test_kill_9_mid_vote_then_resume_repeats_no_completed_call(
     # CLI's default backoff costs nothing here.
     with spawn(tmp_path, "--fault-rate", "0.05", "--faults", "429,503", "--stall-after", "54") as server:
         common = ["run", str(orthogonal_csv), "--model", "openai/fake", "--base-url", server.base_url]
-        common += ["--embedder", "hash", "--seed", "0", "--n-clusters", "10"]
+        common += ["--embedder", "hash", "--seed", "0", "--n-clusters", "10", "--vote-mode", "generate"]
         env = _env(OPENAI_API_KEY=KEY)
         crashed = tmp_path / "crashed"
         victim = subprocess.Popen(
@@ -287,7 +288,7 @@ def test_dry_run_estimate_matches_the_calls_made(
     out = tmp_path / "run"
     with FaultServer() as server:
         args = ["run", str(orthogonal_csv), "--out", str(out), "--model", "openai/gpt-4o-mini"]
-        args += ["--base-url", server.base_url, "--embedder", "hash", "--test-size", test_size]
+        args += ["--base-url", server.base_url, "--embedder", "hash", "--test-size", test_size, "--vote-mode", "generate"]
         assert main([*args, "--dry-run"]) == 0
         table = capsys.readouterr().out
         assert server.entries() == [] and not out.exists()  # no calls, no files
@@ -331,6 +332,8 @@ def test_max_cost_stops_before_the_budget_and_a_larger_one_resumes(
             server.base_url,
             "--embedder",
             "hash",
+            "--vote-mode",
+            "generate",
         ]
         assert main([*args, "--max-cost", str(budget)]) == 2
         err = capsys.readouterr().err.strip()
@@ -410,7 +413,7 @@ def test_api_key_is_never_written(tmp_path: Path, orthogonal_csv: Path) -> None:
     with FaultServer(fault_rate=0.2, faults=["429", "503"], seed=2) as server:
         done = subprocess.run(
             _icai("-v", "run", str(orthogonal_csv), "--out", str(out), "--model", "openai/gpt-4o-mini")
-            + ["--base-url", server.base_url, "--embedder", "hash", "--n-clusters", "10"]
+            + ["--base-url", server.base_url, "--embedder", "hash", "--n-clusters", "10", "--vote-mode", "generate"]
             + ["--test-size", "0.2", "--max-cost", "5"],
             env=_env(OPENAI_API_KEY=secret),
             capture_output=True,
