@@ -44,6 +44,11 @@ def config_flag(name: str) -> str | None:
     return None if flag is None else flag or "--" + name.replace("_", "-")
 
 
+def config_dest(name: str) -> str:
+    """The argparse attribute that holds a RunConfig field's value."""
+    return str(_config_fields()[name].metadata["dest"] or name)
+
+
 def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str) -> None:
     """One RunConfig field as an option: flag, type or choices, default and help all come from the field."""
     from icai.pipeline import RunConfig
@@ -55,7 +60,7 @@ def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, nam
     hint = get_type_hints(RunConfig)[name]
     base = next((a for a in get_args(hint) if a is not type(None)), hint) if type(None) in get_args(hint) else hint
     help_text = f.metadata["help"]
-    kwargs: dict[str, Any] = {"dest": name, "default": f.default}
+    kwargs: dict[str, Any] = {"dest": config_dest(name), "default": f.default}
     if base is bool:
         kwargs["action"] = argparse.BooleanOptionalAction if f.metadata["negatable"] else "store_true"
     else:
@@ -71,7 +76,9 @@ def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, nam
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     """Every RunConfig field with a flag, in one argument group per stage."""
-    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in GROUP_TITLES}
+    from icai.pipeline import STAGES
+
+    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in STAGES}
     for name, f in _config_fields().items():
         _add_config_option(groups[f.metadata["group"]], name)
 
@@ -191,7 +198,8 @@ def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from icai.pipeline import OptionError, RunConfig
 
     try:
-        return RunConfig(**{name: getattr(args, name) for name in _config_fields() if hasattr(args, name)})
+        given = {name: getattr(args, config_dest(name)) for name in _config_fields() if config_flag(name) is not None}
+        return RunConfig(**given)
     except OptionError as exc:
         raise UsageError(f"{config_flag(exc.option) or exc.option} {exc.reason}") from None
 

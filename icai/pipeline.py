@@ -44,6 +44,7 @@ STAGES = ("models", "propose", "cluster", "vote", "select", "evaluate")
 """RunConfig's option groups, in stage order; `icai run --help` shows one argument group per stage."""
 
 _ALL = ("propose", "cluster", "vote", "select", "evaluate")
+"""The stages a field can affect (its fingerprint group)."""
 
 
 class OptionError(ConfigError):
@@ -61,13 +62,15 @@ def _option(
     group: str,
     help: str,
     flag: str | None = "",
+    dest: str | None = None,
     check: tuple[Any, ...] = (),
     affects: Mapping[str, Callable[[RunConfig], bool] | None] | None = None,
     negatable: bool = False,
 ) -> Any:
     """A RunConfig field with its metadata: the one place that states its default, group, CLI flag, help and check.
 
-    flag: "" derives --field-name, None keeps the option out of the CLI. check: ("positive",), ("non_negative",)
+    flag: "" derives --field-name, None keeps the option out of the CLI; dest: the argparse attribute when it is
+    not the field name (the CLI's names of old: args.batch_size, args.one_order). check: ("positive",), ("non_negative",)
     or ("range", low, high, include_low, include_high). affects: stage -> condition on the config under which
     the field changes that stage's output (default: its own group, always); stage fingerprints hash these.
     """
@@ -77,6 +80,7 @@ def _option(
             "group": group,
             "help": help,
             "flag": flag,
+            "dest": dest,
             "check": check,
             "affects": {group: None} if affects is None else dict(affects),
             "negatable": negatable,
@@ -153,6 +157,7 @@ class RunConfig:
         group="vote",
         help="principles per voting call (log-prob votes: on the local model only)",
         flag="--batch-size",
+        dest="batch_size",
         check=("positive",),
     )
     """Principles per voting call; 40 as in the reference implementation (bench/calls.py, docs/benchmarks.md).
@@ -184,6 +189,7 @@ class RunConfig:
         help="adaptive: ask each pair once, in a random order (half the voting calls; log-prob votes are calibrated "
         "for position bias)",
         flag="--one-order",
+        dest="one_order",
         affects={"vote": _adaptive},
     )
     """Adaptive voting: ask each pair once, in a seeded random order, instead of in both orders (half the calls);
@@ -223,7 +229,7 @@ class RunConfig:
     # evaluate ---------------------------------------------------------------------------------
     test_size: float = _option(
         0.0, group="evaluate", help="held-out share for evaluation, e.g. 0.3", check=("range", 0, 1, True, False),
-        affects={"propose": None, "cluster": None, "vote": None, "select": None, "evaluate": None},
+        affects=dict.fromkeys(_ALL),
     )
     flip_check: bool = _option(False, group="evaluate", help="also learn from flipped labels (sanity check)")
     curve_candidates: int = _option(

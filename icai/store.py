@@ -118,7 +118,8 @@ class RunStore:
         try:
             previous = self.read_identity()
             if previous is None:
-                others = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+                # icai's own files without config.json (a cache opened before the run began) are a run not yet begun
+                others = sorted(p.name for p in self.path.iterdir() if p.name not in (*RUN_FILES, LOCK_FILE))
                 if others:
                     more = f" and {len(others) - 1} more" if len(others) > 1 else ""
                     raise DataError(
@@ -328,9 +329,7 @@ class RunStore:
         return Constitution.from_dict(self.read_json("constitution.json"))
 
     def read_csv(self, name: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
-        """A CSV file of the run directory, every cell as text (icai.export.read_run_csv)."""
-        from icai.export import read_run_csv
-
+        """A CSV file of the run directory, every cell as text (`read_run_csv`)."""
         return read_run_csv(self.path / name, required)
 
 
@@ -339,3 +338,20 @@ def _csv_cell(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def read_run_csv(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A run-directory CSV with every column read as text (ids like "007" stay intact)."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas parser errors are ValueErrors
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame

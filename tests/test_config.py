@@ -9,7 +9,7 @@ import pytest
 
 import icai
 import icai.prompts
-from icai.cli import build_parser, config_flag, main
+from icai.cli import build_parser, config_dest, config_flag, main
 from icai.embed import HashingEmbedder
 from icai.io import load_comparisons
 from icai.llm import LLM
@@ -78,14 +78,14 @@ def test_every_flagged_field_is_an_icai_run_option_with_the_field_default():
     args = _run_args([])
     for name, f in FIELDS.items():
         if config_flag(name) is None:
-            assert not hasattr(args, name), name
+            assert not hasattr(args, config_dest(name)), name
         else:
-            assert getattr(args, name) == f.default, name
+            assert getattr(args, config_dest(name)) == f.default, name
 
 
 def test_flag_names_and_their_fields_are_kept():
     args = _run_args(["--batch-size", "7", "--one-order", "--select", "strength", "--adaptive", "--propose-sample", "9"])
-    assert (args.vote_batch_size, args.adaptive_one_order, args.selection, args.adaptive) == (7, True, "strength", True)
+    assert (args.batch_size, args.one_order, args.selection, args.adaptive) == (7, True, "strength", True)
     assert args.propose_sample == 9
     assert _run_args(["--no-adaptive"]).adaptive is False
     assert isinstance(_run_args(["--test-size", "0.3"]).test_size, float)
