@@ -19,7 +19,8 @@ Annotators:
   reads, right with probability READ_ACCURACY), wrong-direction paraphrases and distractors, and
   votes a rule by reading which response holds its favoured item, with read accuracy, a batch-size
   drop and position bias as in `bench/calls.py`; MiniLM embeddings;
-- local: the offline default (`local/smollm2` + `minilm`), about 2.5 min a run on 2 cores.
+- local: the offline default (`local/smollm2` + `minilm`), about 2.5 min a run on 2 cores;
+- local-embedding: the same with `vote_mode="embedding"` (MiniLM votes, SmolLM2 proposes and judges).
 
     .venv/bin/python bench/recovery.py                                   # fake and oracle, both sets, 3 seeds
     .venv/bin/python bench/recovery.py --annotators local --datasets synthetic_orthogonal --merge
@@ -66,6 +67,7 @@ from icai.vote import resolve_vote_mode  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "recovery.json"
 ALPHA = 0.05
+ANNOTATORS = ("fake", "oracle", "local", "local-embedding")
 
 READ_ACCURACY = 0.92
 """RuleOracle: probability of reading which response holds a rule's favoured item correctly (one rule in the call)."""
@@ -243,18 +245,22 @@ def make_annotator(name: str, comparisons: Sequence[Comparison], rules: Sequence
         provider = RuleOracle(comparisons, rules, seed=seed)
         llm = LLM(provider, cache=ResponseCache(cache), progress=False)
         return llm, get_embedder("minilm"), RunConfig(model=provider.model, embedder="minilm", vote_mode="generate", test_size=0.3, seed=seed)
-    if name == "local":
+    if name in ("local", "local-embedding"):
         llm = get_llm("local/smollm2", cache_path=cache, progress=False)
-        return llm, get_embedder("minilm"), RunConfig(test_size=0.3, seed=seed)
-    raise ValueError(f"unknown annotator {name!r}; use fake, oracle or local")
+        mode = "embedding" if name == "local-embedding" else "auto"
+        return llm, get_embedder("minilm"), RunConfig(test_size=0.3, seed=seed, vote_mode=mode)
+    raise ValueError(f"unknown annotator {name!r}; use {', '.join(ANNOTATORS)}")
 
 
-def run_one(annotator: str, dataset: str, seed: int) -> dict[str, Any]:
+def run_one(annotator: str, dataset: str, seed: int, *, cache_dir: Path) -> dict[str, Any]:
+    """One pipeline run, scored. Runs of one model on one dataset and seed share a response cache
+    (local and local-embedding make the same proposals), so later arms reuse earlier calls."""
     comparisons = load_comparisons(DATASETS[dataset])
     rules = RULES[dataset]
+    family = "local" if annotator.startswith("local") else annotator
     with tempfile.TemporaryDirectory(prefix="icai-recovery-") as tmp:
         store = RunStore(tmp)
-        llm, embedder, config = make_annotator(annotator, comparisons, rules, seed, store.cache_path)
+        llm, embedder, config = make_annotator(annotator, comparisons, rules, seed, cache_dir / f"{family}-{dataset}-{seed}.sqlite")
         started = time.perf_counter()
         result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
         wall = time.perf_counter() - started
@@ -281,6 +287,7 @@ def run_one(annotator: str, dataset: str, seed: int) -> dict[str, Any]:
     row["held_out_items"] = {"constitution": with_c.tolist(), "default": without.tolist()}
     row["selection"] = selection_metadata(dict(constitution.metadata))
     row["calls"] = usage["calls"]
+    row["usage"] = usage
     row["wall_s"] = round(wall, 1)
     return row
 
@@ -335,10 +342,11 @@ def git_commit() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--annotators", nargs="+", default=["fake", "oracle"], choices=["fake", "oracle", "local"])
+    parser.add_argument("--annotators", nargs="+", default=["fake", "oracle"], choices=ANNOTATORS)
     parser.add_argument("--datasets", nargs="+", default=list(RULES), choices=list(RULES))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for the local model")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="keep response caches here (default: a fresh temporary folder)")
     parser.add_argument("--merge", action="store_true", help="keep the other annotator x dataset entries already in --out")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -356,10 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["rules"] = {d: [r.name for r in rs] for d, rs in RULES.items()}
     report["oracle_assumptions"] = {"read_accuracy": READ_ACCURACY, "p_rule": P_RULE, "p_wrong": P_WRONG,
                                     "distractor_relevance": DISTRACTOR_RELEVANCE, "alpha_fallback": ALPHA}  # fmt: skip
+    cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="icai-recovery-cache-"))
+    cache_dir.mkdir(parents=True, exist_ok=True)
     for annotator in args.annotators:
         for dataset in args.datasets:
             for seed in range(args.seeds):
-                row = run_one(annotator, dataset, seed)
+                row = run_one(annotator, dataset, seed, cache_dir=cache_dir)
                 report["runs"].append(row)
                 print(
                     f"{annotator} {dataset} seed={seed}: size {row['size']}, recovered text {row['recovered_text']} "
@@ -378,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "bench/recovery.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": git_commit(),
         "added": sorted(new_keys),
+        "response_cache": "warm (--cache-dir)" if args.cache_dir else "cold",
     }]  # fmt: skip
     write_json_atomic(args.out, report)
     print(markdown(report))
