@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="small: contrastive word hints and one rule per call, for tiny local models; auto picks it for local/ models",
     )
+    r.add_argument(
+        "--select",
+        dest="selection",
+        choices=["greedy", "strength"],
+        default="greedy",
+        help="greedy: add principles while they raise training agreement, merging duplicates; strength: the strongest --max-principles (default greedy)",
+    )
+    r.add_argument("--alpha", type=float, default=0.05, help="q-value below which a principle is significant (default 0.05)")
+    r.add_argument(
+        "--bootstrap", type=int, default=200, help="resamples for selection stability, from cached votes (default 200; 0: off)"
+    )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
@@ -220,6 +231,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         propose_sample=args.propose_sample,
         cascade=args.cascade,
         propose_style=args.propose_style,
+        selection=args.selection,
+        alpha=args.alpha,
+        bootstrap=args.bootstrap,
     )
     estimate = estimate_run(comparisons, config)
     if args.dry_run:
@@ -250,6 +264,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             logging.getLogger().removeHandler(handler)
             handler.close()
             llm.cache.close()
+    for note in result.constitution.metadata.get("notes", []):
+        print(f"Note: {note}")
     _print_constitution(result.constitution)
     if result.evaluation is not None:
         print()
@@ -270,17 +286,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
+    meta = constitution.metadata
     if not constitution.principles:
         print("The constitution is empty: no principle agreed with the labels often enough.")
         return
-    print("Constitution")
+    selection = meta.get("selection") or {}
+    merged = len(selection.get("merges", []))
+    how = f" ({selection['method']} selection; {merged} duplicate(s) merged)" if selection else ""
+    print(f"Constitution{how}")
+    frequency = (meta.get("stability") or {}).get("frequency", {})
     for rank, p in enumerate(constitution.principles, start=1):
         s = constitution.stats_for(p.id)
         detail = ""
         if s is not None and s.agreement is not None:
             lo, hi = s.agreement_ci or (float("nan"), float("nan"))
-            detail = f"  [agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against}]"
+            q = f", q {s.q_value:.3f}" if s.q_value is not None else ""
+            detail = (
+                f"  [{s.verdict or 'unrated'}{q}; agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), "
+                f"relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against}"
+            )
+            if p.id in frequency or frequency:
+                detail += f"; in {frequency.get(p.id, 0.0):.0%} of resamples"
+            detail += "]"
         print(f"{rank:>2}. {p.text}{detail}")
+    stability = meta.get("stability") or {}
+    if stability.get("expected_overlap") is not None:
+        print(
+            f"Stability: over {stability['n_resamples']} bootstrap resamples of the training pairs, a resampled "
+            f"constitution holds {stability['expected_overlap']:.0%} of these principles on average "
+            f"(mean size {stability['mean_size']:.1f})."
+        )
 
 
 def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]

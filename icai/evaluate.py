@@ -19,6 +19,7 @@ import numpy as np
 from icai.llm.client import LLM
 from icai.parse import parse_verdict
 from icai.prompts import judge_request
+from icai.select import VoteMatrix, greedy
 from icai.stats import bootstrap_ci, direction, paired_bootstrap_diff
 from icai.types import Comparison, Pick, Side, Vote
 from icai.vote import VoteMode, debiased_margin, margin_pick
@@ -203,32 +204,11 @@ def forward_select(
     earlier candidate); selection stops when none raises it or at `max_principles`.
     Computes exactly what `predict_from_votes` + `agreement_scores` would, on a matrix.
     """
-    candidates = list(dict.fromkeys(candidate_ids))
-    directions, _ = _direction_matrix(candidates, votes, comparisons)
-    label = np.array([1 if c.preferred == "a" else -1 for c in comparisons])
-
-    def agreement(total: np.ndarray) -> float:
-        return float(np.mean(0.5 + 0.5 * np.sign(total) * label)) if len(label) else 0.5
-
-    total = np.zeros(len(comparisons), dtype=int)
-    current = agreement(total)
-    chosen: list[int] = []
-    curve: list[float] = []
-    while len(chosen) < max_principles:
-        best_j, best = -1, current
-        for j in range(len(candidates)):
-            if j in chosen:
-                continue
-            a = agreement(total + directions[:, j])
-            if a > best + 1e-12:
-                best_j, best = j, a
-        if best_j < 0:
-            break
-        chosen.append(best_j)
-        total = total + directions[:, best_j]
-        current = best
-        curve.append(best)
-    return SelectionCurve(tuple(candidates[j] for j in chosen), tuple(curve))
+    matrix = VoteMatrix(candidate_ids, comparisons, votes)
+    chosen, steps = greedy(
+        matrix, np.ones(matrix.n_pairs), range(len(matrix.principle_ids)), max_principles=max_principles, min_gain=1e-9
+    )
+    return SelectionCurve(tuple(s.principle_id for s in steps), tuple(s.agreement for s in steps))
 
 
 @dataclass(frozen=True)
@@ -277,6 +257,23 @@ class Evaluation:
 
     def score_for(self, name: str) -> Score | None:
         return next((s for s in self.scores if s.name == name), None)
+
+    def gain_note(self) -> str | None:
+        """One plain sentence when the constitution's held-out gain over the default annotator is not shown."""
+        if "constitution" not in self.differences:
+            return None
+        mean, (lo, hi) = self.differences["constitution"]
+        own = self.score_for("constitution")
+        n = f" on these {own.n} held-out pairs" if own is not None else ""
+        gain = f"{mean:+.2f} (95% CI {lo:+.2f} to {hi:+.2f})"
+        if hi < 0:
+            return f"The constitution makes the annotator worse{n}: its gain over no constitution is {gain}."
+        if lo <= 0:
+            return (
+                f"The held-out gain over the annotator without a constitution is {gain}{n}: "
+                "the interval includes 0, so it is not shown to help."
+            )
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -28,7 +28,7 @@ from icai.evaluate import (
 from icai.llm.client import LLM
 from icai.prompts import MAX_RESPONSE_CHARS
 from icai.propose import propose, resolve_propose_style
-from icai.select import rank_key, select
+from icai.select import Selection, Stability, rank_key, select, selection_stability, significance_note
 from icai.store import RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
 from icai.vote import VoteMode, resolve_vote_mode, vote
@@ -75,6 +75,16 @@ class RunConfig:
     """Small proposal style: calls per pair."""
     propose_fallback: bool = True
     """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"."""
+    selection: Literal["greedy", "strength"] = "greedy"
+    """greedy: add principles while they raise training agreement (icai.select); strength: the top max_principles."""
+    min_gain: float = 0.01
+    """Greedy selection: least rise in training agreement (and at least one pair's worth) for a principle to enter."""
+    duplicate_agreement: float = 0.9
+    """Two principles whose decisive votes agree on this share of the pairs both decided are duplicates."""
+    alpha: float = 0.05
+    """A principle is "significant" when its Benjamini-Hochberg q-value is below alpha, else "exploratory"."""
+    bootstrap: int = 200
+    """Bootstrap resamples of the training pairs for selection stability (cached votes; no model calls); 0: off."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,6 +104,8 @@ class RunResult:
     evaluation: Evaluation | None = None
     flipped: RunResult | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    selection: Selection | None = None
+    stability: Stability | None = None
 
 
 def dataset_hash(comparisons: Sequence[Comparison]) -> str:
@@ -161,6 +173,9 @@ def run(
         "embedder": embedder.name,
         "version": __version__,
         "candidate_origins": {o: sum(p.origin == o for p in result.candidates) for o in sorted({p.origin for p in result.candidates})},
+        "notes": trust_notes(result.constitution, len(train), evaluation, alpha=config.alpha),
+        "selection": result.selection.to_dict() if result.selection else None,
+        "stability": result.stability.to_dict() if result.stability else None,
     }
     if config.cascade and config.vote_mode != "embedding":
         metadata["cascade"] = CascadeStats.from_votes(result.votes).to_dict()
@@ -169,7 +184,9 @@ def run(
         store.save_constitution(constitution)
         store.save_principle_table(result.candidates, result.stats, constitution)
         if evaluation is not None:
-            store.save_evaluation(evaluation.to_dict())
+            store.save_evaluation(
+                {**evaluation.to_dict(), "stability": metadata["stability"], "notes": metadata["notes"]}
+            )
     return dataclasses.replace(
         result,
         constitution=constitution,
@@ -231,8 +248,27 @@ def _learn(
             store.save_votes(votes)
             store.mark_done("vote", fp_vote)
 
-    constitution, stats = select(
-        tested, train, votes, max_principles=config.max_principles, min_votes=config.min_votes
+    constitution, stats, selection = select(
+        tested,
+        train,
+        votes,
+        method=config.selection,
+        max_principles=config.max_principles,
+        min_votes=config.min_votes,
+        min_gain=config.min_gain,
+        duplicate_agreement=config.duplicate_agreement,
+        alpha=config.alpha,
+    )
+    stability = selection_stability(
+        tested,
+        train,
+        votes,
+        selection,
+        n_resamples=config.bootstrap,
+        seed=config.seed,
+        max_principles=config.max_principles,
+        min_votes=config.min_votes,
+        duplicate_agreement=config.duplicate_agreement,
     )
     if store is not None:
         store.save_constitution(constitution)
@@ -244,7 +280,19 @@ def _learn(
         votes=tuple(votes),
         train=tuple(train),
         test=(),
+        selection=selection,
+        stability=stability,
     )
+
+
+def trust_notes(
+    constitution: Constitution, n_train: int, evaluation: Evaluation | None, *, alpha: float = 0.05
+) -> list[str]:
+    """Plain sentences that say when the result is not reliable (printed first by the CLI and the report)."""
+    notes = [significance_note(constitution, n_pairs=n_train, alpha=alpha)]
+    if evaluation is not None:
+        notes.append(evaluation.gain_note())
+    return [n for n in notes if n]
 
 
 def _evaluate(

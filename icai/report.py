@@ -43,6 +43,7 @@ th, td { border: 1px solid #dde2ea; padding: .3em .45em; vertical-align: top; te
 th { background: #f3f5f9; } td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .ci { color: #667085; font-size: .88em; } .missing { color: #8a4b00; background: #fff6e5; padding: .5em .8em; }
 .flag { color: #c0392b; font-weight: 600; } .muted { color: #667085; }
+.warning { background: #fdecea; border-left: 4px solid #c0392b; padding: .3em .9em; margin: .8em 0; font-weight: 600; }
 figure.plot { margin: 1em 0; } figure.plot svg { max-width: 100%; height: auto; }
 figcaption { color: #667085; font-size: .9em; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: .6em; margin: .6em 0 1.2em; }
@@ -362,10 +363,12 @@ def _header(run: Run) -> str:
     if isinstance(usage, Mapping):
         facts.extend((f"usage: {_e(k)}", _e(f"{v:,}" if isinstance(v, int) else v)) for k, v in _flatten(usage))
     rows = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
-    parts = [
-        f'<header id="summary">\n<h1>ICAI report: {_e(run.path.name)}</h1>',
-        f'<table id="run-facts">\n{rows}\n</table>',
-    ]
+    parts = [f'<header id="summary">\n<h1>ICAI report: {_e(run.path.name)}</h1>']
+    notes = [n for n in meta.get("notes") or [] if isinstance(n, str)]
+    if notes:
+        items = "".join(f"<p>{_e(n)}</p>" for n in notes)
+        parts.append(f'<div class="warning" id="notes">{items}</div>')
+    parts.append(f'<table id="run-facts">\n{rows}\n</table>')
     if run.problems:
         items = "".join(f"<li>{_e(p)}</li>" for p in run.problems.values())
         parts.append(f'<div class="missing" id="problems">Some files were not available:<ul>{items}</ul></div>')
@@ -404,17 +407,40 @@ def _constitution_section(run: Run) -> str:
         "q-value",
         "swap consistency",
         "length confound",
+        "verdict",
+        "in resamples",
     ]
+    meta = run.metadata
+    stability: Mapping[str, Any] = meta["stability"] if isinstance(meta.get("stability"), Mapping) else {}
+    frequency = stability.get("frequency") or {}
     rows = []
     for rank, principle in enumerate(run.constitution.principles, start=1):
         s = run.constitution.stats_for(principle.id)
-        rows.append([str(rank), _e(principle.text), *_stats_cells(s)])
-    table = _table("constitution", columns, rows, numeric={0, *range(2, 12)})
+        share = _num(frequency.get(principle.id, 0.0)) if stability else DASH
+        rows.append([str(rank), _e(principle.text), *_stats_cells(s), _e((s.verdict if s else None) or DASH), share])
+    table = _table("constitution", columns, rows, numeric={0, *range(2, 12), 14})
     caption = (
         '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / valid votes. '
-        "The q-value is the multiple-testing-adjusted p-value.</p>"
+        "The q-value is the Benjamini-Hochberg adjusted p-value; a principle is significant when it is below "
+        f"alpha = {_e((meta.get('selection') or {}).get('alpha', 0.05))}, else exploratory. "
+        "In resamples: share of bootstrap resamples of the training pairs whose constitution holds the principle.</p>"
     )
-    return f"{head}\n{caption}\n{table}\n</section>"
+    lines = []
+    selection: Mapping[str, Any] = meta["selection"] if isinstance(meta.get("selection"), Mapping) else {}
+    if selection:
+        merges = selection.get("merges") or []
+        lines.append(
+            f"Built by {_e(selection.get('method'))} selection from {len(selection.get('qualified') or [])} qualifying "
+            f"principles; {len(merges)} merged as duplicates of a stronger one."
+        )
+    if stability and stability.get("expected_overlap") is not None:
+        lines.append(
+            f"Stability: over {_e(stability.get('n_resamples'))} bootstrap resamples, a resampled constitution holds "
+            f"{_num(stability['expected_overlap'])} of these principles on average "
+            f"(mean size {_num(stability.get('mean_size'), 1)})."
+        )
+    facts = "".join(f'<p id="selection-facts">{line}</p>' if i == 0 else f"<p>{line}</p>" for i, line in enumerate(lines))
+    return f"{head}\n{caption}\n{facts}\n{table}\n</section>"
 
 
 def _stats_cells(s: PrincipleStats | None) -> list[str]:

@@ -1,15 +1,42 @@
-"""Stage 4: per-principle statistics, filtering and ranking into a constitution."""
+"""Stage 4: per-principle statistics, duplicate merging, and building a constitution from the votes.
+
+Selection works on the training votes only and never calls a model:
+
+- a principle *qualifies* when it took a side on at least `min_votes` pairs and agreed with the
+  labels more often than not (so its agreement interval never lies wholly at or below 0.5);
+- two qualified principles are *duplicates* when their decisive votes agree on at least
+  `duplicate_agreement` (0.9) of the pairs both decided (and they share at least `MIN_SHARED` such
+  pairs); the stronger one is kept and the merge recorded;
+- `method="greedy"` (default) adds, one at a time, the principle that most raises the training
+  agreement of the constitution's vote-based prediction (the sign of the summed votes, ties
+  scoring 0.5, as `icai.evaluate.predict_from_votes`), and stops when the best gain is below
+  `min_gain` or below one pair's worth (1 / pairs), or at `max_principles`;
+- `method="strength"` keeps the `max_principles` strongest (the ranking before greedy selection).
+
+`selection_stability` reruns the same selection on bootstrap resamples of the training pairs,
+reusing the votes already cast.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from icai.stats import principle_stats
+import numpy as np
+
+from icai.stats import benjamini_hochberg, direction, principle_stats
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
 
 log = logging.getLogger(__name__)
+
+SelectMethod = Literal["greedy", "strength"]
+Verdict = Literal["significant", "exploratory"]
+
+MIN_SHARED = 3
+"""Pairs two principles must both decide before they can count as duplicates."""
 
 
 def rank_key(s: PrincipleStats) -> tuple[float, int, str]:
@@ -17,34 +44,361 @@ def rank_key(s: PrincipleStats) -> tuple[float, int, str]:
     return (-(s.strength or 0.0), -s.n_for, s.principle_id)
 
 
+def filtered_q_values(stats: Sequence[PrincipleStats], *, alpha: float = 0.05) -> list[PrincipleStats]:
+    """Benjamini-Hochberg q-values over the principles that could reach significance at all.
+
+    A principle that decided n pairs cannot get a two-sided binomial p below 2 x 0.5^n (all n
+    votes on one side); when that floor is not below `alpha` it is left out of the family and
+    gets q = 1 (Tarone's filter: it depends on how many pairs were decided, not on which side
+    won, so the q-values of the others stay valid). Without it, every principle voted "neither"
+    on all but a few pairs would dilute the correction for the rest.
+    """
+    testable = [i for i, s in enumerate(stats) if 2 * 0.5 ** (s.n_for + s.n_against) < alpha]
+    p_values = [stats[i].p_value for i in testable]
+    q = benjamini_hochberg([1.0 if p is None else p for p in p_values])
+    by_index = dict(zip(testable, q, strict=True))
+    return [dataclasses.replace(s, q_value=by_index.get(i, 1.0)) for i, s in enumerate(stats)]
+
+
+def verdict(s: PrincipleStats, *, alpha: float = 0.05) -> Verdict:
+    """ "significant" when the principle's Benjamini-Hochberg q-value is below `alpha`, else "exploratory"."""
+    return "significant" if s.q_value is not None and s.q_value < alpha else "exploratory"
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A qualified principle left out because a stronger one votes the same way."""
+
+    kept: str
+    merged: str
+    agreement: float
+    """Share of the pairs both decided on which they picked the same side."""
+    shared: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One greedy step: the principle added and the training agreement with it."""
+
+    principle_id: str
+    agreement: float
+    gain: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the constitution was built: method, greedy steps, merges, and the principles that qualified."""
+
+    method: SelectMethod
+    chosen: tuple[str, ...]
+    qualified: tuple[str, ...]
+    merges: tuple[Merge, ...] = ()
+    steps: tuple[Step, ...] = ()
+    min_gain: float = 0.0
+    alpha: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "chosen": list(self.chosen),
+            "qualified": list(self.qualified),
+            "merges": [m.to_dict() for m in self.merges],
+            "steps": [s.to_dict() for s in self.steps],
+            "min_gain": self.min_gain,
+            "alpha": self.alpha,
+        }
+
+
+class VoteMatrix:
+    """Training votes as a matrix: +1 the principle picked the preferred side, -1 the other, 0 neither.
+
+    Rows are comparisons, columns principles. `abstain` marks valid votes that took no side;
+    a missing or invalid vote is 0 and not abstain.
+    """
+
+    def __init__(self, principle_ids: Sequence[str], comparisons: Sequence[Comparison], votes: Sequence[Vote]) -> None:
+        self.principle_ids = list(dict.fromkeys(principle_ids))
+        comparisons = list({c.id: c for c in comparisons}.values())
+        row = {c.id: i for i, c in enumerate(comparisons)}
+        col = {pid: j for j, pid in enumerate(self.principle_ids)}
+        self.correct = np.zeros((len(row), len(col)), dtype=np.int8)
+        self.abstain = np.zeros((len(row), len(col)), dtype=bool)
+        for v in votes:  # the last vote on a (comparison, principle) counts, as in principle_stats
+            i, j = row.get(v.comparison_id), col.get(v.principle_id)
+            if i is None or j is None:
+                continue
+            # from the picks, as icai.evaluate.predict_from_votes reads them (the same as `value` for real votes)
+            self.correct[i, j] = direction(v) * (1 if comparisons[i].preferred == "a" else -1)
+            self.abstain[i, j] = v.value == "abstain"
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.correct.shape[0])
+
+
+def _column_stats(m: VoteMatrix, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted counts, agreement and strength per principle (weights: bootstrap multiplicities)."""
+    n_for = w @ (m.correct == 1)
+    n_against = w @ (m.correct == -1)
+    n_abstain = w @ m.abstain
+    decided = n_for + n_against
+    with np.errstate(invalid="ignore", divide="ignore"):
+        agreement = np.where(decided > 0, n_for / np.maximum(decided, 1e-12), np.nan)
+        relevance = np.where(decided + n_abstain > 0, decided / np.maximum(decided + n_abstain, 1e-12), 0.0)
+    # kappa with chance agreement 0.5 (2 x agreement - 1), times relevance, as Feedback Forensics defines strength
+    strength = np.where(decided > 0, (2 * np.nan_to_num(agreement) - 1) * relevance, 0.0)
+    return {"n_for": n_for, "decided": decided, "agreement": agreement, "strength": strength}
+
+
+def _select_ids(
+    m: VoteMatrix,
+    w: np.ndarray,
+    *,
+    method: SelectMethod,
+    max_principles: int,
+    min_votes: int,
+    min_agreement: float,
+    min_gain: float,
+    duplicate_agreement: float,
+) -> tuple[list[int], list[int], list[Merge], list[Step]]:
+    """Column indices chosen, qualified (rank order), merges and greedy steps, for pair weights `w`."""
+    st = _column_stats(m, w)
+    ids = m.principle_ids
+    qualified = [
+        j
+        for j in range(len(ids))
+        if st["decided"][j] >= min_votes and not np.isnan(st["agreement"][j]) and st["agreement"][j] > min_agreement
+    ]
+    qualified.sort(key=lambda j: (-st["strength"][j], -st["n_for"][j], ids[j]))
+
+    decided = (m.correct != 0).astype(float)
+    kept: list[int] = []
+    merges: list[Merge] = []
+    for j in qualified:
+        for k in kept:
+            both = w @ (decided[:, j] * decided[:, k])
+            if both < MIN_SHARED:
+                continue
+            same = w @ (decided[:, j] * decided[:, k] * (m.correct[:, j] == m.correct[:, k]))
+            if same / both >= duplicate_agreement:
+                merges.append(Merge(ids[k], ids[j], float(same / both), int(round(both))))
+                break
+        else:
+            kept.append(j)
+
+    if method == "strength":
+        return kept[:max_principles], qualified, merges, []
+
+    total_w = float(w.sum())
+    if total_w <= 0:
+        return [], qualified, merges, []
+    chosen, steps = greedy(m, w, kept, max_principles=max_principles, min_gain=max(min_gain, 1.0 / total_w))
+    return chosen, qualified, merges, steps
+
+
+def greedy(
+    m: VoteMatrix, w: np.ndarray, pool: Sequence[int], *, max_principles: int, min_gain: float
+) -> tuple[list[int], list[Step]]:
+    """Forward selection over columns `pool` (earlier ones win ties) for the vote-sum prediction.
+
+    Each step adds the column that most raises the weighted agreement (1 right, 0 wrong,
+    0.5 undecided); it stops when the best gain is below `min_gain` or at `max_principles`.
+    """
+    total_w = float(w.sum())
+    pool = list(pool)
+    total = np.zeros(m.n_pairs)
+    current = 0.5
+    chosen: list[int] = []
+    steps: list[Step] = []
+    while pool and len(chosen) < max_principles and total_w > 0:
+        # agreement of each candidate added to the current sum, all candidates at once
+        summed = total[:, None] + m.correct[:, pool]
+        scores = w @ (0.5 + 0.5 * np.sign(summed)) / total_w
+        best = int(np.argmax(scores))  # the first maximum: the earlier candidate on ties
+        gain = float(scores[best]) - current
+        if gain < min_gain - 1e-12:
+            break
+        j = pool.pop(best)
+        chosen.append(j)
+        total = total + m.correct[:, j]
+        current = float(scores[best])
+        steps.append(Step(m.principle_ids[j], current, gain))
+    return chosen, steps
+
+
 def select(
     principles: Sequence[Principle],
     comparisons: Sequence[Comparison],
     votes: Sequence[Vote],
     *,
+    method: SelectMethod = "greedy",
     max_principles: int = 5,
     min_votes: int = 2,
     min_agreement: float = 0.5,
+    min_gain: float = 0.01,
+    duplicate_agreement: float = 0.9,
+    alpha: float = 0.05,
     metadata: Mapping[str, Any] | None = None,
-) -> tuple[Constitution, list[PrincipleStats]]:
-    """Rank principles by strength and keep the best `max_principles`.
+) -> tuple[Constitution, list[PrincipleStats], Selection]:
+    """Build a constitution from the training votes (see the module docstring for the rules).
 
-    A principle qualifies when it took a side on at least `min_votes` pairs and
-    agreed with the labels more often than `min_agreement`.
-    Returns the constitution and the statistics of every principle.
+    Returns the constitution, the statistics of every principle (each with its verdict at
+    `alpha`), and the record of how the constitution was built.
     """
-    stats = principle_stats(principles, comparisons, votes)
-    by_id = {p.id: p for p in principles}
-    qualified = [
-        s
-        for s in stats
-        if s.n_for + s.n_against >= min_votes and s.agreement is not None and s.agreement > min_agreement
+    if method not in ("greedy", "strength"):
+        raise ValueError(f"unknown selection method {method!r}; choose greedy or strength")
+    stats = [
+        dataclasses.replace(s, verdict=verdict(s, alpha=alpha))
+        for s in filtered_q_values(principle_stats(principles, comparisons, votes), alpha=alpha)
     ]
-    chosen = sorted(qualified, key=rank_key)[:max_principles]
-    log.info("select: %d of %d principles qualify; keeping %d", len(qualified), len(stats), len(chosen))
+    by_id = {p.id: p for p in principles}
+    stats_by_id = {s.principle_id: s for s in stats}
+    m = VoteMatrix([p.id for p in principles], comparisons, votes)
+    chosen, qualified, merges, steps = _select_ids(
+        m,
+        np.ones(m.n_pairs),
+        method=method,
+        max_principles=max_principles,
+        min_votes=min_votes,
+        min_agreement=min_agreement,
+        min_gain=min_gain,
+        duplicate_agreement=duplicate_agreement,
+    )
+    ids = [m.principle_ids[j] for j in chosen]
+    selection = Selection(
+        method=method,
+        chosen=tuple(ids),
+        qualified=tuple(m.principle_ids[j] for j in qualified),
+        merges=tuple(merges),
+        steps=tuple(steps),
+        min_gain=min_gain,
+        alpha=alpha,
+    )
+    log.info(
+        "select (%s): %d of %d principles qualify, %d merged as duplicates; keeping %d",
+        method,
+        len(qualified),
+        len(stats),
+        len(merges),
+        len(ids),
+    )
     constitution = Constitution(
-        principles=tuple(by_id[s.principle_id] for s in chosen),
-        stats=tuple(chosen),
+        principles=tuple(by_id[i] for i in ids),
+        stats=tuple(stats_by_id[i] for i in ids),
         metadata=dict(metadata or {}),
     )
-    return constitution, stats
+    return constitution, stats, selection
+
+
+@dataclass(frozen=True)
+class Stability:
+    """How often bootstrap resamples of the training pairs select each principle.
+
+    `frequency[id]` is the share of resamples whose constitution holds the principle or a
+    principle merged into it on the full data; `expected_overlap` is the mean share of the
+    full-data constitution that a resample's constitution reproduces.
+    """
+
+    n_resamples: int
+    seed: int
+    frequency: Mapping[str, float] = field(default_factory=dict)
+    expected_overlap: float | None = None
+    mean_size: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+            "frequency": dict(self.frequency),
+            "expected_overlap": self.expected_overlap,
+            "mean_size": self.mean_size,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Stability:
+        return cls(
+            int(data["n_resamples"]),
+            int(data["seed"]),
+            {str(k): float(v) for k, v in data.get("frequency", {}).items()},
+            None if data.get("expected_overlap") is None else float(data["expected_overlap"]),
+            float(data.get("mean_size", 0.0)),
+        )
+
+
+def selection_stability(
+    principles: Sequence[Principle],
+    comparisons: Sequence[Comparison],
+    votes: Sequence[Vote],
+    selection: Selection,
+    *,
+    n_resamples: int = 200,
+    seed: int = 0,
+    max_principles: int = 5,
+    min_votes: int = 2,
+    min_agreement: float = 0.5,
+    duplicate_agreement: float = 0.9,
+) -> Stability:
+    """Rerun `selection`'s method on `n_resamples` seeded bootstrap resamples of the pairs; no model calls."""
+    m = VoteMatrix([p.id for p in principles], comparisons, votes)
+    if m.n_pairs == 0 or n_resamples <= 0:
+        return Stability(max(n_resamples, 0), seed)
+    # a principle merged into another on the full data counts as that one
+    canonical = {mg.merged: mg.kept for mg in selection.merges}
+    full = set(selection.chosen)
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    overlaps: list[float] = []
+    sizes: list[int] = []
+    for _ in range(n_resamples):
+        w = np.bincount(rng.integers(0, m.n_pairs, size=m.n_pairs), minlength=m.n_pairs).astype(float)
+        chosen, _, _, _ = _select_ids(
+            m,
+            w,
+            method=selection.method,
+            max_principles=max_principles,
+            min_votes=min_votes,
+            min_agreement=min_agreement,
+            min_gain=selection.min_gain,
+            duplicate_agreement=duplicate_agreement,
+        )
+        picked = {canonical.get(m.principle_ids[j], m.principle_ids[j]) for j in chosen}
+        for pid in picked:
+            counts[pid] = counts.get(pid, 0) + 1
+        sizes.append(len(chosen))
+        if full:
+            overlaps.append(len(picked & full) / len(full))
+    frequency = {pid: counts[pid] / n_resamples for pid in sorted(counts, key=lambda p: (-counts[p], p))}
+    return Stability(
+        n_resamples,
+        seed,
+        frequency,
+        float(np.mean(overlaps)) if overlaps else None,
+        float(np.mean(sizes)),
+    )
+
+
+def significance_note(constitution: Constitution, *, n_pairs: int, alpha: float = 0.05) -> str | None:
+    """One plain sentence when no constitution principle is significant; None when some are."""
+    if not constitution.principles:
+        return (
+            f"No principle passed selection on these {n_pairs} training pairs: "
+            "nothing here explains the labels better than chance."
+        )
+    n_sig = sum(s.verdict == "significant" for s in constitution.stats)
+    if n_sig == 0:
+        return (
+            f"No principle beats chance on these {n_pairs} pairs (every Benjamini-Hochberg q >= {alpha:g}): "
+            "treat this list as hypotheses."
+        )
+    if n_sig < len(constitution.principles):
+        return (
+            f"{n_sig} of {len(constitution.principles)} principles are significant (q < {alpha:g}); "
+            "the others are exploratory."
+        )
+    return None

@@ -138,6 +138,10 @@ class RunStore:
 
         by_cluster_rep = {s.principle_id: s for s in stats}
         rank = {p.id: i for i, p in enumerate(constitution.principles, start=1)}
+        selection = constitution.metadata.get("selection") or {}
+        merged_into = {m["merged"]: m["kept"] for m in selection.get("merges", [])}
+        stability = constitution.metadata.get("stability") or {}
+        frequency = stability.get("frequency", {})
         rows = []
         for p in candidates:
             s = by_cluster_rep.get(p.id)
@@ -148,6 +152,8 @@ class RunStore:
                 "cluster_size": p.cluster_size,
                 "in_constitution": p.id in rank,
                 "rank": rank.get(p.id),
+                "merged_into": merged_into.get(p.id),
+                "resample_frequency": frequency.get(p.id, 0.0) if stability else None,
             }
             if s is not None:
                 d = dataclasses.asdict(s)

@@ -139,6 +139,8 @@ class PrincipleStats:
     length_confounded: bool | None = None
     n_pairs_tested: int | None = None
     """Comparisons the principle was voted on (fewer than the training set under adaptive voting)."""
+    verdict: str | None = None
+    """"significant" (BH q below the run's alpha) or "exploratory"; set by `icai.select.select`."""
 
     @property
     def n_total(self) -> int:

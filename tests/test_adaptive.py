@@ -72,7 +72,7 @@ def setup() -> tuple[list[Comparison], list[Principle], MatrixAnnotator]:
 
 def top_k_exhaustive(pairs, principles, annotator, k):
     votes = vote(pairs, principles, LLM(annotator, progress=False), batch_size=20)
-    constitution, _ = select(principles, pairs, votes, max_principles=k)
+    constitution, _, _ = select(principles, pairs, votes, max_principles=k, method="strength", duplicate_agreement=1.01)
     return {p.id for p in constitution.principles}, len(votes)
 
 
@@ -94,7 +94,7 @@ def test_adaptive_reaches_the_exhaustive_top_k(setup):
     expected, n_exhaustive = top_k_exhaustive(pairs, principles, annotator, k)
     result = vote_adaptive(pairs, principles, LLM(annotator, progress=False), k=k, min_pairs=20, round_size=20)
     assert set(result.top) == expected
-    constitution, stats = select(principles, pairs, list(result.votes), max_principles=k)
+    constitution, stats, _ = select(principles, pairs, list(result.votes), max_principles=k, method="strength", duplicate_agreement=1.01)
     assert {p.id for p in constitution.principles} == expected
     assert len(result.votes) < n_exhaustive
     # the stored per-principle count says how many pairs each was tested on

@@ -56,3 +56,44 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "preferred" in proc.stderr
+
+
+def test_run_states_significance_and_stability(orthogonal_csv, tmp_path, capsys):
+    """Strong data: the significant principles, one per hidden rule; weak data: the "no principle" sentence."""
+    strong = tmp_path / "strong"
+    assert main(["run", str(orthogonal_csv), "--out", str(strong), "--model", "fake/keyword", "--embedder", "hash"]) == 0
+    printed = capsys.readouterr().out
+    assert "beats chance" not in printed
+    lines = [line for line in printed.splitlines() if line[:4].strip().rstrip(".").isdigit() and line[3] == " "]
+    assert len(lines) == 3 and all("[significant" in line for line in lines)
+    assert "Stability: over 200 bootstrap resamples" in printed
+    data = json.loads((strong / "constitution.json").read_text())
+    assert [p["stats"]["verdict"] for p in data["principles"]] == ["significant"] * 3
+    assert data["selection"]["method"] == "greedy" and data["selection"]["merges"]
+    assert 0.0 < data["stability"]["expected_overlap"] <= 1.0
+
+    import pandas as pd
+
+    few = tmp_path / "few.csv"
+    pd.read_csv(orthogonal_csv).head(5).to_csv(few, index=False)
+    weak = tmp_path / "weak"
+    assert main(["run", str(few), "--out", str(weak), "--model", "fake/keyword", "--embedder", "hash"]) == 0
+    printed = capsys.readouterr().out
+    assert "No principle beats chance on these 5 pairs" in printed and "treat this list as hypotheses" in printed
+    notes = json.loads((weak / "constitution.json").read_text())["notes"]
+    assert any("beats chance" in n for n in notes)
+    html = (weak / "report.html").read_text()
+    assert 'id="notes"' in html and "beats chance" in html
+
+
+def test_stability_makes_no_model_calls(orthogonal_csv, tmp_path):
+    calls = []
+    for n in (0, 200):
+        out = tmp_path / f"b{n}"
+        args = ["run", str(orthogonal_csv), "--out", str(out), "--model", "fake/keyword", "--embedder", "hash"]
+        assert main([*args, "--test-size", "0.3", "--bootstrap", str(n)]) == 0
+        data = json.loads((out / "constitution.json").read_text())
+        calls.append(data["usage"]["calls"])
+        evaluation = json.loads((out / "evaluation.json").read_text())
+    assert calls[0] == calls[1]
+    assert evaluation["stability"]["n_resamples"] == 200 and evaluation["stability"]["frequency"]

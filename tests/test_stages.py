@@ -110,7 +110,7 @@ def test_network_failure_is_raised_not_counted_as_invalid():
 
 def test_select_ranks_by_strength_and_filters():
     votes = vote(PAIRS, [CAT, DOG], keyword_llm())
-    constitution, stats = select([CAT, DOG], PAIRS, votes, max_principles=5)
+    constitution, stats, _ = select([CAT, DOG], PAIRS, votes, max_principles=5)
     assert constitution.texts == [CAT.text]  # dog always disagrees with the labels
     assert {s.principle_id for s in stats} == {CAT.id, DOG.id}
     cat = constitution.stats_for(CAT.id)
@@ -119,7 +119,7 @@ def test_select_ranks_by_strength_and_filters():
 
 def test_select_handles_no_votes_and_ties():
     tie_votes = [Vote("p1", CAT.id, "for", ("a", "a")), Vote("p2", CAT.id, "against", ("a", "a"))]
-    constitution, _ = select([CAT], PAIRS, tie_votes)
+    constitution, _, _ = select([CAT], PAIRS, tie_votes)
     assert len(constitution) == 0  # 50% agreement is not better than chance
-    empty, stats = select([], PAIRS, [])
+    empty, stats, _ = select([], PAIRS, [])
     assert len(empty) == 0 and stats == []
