@@ -184,6 +184,7 @@ def score_constitution(
 ) -> dict[str, Any]:
     """Direction-checked recovery of one constitution (both judgements), from its rows and training votes."""
     rows = constitution.to_dict()["principles"]
+    frequency = (constitution.metadata.get("stability") or {}).get("frequency", {})
     principles = []
     for row in rows:
         pv = [v for v in votes if v.principle_id == row["id"]]
@@ -195,6 +196,7 @@ def score_constitution(
             "rank": row["rank"], "text": row["text"], "origin": row.get("origin"),
             "n_for": s.get("n_for"), "n_against": s.get("n_against"), "agreement": s.get("agreement"),
             "q_value": s.get("q_value"), "verdict": verdict, "verdict_source": source,
+            "resample_frequency": frequency.get(row["id"]),
             "text_rule": tj.rule, "text_direction": tj.direction,
             "vote_rule": vj.rule, "vote_direction": vj.direction if vj.rule else None,
             "vote_agreement": vj.agreement, "vote_decisive": vj.n_decisive, "decisive_total": vj.n_decisive_total,
@@ -220,16 +222,19 @@ def score_constitution(
 
 
 def selection_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """What the run recorded about selection (method, alpha, stability), whatever icai names those keys."""
-    keep = {}
-    for k, v in metadata.items():
-        if any(w in k for w in ("select", "stabil", "alpha", "verdict", "merge", "duplicate")):
-            keep[k] = v
+    """What the run recorded about selection: method, merges, greedy steps, stability, notes (compact)."""
+    sel = metadata.get("selection") or {}
+    stab = metadata.get("stability") or {}
     cfg = metadata.get("config", {})
-    for k in ("selection", "alpha", "max_principles"):
-        if k in cfg:
-            keep[f"config.{k}"] = cfg[k]
-    return keep
+    return {
+        "method": sel.get("method", cfg.get("selection")),
+        "alpha": sel.get("alpha", cfg.get("alpha")),
+        "n_qualified": len(sel.get("qualified", [])),
+        "n_merges": len(sel.get("merges", [])),
+        "steps": sel.get("steps", []),
+        "stability": {k: stab.get(k) for k in ("n_resamples", "expected_overlap", "mean_size")} if stab else None,
+        "notes": metadata.get("notes", []),
+    }
 
 
 # -- runs ---------------------------------------------------------------------------------------
@@ -301,6 +306,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "unmatched_text", "n_significant", "n_exploratory", "wrong_significant_text", "wall_s", "calls")  # fmt: skip
     out: dict[str, Any] = {"seeds": [r["seed"] for r in rows], "n_rules": None}
     out.update({k: float(np.mean([r[k] for r in rows])) for k in keys})
+    overlaps = [r["selection"]["stability"]["expected_overlap"] for r in rows if (r["selection"].get("stability") or {}).get("expected_overlap") is not None]
+    out["stability_expected_overlap"] = float(np.mean(overlaps)) if overlaps else None
+    out["n_merges"] = float(np.mean([r["selection"].get("n_merges", 0) for r in rows]))
     out["n_recovered_significant_text"] = float(np.mean([len(r["recovered_significant_text"]) for r in rows]))
     out["all_rules_recovered_text"] = sum(r["n_recovered_text"] == len(RULES[r["dataset"]]) for r in rows)
     out["n_rules"] = len(RULES[rows[0]["dataset"]])
