@@ -27,8 +27,8 @@ rule applies to (the rule's instruction) are compared with the oracle side, the 
 holding the favoured item (the detectors, which read the texts, not the labels). Share of
 agreeing votes above 0.5: right; below: WRONG; a rule is the principle's by votes when it
 is the principle's text rule when its text names one; otherwise the rule whose pairs hold the
-most of its decisive votes (at least 2, and a decisive share on that rule's pairs at least 0.2
-above its share on the other pairs; `CONCENTRATION`).
+most of its decisive votes, if they are at least 3 and at least 60% of all its decisive votes
+(`MIN_DECISIVE`, `CONCENTRATION`): a principle deciding pairs of every topic alike is about none.
 """
 
 from __future__ import annotations
@@ -204,8 +204,10 @@ def text_direction(text: str, rules: Sequence[HiddenRule]) -> TextJudgement:
     return TextJudgement(best.name, (s > 0) - (s < 0), count[best.name])
 
 
-CONCENTRATION = 0.2
-"""Votes assign a principle to a rule when its decisive share on the rule's pairs exceeds that on other pairs by this."""
+CONCENTRATION = 0.6
+"""Votes assign a principle to a rule when at least this share of its decisive votes fall on the rule's pairs..."""
+MIN_DECISIVE = 3
+"""... and at least this many."""
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,8 @@ def vote_direction(
     """One principle's votes against a rule's oracle side.
 
     `rule` fixes the rule (the scorer passes the text judgement's rule); without it the rule is the
-    one whose pairs hold the most decisive votes, if at least 2 and if the principle is decisive on a
-    larger share of that rule's pairs than of the other pairs, by at least CONCENTRATION.
+    one whose pairs hold the most decisive votes, if at least MIN_DECISIVE and at least CONCENTRATION
+    of all the principle's decisive votes.
     """
     by_id = {c.id: c for c in comparisons}
     n_pairs = {r.name: sum(r.applies(c) for c in comparisons) for r in rules}
@@ -261,10 +263,8 @@ def vote_direction(
                 per[r.name].append(side == oracle)
     if rule is None:
         name = max(per, key=lambda n: (len(per[n]), -n_pairs[n]))
-        n_in, m_in = len(per[name]), n_pairs[name]
-        m_out = len(comparisons) - m_in
-        rate_out = (total - n_in) / m_out if m_out else 0.0
-        if n_in < 2 or n_in / max(1, m_in) < rate_out + CONCENTRATION:
+        n_in = len(per[name])
+        if n_in < MIN_DECISIVE or n_in < CONCENTRATION * total:
             return VoteJudgement(None, 0, 0, total)
     else:
         name = rule

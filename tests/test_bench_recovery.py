@@ -70,7 +70,12 @@ def test_vote_direction_reads_the_oracle_side_not_the_label() -> None:
     assert (j.rule, j.direction, j.agreement) == ("cat>dog", -1, 0.0)
 
 
-def test_votes_spread_evenly_over_rules_match_no_rule() -> None:
-    pairs = [_pair(0, "a"), _pair(1, "a", topic="t-shirt colours"), _pair(2, "a", topic="ice cream")]
-    votes = [Vote(c.id, "p", "for", ()) for c in pairs]
-    assert vote_direction(votes, pairs, ORTHOGONAL).rule is None
+def test_votes_spread_over_topics_match_no_rule() -> None:
+    shirt = Comparison("s", "Output: the blue one.", "Output: the green one.", "a", prompt="Which t-shirt?")
+    cream = Comparison("i", "Output: lemon.", "Output: raspberry.", "a", prompt="Which ice cream?")
+    pets = [_pair(i, "a") for i in range(3)]
+    votes = [Vote(c.id, "p", "for", ()) for c in [*pets, shirt, cream]]
+    assert vote_direction(votes, [*pets, shirt, cream], ORTHOGONAL).rule == "cat>dog"  # 3 of 5 decisive votes on pets: 60%
+    more = [*votes, Vote("s2", "p", "for", ())]
+    shirt2 = Comparison("s2", "Output: blue.", "Output: green.", "a", prompt="Which t-shirt?")
+    assert vote_direction(more, [*pets, shirt, cream, shirt2], ORTHOGONAL).rule is None  # 3 of 6: 50%
