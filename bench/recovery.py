@@ -280,6 +280,9 @@ def run_one(annotator: str, dataset: str, seed: int, *, cache_dir: Path) -> dict
     row = {"annotator": annotator, "dataset": dataset, "seed": seed, "model": llm.model, "embedder": embedder.name,
            "n_train": len(result.train), "n_test": len(test), "n_candidates": len(result.candidates), "n_tested": len(result.tested)}  # fmt: skip
     row.update(score_constitution(constitution, result.votes, result.train, rules))
+    tested = [text_direction(p.text, rules) for p in result.tested]
+    row["tested_by_text"] = {"right": sum(t.direction == 1 for t in tested), "wrong": sum(t.direction == -1 for t in tested),
+                             "ambiguous": sum(t.rule is not None and t.direction == 0 for t in tested), "no_rule": sum(t.rule is None for t in tested)}  # fmt: skip
     ev = result.evaluation
     assert ev is not None
     c, d = ev.score_for("constitution"), ev.score_for("default")
@@ -309,6 +312,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     overlaps = [r["selection"]["stability"]["expected_overlap"] for r in rows if (r["selection"].get("stability") or {}).get("expected_overlap") is not None]
     out["stability_expected_overlap"] = float(np.mean(overlaps)) if overlaps else None
     out["n_merges"] = float(np.mean([r["selection"].get("n_merges", 0) for r in rows]))
+    out["tested_wrong_text"] = float(np.mean([r["tested_by_text"]["wrong"] for r in rows]))
+    out["tested_right_text"] = float(np.mean([r["tested_by_text"]["right"] for r in rows]))
     out["n_recovered_significant_text"] = float(np.mean([len(r["recovered_significant_text"]) for r in rows]))
     out["all_rules_recovered_text"] = sum(r["n_recovered_text"] == len(RULES[r["dataset"]]) for r in rows)
     out["n_rules"] = len(RULES[rows[0]["dataset"]])
