@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calls import DATASETS, PARAPHRASES, TRAITS, SimulatedAnnotator, _block  # noqa: E402
-from rules import RULES, HiddenRule, check_oracle, text_direction, vote_direction  # noqa: E402
+from rules import ORTHOGONAL, RULES, HiddenRule, check_oracle, text_direction, vote_direction  # noqa: E402
 
 from icai.embed import get_embedder  # noqa: E402
 from icai.evaluate import agreement_scores, judge  # noqa: E402
@@ -346,6 +346,28 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rescore_offline_rules(path: Path) -> dict[str, Any]:
+    """The direction-checked text judgement of bench/offline_rules.py's saved constitutions (issue 5, no held-out split)."""
+    data = json.loads(path.read_text())
+    tiers = {}
+    for tier, v in data["tiers"].items():
+        rows = []
+        for p in v["constitution"]:
+            tj = text_direction(p["text"], ORTHOGONAL)
+            rows.append({"text": p["text"], "agreement": p.get("agreement"), "rule": tj.rule, "direction": tj.direction})
+        per_rule = {r.name: sum(x["rule"] == r.name for x in rows) for r in ORTHOGONAL}
+        tiers[tier] = {
+            "old_keyword_recovered": v.get("n_recovered"),
+            "recovered_text": sorted({x["rule"] for x in rows if x["direction"] == 1}),
+            "wrong_text": sum(x["direction"] == -1 for x in rows),
+            "duplicates_text": sum(max(0, n - 1) for n in per_rule.values()),
+            "unmatched_text": sum(x["rule"] is None for x in rows),
+            "principles": rows,
+        }
+    return {"source": str(path.relative_to(ROOT)), "source_date": data.get("date"), "source_command": data.get("command"),
+            "note": "scored on the pairs the principles were selected on (no held-out split); one seed", "tiers": tiers}  # fmt: skip
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
@@ -362,7 +384,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="keep response caches here (default: a fresh temporary folder)")
     parser.add_argument("--merge", action="store_true", help="keep the other annotator x dataset entries already in --out")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--rescore-offline", action="store_true",
+        help="only judge bench/results/offline_rules.json's constitutions by text; writes bench/results/offline_rules_directions.json",
+    )
     args = parser.parse_args(argv)
+    if args.rescore_offline:
+        rescored = rescore_offline_rules(ROOT / "bench" / "results" / "offline_rules.json")
+        write_json_atomic(ROOT / "bench" / "results" / "offline_rules_directions.json", rescored)
+        for tier, v in rescored["tiers"].items():
+            print(f"{tier}: recovered by text {v['recovered_text']}, wrong {v['wrong_text']}, duplicates {v['duplicates_text']}, "
+                  f"no rule {v['unmatched_text']} (old keyword check: {v['old_keyword_recovered']}/3)")  # fmt: skip
+        return 0
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.threads:
         import torch
