@@ -329,8 +329,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "| annotator | dataset | seeds | size | recovered (text) | recovered (votes) | wrong dir. (text / votes) "
-        "| duplicates (text / votes) | significant | held-out agreement [95% CI] | no constitution | difference [95% CI] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| duplicates (text / votes) | significant | stability | wrong dir. tested | held-out agreement [95% CI] | no constitution | difference [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, s in report["summary"].items():
         annotator, dataset = key.split(" x ")
@@ -340,6 +340,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {annotator} | {dataset} | {len(s['seeds'])} | {s['size']:.1f} | {s['n_recovered_text']:.2f}/{s['n_rules']} "
             f"| {s['n_recovered_vote']:.2f}/{s['n_rules']} | {s['wrong_text']:.2f} / {s['wrong_vote']:.2f} "
             f"| {s['duplicates_text']:.2f} / {s['duplicates_vote']:.2f} | {s['n_significant']:.1f} of {s['size']:.1f} "
+            f"| {_fmt(s.get('stability_expected_overlap'))} | {s.get('tested_wrong_text', 0):.1f} "
             f"| {c['agreement']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] | {d['agreement']:.3f} "
             f"| {diff['mean']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}] |"
         )
@@ -366,6 +367,10 @@ def rescore_offline_rules(path: Path) -> dict[str, Any]:
         }
     return {"source": str(path.relative_to(ROOT)), "source_date": data.get("date"), "source_command": data.get("command"),
             "note": "scored on the pairs the principles were selected on (no held-out split); one seed", "tiers": tiers}  # fmt: skip
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def git_commit() -> str:
