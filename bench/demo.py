@@ -110,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rc != 0:
             print(f"icai run exited with {rc}", file=sys.stderr)
             return rc
-        shown = ["run", str(DEMO_DATA.relative_to(ROOT.parent) if DEMO_DATA.is_relative_to(ROOT.parent) else DEMO_DATA),
-                 "--out", "runs/demo", "--test-size", "0.3"]  # fmt: skip
+        data = str(DEMO_DATA.relative_to(ROOT)) if DEMO_DATA.is_relative_to(ROOT) else f"../{DEMO_DATA.relative_to(ROOT.parent)}"
+        shown = ["run", data, "--out", "runs/demo", "--test-size", "0.3"]  # as the Makefile writes it
         report = demo_report(run_dir, wall_s=wall, command=shown, stdout=buffer.getvalue())
         report["response_cache"] = f"warm: a copy of {args.warm_cache}" if args.warm_cache else "cold (empty)"
     write_json_atomic(args.out, report)
