@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from icai.annotated_pairs import AnnotatedPairs, annotated_pairs_stats, read_annotated_pairs  # noqa: E402
 from icai.cluster import Clustering, cluster  # noqa: E402
 from icai.embed import Embedder, HashingEmbedder, SentenceTransformerEmbedder, get_embedder  # noqa: E402
 from icai.executor import make_executor  # noqa: E402
@@ -24,6 +25,7 @@ from icai.vote import vote  # noqa: E402
 
 __all__ = [
     "LLM",
+    "AnnotatedPairs",
     "Clustering",
     "Comparison",
     "Constitution",
@@ -39,12 +41,14 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "Vote",
     "__version__",
+    "annotated_pairs_stats",
     "cluster",
     "get_embedder",
     "get_llm",
     "load_comparisons",
     "make_executor",
     "propose",
+    "read_annotated_pairs",
     "run",
     "select",
     "vote",

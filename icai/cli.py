@@ -97,9 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="greedy",
         help="greedy: add principles while they raise training agreement, merging duplicates; strength: the strongest --max-principles (default greedy)",
     )
+    r.add_argument(
+        "--min-gain", type=float, default=0.01, help="greedy: least rise in training agreement for a principle to enter (default 0.01)"
+    )
     r.add_argument("--alpha", type=float, default=0.05, help="q-value below which a principle is significant (default 0.05)")
     r.add_argument(
         "--bootstrap", type=int, default=200, help="resamples for selection stability, from cached votes (default 200; 0: off)"
+    )
+    r.add_argument(
+        "--propose-fallback",
+        action="store_true",
+        help="small style: a pair with no usable model rule gets one written by code from its top keyword "
+        "(origin hint-fallback; off by default)",
     )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
 
@@ -122,9 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write report.html for a run directory")
     rep.add_argument("run_dir")
 
+    from icai.export import FORMATS as EXPORT_FORMATS
+
     x = sub.add_parser("export", help="export a constitution for other tools")
     x.add_argument("constitution")
-    x.add_argument("--format", dest="export_format", required=True, choices=["prompt", "promptfoo", "inspect", "annotated-pairs"])
+    x.add_argument("--format", dest="export_format", required=True, choices=EXPORT_FORMATS)
     x.add_argument("--out", help="file to write (default: print)")
     return parser
 
@@ -232,8 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         cascade=args.cascade,
         propose_style=args.propose_style,
         selection=args.selection,
+        min_gain=args.min_gain,
         alpha=args.alpha,
         bootstrap=args.bootstrap,
+        propose_fallback=args.propose_fallback,
     )
     estimate = estimate_run(comparisons, config)
     if args.dry_run:
@@ -308,7 +321,7 @@ def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
             if p.id in frequency or frequency:
                 detail += f"; in {frequency.get(p.id, 0.0):.0%} of resamples"
             detail += "]"
-        print(f"{rank:>2}. {p.text}{detail}")
+        print(f"{rank:>2}. {p.text}{detail}  ({provenance(p)})")
     stability = meta.get("stability") or {}
     if stability.get("expected_overlap") is not None:
         print(
@@ -318,12 +331,36 @@ def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
         )
 
 
+def provenance(principle) -> str:  # type: ignore[no-untyped-def]
+    """Who wrote a principle and from what: "origin llm", "origin llm, hint form:words:less", "origin hint-fallback"."""
+    hint = getattr(principle, "hint", "")
+    return f"origin {principle.origin}" + (f", hint {hint}" if hint else "")
+
+
 def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
     print("Held-out agreement (95% bootstrap CI)")
     for s in evaluation.scores:
         print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f})  n={s.n}")
     for name, (mean, ci) in evaluation.differences.items():
         print(f"  {name} - default: {mean:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f})")
+    surface = evaluation.surface
+    if surface is None:
+        return
+    how = (
+        f"fitted on {surface.n_train} training pairs"
+        if surface.fit == "train"
+        else "cross-validated on these pairs (no training pairs given)"
+    )
+    cv = "" if surface.cv_accuracy is None or surface.fit != "train" else f", cross-validated training accuracy {surface.cv_accuracy:.3f}"
+    top = sorted(surface.coefficients.items(), key=lambda kv: -abs(kv[1]))[:3]
+    weights = ", ".join(f"{name} {w:+.2f}" for name, w in top if abs(w) > 1e-9) or "all zero"
+    print(f"  surface features: logistic regression on length and style counts, {how}{cv}; largest weights {weights}")
+    if surface.constitution_minus_surface is not None:
+        mean, (lo, hi) = surface.constitution_minus_surface
+        print(
+            f"  constitution - surface: {mean:+.3f} ({lo:+.3f} to {hi:+.3f}): the constitution explains "
+            f"{abs(100 * mean):.1f} points {'more' if mean >= 0 else 'fewer'} than surface features"
+        )
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:

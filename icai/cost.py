@@ -186,12 +186,12 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
     pool = propose_pool(train, config)
     n_principles = min(config.n_clusters, len(pool) * config.proposals_per_pair)
-    stages = [_propose(pool, config), _learn_vote("vote", train, n_principles, config, mode)]
+    stages = [_propose(pool, config, form_from=train), _learn_vote("vote", train, n_principles, config, mode)]
     if test:
         if config.flip_check:
             flipped = [c.with_preferred(c.rejected) for c in train]
             stages += [
-                _propose(propose_pool(flipped, config), config, stage="propose (flipped)"),
+                _propose(propose_pool(flipped, config), config, stage="propose (flipped)", form_from=flipped),
                 _learn_vote("vote (flipped)", flipped, n_principles, config, mode),
             ]
         n_constitution = min(config.max_principles, n_principles)
@@ -204,23 +204,23 @@ def estimate_run(comparisons: Sequence[Comparison], config: RunConfig) -> RunEst
     return RunEstimate(config.model, tuple(stages), price_for(config.model), len(train), len(test), n_principles)
 
 
-def _propose(pool: Sequence[Comparison], config: RunConfig, *, stage: str = "propose") -> StageEstimate:
+def _propose(
+    pool: Sequence[Comparison], config: RunConfig, *, stage: str = "propose", form_from: Sequence[Comparison] | None = None
+) -> StageEstimate:
     from icai.propose import (
         SAMPLE_TEMPERATURE,
         SMALL_MAX_TOKENS,
-        contrastive_hints,
-        preference_log_odds,
         resolve_propose_style,
+        small_plan,
         small_requests,
         standard_requests,
     )
 
     if resolve_propose_style(config.propose_style, config.model) == "small":
         # The requests icai.propose sends: one short rule per call, `proposal_samples` calls per pair.
-        weights = preference_log_odds(pool)
-        hints = [contrastive_hints(c, weights=weights) for c in pool]
+        hints, forms = small_plan(pool, form_from=form_from)
         requests = small_requests(
-            pool, hints, seed=config.seed, samples=config.proposal_samples, temperature=SAMPLE_TEMPERATURE
+            pool, hints, seed=config.seed, samples=config.proposal_samples, temperature=SAMPLE_TEMPERATURE, forms=forms
         )
         per_call_output = SMALL_MAX_TOKENS
     else:

@@ -6,6 +6,7 @@ the pair's own sides and combined, so a judge that always says "A" scores 0.5.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -21,6 +22,8 @@ from icai.parse import parse_verdict
 from icai.prompts import judge_request
 from icai.select import VoteMatrix, greedy
 from icai.stats import bootstrap_ci, direction, paired_bootstrap_diff
+from icai.surface import SurfaceBaseline, cross_val_picks, fit_surface
+from icai.surface import agreement as surface_agreement
 from icai.types import Comparison, Pick, Side, Vote
 from icai.vote import VoteMode, debiased_margin, margin_pick
 
@@ -28,6 +31,9 @@ log = logging.getLogger(__name__)
 
 BASELINE = "default"
 """The score every other score is compared with: the judge without principles."""
+
+SURFACE = "surface"
+"""The surface-feature baseline's score (`icai.surface`: no model calls)."""
 
 
 def train_test_split(
@@ -254,6 +260,8 @@ class Evaluation:
     scores: tuple[Score, ...]
     differences: Mapping[str, tuple[float, tuple[float, float]]] = field(default_factory=dict)
     curve: SelectionCurve | None = None
+    surface: SurfaceBaseline | None = None
+    """How the "surface" score was fitted, its weights, and constitution - surface (None when not computed)."""
 
     def score_for(self, name: str) -> Score | None:
         return next((s for s in self.scores if s.name == name), None)
@@ -280,6 +288,7 @@ class Evaluation:
             "scores": [s.to_dict() for s in self.scores],
             "differences": {k: {"mean": m, "ci": [lo, hi]} for k, (m, (lo, hi)) in self.differences.items()},
             "curve": self.curve.to_dict() if self.curve is not None else None,
+            "surface": self.surface.to_dict() if self.surface is not None else None,
         }
 
     @classmethod
@@ -289,10 +298,12 @@ class Evaluation:
             for k, v in data.get("differences", {}).items()
         }
         curve = data.get("curve")
+        surface = data.get("surface")
         return cls(
             tuple(Score.from_dict(s) for s in data["scores"]),
             differences,
             SelectionCurve.from_dict(curve) if curve is not None else None,
+            SurfaceBaseline.from_dict(surface) if surface is not None else None,
         )
 
 
@@ -305,6 +316,7 @@ def evaluate(
     seed: int = 0,
     flipped_constitution_texts: Sequence[str] | None = None,
     mode: VoteMode = "generate",
+    train: Sequence[Comparison] | None = None,
 ) -> Evaluation:
     """Judge `test` with the constitution and with baselines, and score each against the labels.
 
@@ -315,6 +327,11 @@ def evaluate(
     own judgements against flipped labels). Each difference is the paired mean of
     (score - default) per item, with default scored against the same labels as the
     score it is compared with.
+
+    "surface" is the surface-feature baseline (`icai.surface`, no model calls):
+    fitted on `train` and scored on `test`; without `train` (or with an empty one),
+    cross-validated on `test` itself (left out for fewer than two test pairs).
+    `Evaluation.surface` holds its weights and the paired difference constitution - surface.
     """
     if not test:
         raise ValueError("evaluate needs at least one test comparison")
@@ -330,6 +347,9 @@ def evaluate(
         drawn = random.Random(seed).sample(pool, min(k, len(pool)))
         log.info("random constitution: %s", drawn)
         judged["random"] = (judge(test, llm, principles=drawn, desc="judge: random", mode=mode), list(test))
+    surface = _surface(test, train, seed=seed)
+    if surface is not None:
+        judged[SURFACE] = (surface[0], list(test))
     if flipped_constitution_texts is not None:
         flipped = judge(test, llm, principles=flipped_constitution_texts, desc="judge: flipped", mode=mode)
         judged["flipped"] = (flipped, flipped_test)
@@ -343,4 +363,30 @@ def evaluate(
         differences[name] = paired_bootstrap_diff(
             agreement_scores(js, comps), agreement_scores(default, comps), seed=seed
         )
-    return Evaluation(scores, differences)
+    baseline = None
+    if surface is not None:
+        versus = paired_bootstrap_diff(
+            agreement_scores(constitution, test), agreement_scores(surface[0], test), seed=seed
+        )
+        baseline = dataclasses.replace(surface[1], constitution_minus_surface=versus)
+    return Evaluation(scores, differences, surface=baseline)
+
+
+def _surface(
+    test: Sequence[Comparison], train: Sequence[Comparison] | None, *, seed: int
+) -> tuple[list[Judgement], SurfaceBaseline] | None:
+    """The surface baseline's judgements on `test` and its description (difference not yet filled in)."""
+    if train:
+        model = fit_surface(train, seed=seed)
+        picks = model.predict(test)
+        cv = cross_val_picks(train, seed=seed)
+        cv_accuracy = None if cv is None else float(surface_agreement(cv, train).mean())
+        info = SurfaceBaseline("train", len(train), model.weights(), cv_accuracy, None)
+    else:
+        folded = cross_val_picks(test, seed=seed)
+        if folded is None:
+            return None
+        picks = folded
+        weights = fit_surface(test, seed=seed).weights()
+        info = SurfaceBaseline("cross-validated", 0, weights, float(surface_agreement(picks, test).mean()), None)
+    return [Judgement(c.id, p, (p,)) for c, p in zip(test, picks, strict=True)], info

@@ -7,7 +7,10 @@ Supported formats:
 - ``hh_jsonl``: Anthropic hh-rlhf style lines ``{"chosen": ..., "rejected": ...}``, or lines with
   explicit ``prompt``, ``chosen`` and ``rejected`` strings.
 - ``alpaca_eval``: a JSON list of ``{instruction, output_1, output_2, preference}`` annotations.
-- ``annotated_pairs``: AnnotatedPairs v2.0 JSON, labelled by ``metadata.default_annotator``.
+- ``annotated_pairs``: AnnotatedPairs v2.0 JSON (and 1.0 records with plain ``text_a``/``text_b``),
+  labelled by ``metadata.default_annotator`` (``pref`` ``"a"``/``"b"``, or the reference's aliases
+  ``"text_a"``/``"text_b"``); a response's ``model`` goes to metadata ``model_a``/``model_b``.
+  `icai.annotated_pairs` reads the principle annotators too.
 - ``dataframe``: a pandas DataFrame with ``text_a, text_b`` and ``preferred_text`` or ``preferred``.
 
 Ties and missing preferences are dropped and counted in a `LoadReport`; anything else that is
@@ -463,27 +466,35 @@ def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
     annotator = str(meta["default_annotator"])
     for pos, raw in enumerate(comparisons, start=1):
         where = f"row {pos}"
-        record = _require(raw, ("id", "response_a", "response_b"), collector, where)
+        # version 1.0 records hold plain text_a/text_b strings instead of response objects
+        v1 = isinstance(raw, dict) and "response_a" not in raw and "text_a" in raw
+        record = _require(raw, ("id", "text_a", "text_b") if v1 else ("id", "response_a", "response_b"), collector, where)
         texts = []
-        for side in ("response_a", "response_b"):
-            response = record[side]
+        metadata = dict(record["metadata"]) if isinstance(record.get("metadata"), dict) else {}
+        for side, key in (("a", "response_a"), ("b", "response_b")):
+            if v1:
+                texts.append((f"text_{side}", record[f"text_{side}"]))
+                continue
+            response = record[key]
             if not isinstance(response, dict) or "text" not in response:
-                raise collector.error("missing key 'text'", where=where, column=side)
-            texts.append((f"{side}.text", response["text"]))
+                raise collector.error("missing key 'text'", where=where, column=key)
+            texts.append((f"{key}.text", response["text"]))
+            if response.get("model") is not None:  # the reference writes model_a/model_b columns here
+                metadata.setdefault(f"model_{side}", response["model"])
         annotations = record.get("annotations")
         annotation = annotations.get(annotator) if isinstance(annotations, dict) else None
         pref = annotation.get("pref") if isinstance(annotation, dict) else None
-        if pref is not None and pref not in ("a", "b", "tie"):
+        if pref is not None and (not isinstance(pref, str) or pref not in _PREFERRED_WORDS):
             raise collector.error(
                 f"preference {_show(pref)} is not 'a' or 'b'", where=where, column=f"annotations.{annotator}.pref"
             )
         collector.add(
             where,
             id=str(record["id"]),
-            label=pref,
+            label=None if pref is None else _PREFERRED_WORDS[pref],
             texts=(texts[0], texts[1]),
             prompt=record.get("prompt"),
-            metadata=record.get("metadata") if isinstance(record.get("metadata"), dict) else None,
+            metadata=metadata or None,
         )
 
 

@@ -73,8 +73,9 @@ class RunConfig:
     """auto: "small" (contrastive hints, one sampled rule per call; icai.propose) for local models, else "standard"."""
     proposal_samples: int = 3
     """Small proposal style: calls per pair."""
-    propose_fallback: bool = True
-    """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"."""
+    propose_fallback: bool = False
+    """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"
+    (off by default: such rules are not a model's reading of the pair; `icai run --propose-fallback`)."""
     selection: Literal["greedy", "strength"] = "greedy"
     """greedy: add principles while they raise training agreement (icai.select); strength: the top max_principles."""
     min_gain: float = 0.01
@@ -173,6 +174,7 @@ def run(
         "embedder": embedder.name,
         "version": __version__,
         "candidate_origins": {o: sum(p.origin == o for p in result.candidates) for o in sorted({p.origin for p in result.candidates})},
+        "candidate_hints": {h or "none": sum(p.hint == h for p in result.candidates) for h in sorted({p.hint for p in result.candidates})},
         "notes": trust_notes(result.constitution, len(train), evaluation, alpha=config.alpha),
         "selection": result.selection.to_dict() if result.selection else None,
         "stability": result.stability.to_dict() if result.stability else None,
@@ -202,7 +204,7 @@ def _learn(
 ) -> RunResult:
     data = dataset_hash(train)
     style = resolve_propose_style(config.propose_style, llm.model)
-    small = [style, config.proposal_samples, config.propose_fallback] if style != "standard" else []
+    small = [style, config.proposal_samples, config.propose_fallback, "form hints"] if style != "standard" else []
     fp_propose = _fingerprint(
         data, llm.model, config.proposals_per_pair, config.seed, *([config.propose_sample] if config.propose_sample else []), *small
     )
@@ -218,6 +220,7 @@ def _learn(
             style=style,
             samples=config.proposal_samples,
             fallback=config.propose_fallback,
+            form_from=train,
         )
         if store is not None:
             store.save_principles("proposals.json", proposals)
@@ -314,18 +317,27 @@ def _evaluate(
         seed=config.seed,
         flipped_constitution_texts=flipped.constitution.texts if flipped else None,
         mode=mode,
+        train=list(result.train),
     )
-    # Principle-count curve: the order comes from greedy forward selection on the
-    # train votes; each prefix is then scored on held-out votes, never on the pairs it was chosen on.
-    ranked = sorted((s for s in result.stats if s.agreement is not None), key=rank_key)
+    # Principle-count curve: the order comes from greedy forward selection on the train votes over
+    # the same candidates selection used (qualified, duplicates merged), without selection's minimum
+    # gain, so the greedy constitution is a prefix of it and the knee is visible. Each prefix is
+    # scored on held-out votes, never on the pairs it was chosen on.
+    if result.selection is not None:
+        merged = {m.merged for m in result.selection.merges}
+        candidates = [pid for pid in result.selection.qualified if pid not in merged]
+    else:
+        candidates = [s.principle_id for s in sorted((s for s in result.stats if s.agreement is not None), key=rank_key)]
     order = forward_select(
-        [s.principle_id for s in ranked], list(result.votes), list(result.train), max_principles=config.curve_candidates
+        candidates, list(result.votes), list(result.train), max_principles=config.curve_candidates
     ).principle_ids
     if not order:
         return evaluation
     by_id = {p.id: p for p in result.tested}
-    curve_principles = [by_id[i] for i in order]
-    test_votes = _vote_stage(test, curve_principles, llm, embedder, config, mode, adaptive=False)
+    # the constitution's own principles are voted too (with --select strength they need not be on the curve),
+    # so exports can score every constitution principle held out
+    voted = list(dict.fromkeys([*order, *(p.id for p in result.constitution.principles)]))
+    test_votes = _vote_stage(test, [by_id[i] for i in voted], llm, embedder, config, mode, adaptive=False)
     if store is not None:
         store.save_votes(test_votes, name="test_votes.csv")
     held_out = [

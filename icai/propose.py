@@ -10,6 +10,20 @@ Two styles:
   and copied or generic rules are rejected. With `fallback`, a pair whose
   samples are all rejected gets a rule written by code from its top hint,
   tagged `origin="hint-fallback"` so it is never mistaken for a model's rule.
+
+  Form hints: key words only lead to rules about topics. So the surface
+  features of `icai.surface` (length, lists, headers, bold, code, links,
+  questions, refusals, hedging, politeness) are compared between preferred and
+  rejected responses over the pairs; a feature whose direction holds on clearly
+  more than half the pairs that differ on it (`separating_features`, a sign
+  test) "separates". A pair whose own preferred side differs that way gets its
+  last sample (with `samples` >= 2) asked from a form prompt instead ("the
+  preferred answer is shorter and more concise"), so the model can write
+  "Select the response that is concise" (greedy, with two worked examples). No form
+  prompt is sent when no feature separates.
+
+Provenance: `Principle.origin` says who wrote the text ("llm", or
+"hint-fallback" for code), `Principle.hint` what the writer saw (`HINT_KINDS`).
 """
 
 from __future__ import annotations
@@ -25,7 +39,15 @@ from typing import Literal
 from icai.llm.base import Request
 from icai.llm.client import LLM
 from icai.parse import copies_text, is_generic, parse_principles, principle_content
-from icai.prompts import FRAME, PROPOSE_SMALL_EXAMPLE, propose_request, propose_small_request
+from icai.prompts import (
+    FRAME,
+    PROPOSE_SMALL_EXAMPLE,
+    PROPOSE_SMALL_FORM_EXAMPLES,
+    propose_request,
+    propose_small_form_request,
+    propose_small_request,
+)
+from icai.surface import FormSignal, pair_form_hint, separating_features
 from icai.types import Comparison, Principle
 
 log = logging.getLogger(__name__)
@@ -34,6 +56,13 @@ ProposeStyle = Literal["standard", "small"]
 
 FALLBACK_ORIGIN = "hint-fallback"
 """`Principle.origin` of rules written by code from contrastive hints, not by a model."""
+
+KEYWORD_HINT = "keywords"
+"""`Principle.hint` of small-style rules written from contrastive key words (and of the fallback's rules)."""
+
+HINT_KINDS = re.compile(r"^(?:|keywords|form:[a-z_]+:(?:more|less))$")
+"""Well-formed `Principle.hint` values: "" (standard style: the model saw both responses), "keywords",
+or "form:<icai.surface feature>:<more|less>" (the preferred side has more or less of that feature)."""
 
 SMALL_MIN_WORDS = 6
 """Small style accepts "Select the response that recommends lemon." (two content words)."""
@@ -46,6 +75,10 @@ SAMPLE_TEMPERATURE = 0.8
 
 COPY_MAX_RUN = 5
 """A small-style rule may share at most this many consecutive words with the prompt or a response."""
+
+FORM_EXAMPLE_MAX_RUN = 3
+"""A rule may share at most this many consecutive words with a form prompt's worked example: its
+phrases are short, and SmolLM2 paraphrases them ("gives its main advice first")."""
 
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -148,9 +181,10 @@ def small_rejection(text: str, comparison: Comparison, hints: Hints) -> str | No
     (the hint list pasted back); "wrong-side": names words only the rejected
     response uses and none that only the preferred one uses.
     """
-    example_user, example_rule = PROPOSE_SMALL_EXAMPLE
-    if text.lower() == example_rule.lower() or copies_text(text, [example_rule, example_user], max_run=COPY_MAX_RUN):
-        return "example"
+    examples = [(*PROPOSE_SMALL_EXAMPLE, COPY_MAX_RUN), *((*e, FORM_EXAMPLE_MAX_RUN) for e in PROPOSE_SMALL_FORM_EXAMPLES)]
+    for example_user, example_rule, max_run in examples:
+        if text.lower() == example_rule.lower() or copies_text(text, [example_rule, example_user], max_run=max_run):
+            return "example"
     if is_generic(text):
         return "generic"
     sources = [comparison.prompt, comparison.text_a, comparison.text_b]
@@ -175,22 +209,62 @@ def standard_requests(comparisons: Sequence[Comparison], *, per_pair: int, seed:
     ]
 
 
+def small_plan(
+    comparisons: Sequence[Comparison], *, form_from: Sequence[Comparison] | None = None
+) -> tuple[list[Hints], list[FormSignal | None]]:
+    """Per pair: its contrastive key-word hints, and the form hint it shows (None when none separates).
+
+    Form features are tested for separation on `form_from` (default: `comparisons`),
+    e.g. all training pairs when proposals come from a sample of them.
+    """
+    weights = preference_log_odds(comparisons)
+    signals = separating_features(comparisons if form_from is None else form_from)
+    if signals:
+        log.info("propose (small): form features that separate the pairs: %s", [s.hint for s in signals])
+    hints = [contrastive_hints(c, weights=weights) for c in comparisons]
+    return hints, [pair_form_hint(c, signals) for c in comparisons]
+
+
+def sample_hint(form: FormSignal | None, sample: int, samples: int) -> str:
+    """The hint a small-style sample is asked from: the last of two or more samples uses the pair's form hint.
+
+    The form sample is greedy: its prompt differs from the keyword samples', so it repeats none of them.
+    """
+    if form is not None and samples >= 2 and sample == samples - 1:
+        return form.hint
+    return KEYWORD_HINT
+
+
 def small_requests(
-    comparisons: Sequence[Comparison], hints: Sequence[Hints], *, seed: int, samples: int, temperature: float
+    comparisons: Sequence[Comparison],
+    hints: Sequence[Hints],
+    *,
+    seed: int,
+    samples: int,
+    temperature: float,
+    forms: Sequence[FormSignal | None] | None = None,
 ) -> list[Request]:
-    """`samples` one-rule requests per pair (the "small" style): the first greedy, the rest sampled."""
-    return [
-        propose_small_request(
-            c.prompt,
-            h.preferred,
-            preferred_excerpt=h.preferred_excerpt,
-            temperature=0.0 if s == 0 else temperature,
-            seed=seed + s,
-            max_tokens=SMALL_MAX_TOKENS,
-        )
-        for c, h in zip(comparisons, hints, strict=True)
-        for s in range(samples)
-    ]
+    """`samples` one-rule requests per pair (the "small" style): the first greedy, the rest sampled.
+
+    With `forms` (from `small_plan`), a pair's last sample asks from its form hint (see `sample_hint`).
+    """
+    forms = forms if forms is not None else [None] * len(comparisons)
+    out = []
+    for c, h, form in zip(comparisons, hints, forms, strict=True):
+        for s in range(samples):
+            t = 0.0 if s == 0 else temperature
+            if form is not None and sample_hint(form, s, samples) != KEYWORD_HINT:
+                t = 0.0
+                request = propose_small_form_request(
+                    c.prompt, form.phrase, temperature=t, seed=seed + s, max_tokens=SMALL_MAX_TOKENS
+                )
+            else:
+                request = propose_small_request(
+                    c.prompt, h.preferred, preferred_excerpt=h.preferred_excerpt, temperature=t, seed=seed + s,
+                    max_tokens=SMALL_MAX_TOKENS,
+                )
+            out.append(request)
+    return out
 
 
 def propose(
@@ -203,6 +277,7 @@ def propose(
     samples: int = 3,
     temperature: float = SAMPLE_TEMPERATURE,
     fallback: bool = False,
+    form_from: Sequence[Comparison] | None = None,
 ) -> list[Principle]:
     """Ask the LLM why the preferred response won; unique principles with their source pairs.
 
@@ -215,10 +290,19 @@ def propose(
             sample at `temperature` with seeds seed+1, seed+2, ...
         fallback: small style only: a pair with no usable sample gets the
             code-written rule of `fallback_principle`, tagged origin="hint-fallback".
+        form_from: small style only: the pairs on which form features are tested for
+            separation (default: `comparisons`; the pipeline passes all training pairs).
     """
     if style == "small":
         return _propose_small(
-            comparisons, llm, per_pair=per_pair, seed=seed, samples=samples, temperature=temperature, fallback=fallback
+            comparisons,
+            llm,
+            per_pair=per_pair,
+            seed=seed,
+            samples=samples,
+            temperature=temperature,
+            fallback=fallback,
+            form_from=form_from,
         )
     if style != "standard":
         raise ValueError(f"unknown proposal style {style!r}; use 'standard' or 'small'")
@@ -244,21 +328,23 @@ def _propose_small(
     samples: int,
     temperature: float,
     fallback: bool,
+    form_from: Sequence[Comparison] | None,
 ) -> list[Principle]:
     if samples < 1:
         raise ValueError("samples must be at least 1")
-    weights = preference_log_odds(comparisons)
-    hints = [contrastive_hints(c, weights=weights) for c in comparisons]
-    requests = small_requests(comparisons, hints, seed=seed, samples=samples, temperature=temperature)
+    hints, forms = small_plan(comparisons, form_from=form_from)
+    requests = small_requests(comparisons, hints, seed=seed, samples=samples, temperature=temperature, forms=forms)
     completions = llm.map(requests, desc="propose (small)", keys=[c.id for c in comparisons for _ in range(samples)])
 
     sources: dict[str, list[str]] = {}
     origins: dict[str, str] = {}
+    kinds: dict[str, str] = {}
     rejected: Counter[str] = Counter()
     n_fallback = 0
     for i, (c, h) in enumerate(zip(comparisons, hints, strict=True)):
         kept: list[str] = []
-        for completion in completions[i * samples : (i + 1) * samples]:
+        hint_of: dict[str, str] = {}
+        for s, completion in enumerate(completions[i * samples : (i + 1) * samples]):
             texts = parse_principles(completion.text, min_words=SMALL_MIN_WORDS)
             if not texts:
                 rejected["unparsed"] += 1
@@ -270,14 +356,19 @@ def _propose_small(
                     rejected[reason] += 1
                 elif text not in kept:
                     kept.append(text)
-        for text in kept[:per_pair]:
+                    hint_of[text] = sample_hint(forms[i], s, samples)
+        # a pair's form rule is kept even when its keyword samples fill per_pair: it is the only one of its kind
+        chosen = kept[:per_pair] + [t for t in kept[per_pair:] if hint_of[t] != KEYWORD_HINT][:1]
+        for text in chosen:
             sources.setdefault(text, []).append(c.id)
             origins[text] = "llm"
+            kinds.setdefault(text, hint_of[text])
         written = fallback_principle(h) if not kept and fallback else None
         if written is not None:
             n_fallback += 1
             sources.setdefault(written, []).append(c.id)
             origins.setdefault(written, FALLBACK_ORIGIN)
+            kinds.setdefault(written, KEYWORD_HINT)
     log.info(
         "propose (small): %d samples, rejected %s; %d of %d pairs used the code-only fallback",
         len(requests),
@@ -285,7 +376,10 @@ def _propose_small(
         n_fallback,
         len(comparisons),
     )
-    return [Principle.from_text(text, source_ids=ids, origin=origins[text]) for text, ids in sources.items()]
+    return [
+        Principle.from_text(text, source_ids=ids, origin=origins[text], hint=kinds[text])
+        for text, ids in sources.items()
+    ]
 
 
 def resolve_propose_style(style: str, model: str) -> ProposeStyle:

@@ -144,7 +144,7 @@ def _read_principles(path: Path) -> pd.DataFrame:
 
     frame = read_run_csv(path, ("id", "text", "in_constitution"))
     for column in frame.columns:
-        if column not in ("id", "text", "in_constitution", "rank"):
+        if column not in ("id", "text", "in_constitution", "rank", "origin", "hint"):
             converted = pd.to_numeric(frame[column], errors="coerce")
             # boolean columns such as length_confounded stay text; kappa and relevance are always numbers
             if converted.notna().any() or (frame[column] == "").all() or column in ("kappa", "relevance"):
@@ -333,8 +333,8 @@ def _scatter_plot(frame: pd.DataFrame) -> str:
                     label, (row["relevance"], row["kappa"]), xytext=(5, 4), textcoords="offset points", fontsize=9
                 )
     ax.axhline(0, color="#1d2330", linewidth=0.6)
-    ax.set_xlabel("relevance (share of valid votes that pick a side)")
-    ax.set_ylabel("kappa")
+    ax.set_xlabel("relevance (share of votes that pick a side)")
+    ax.set_ylabel("kappa (2 × agreement − 1)")
     ax.legend(loc="best", fontsize=8)
     return _svg(fig, "plot-scatter")
 
@@ -396,6 +396,7 @@ def _constitution_section(run: Run) -> str:
     columns = [
         "rank",
         "principle",
+        "origin",
         "for",
         "against",
         "abstain",
@@ -417,13 +418,28 @@ def _constitution_section(run: Run) -> str:
     for rank, principle in enumerate(run.constitution.principles, start=1):
         s = run.constitution.stats_for(principle.id)
         share = _num(frequency.get(principle.id, 0.0)) if stability else DASH
-        rows.append([str(rank), _e(principle.text), *_stats_cells(s), _e((s.verdict if s else None) or DASH), share])
-    table = _table("constitution", columns, rows, numeric={0, *range(2, 12), 14})
+        rows.append(
+            [
+                str(rank),
+                _e(principle.text),
+                _provenance(principle.origin, principle.hint),
+                *_stats_cells(s),
+                _e((s.verdict if s else None) or DASH),
+                share,
+            ]
+        )
+    table = _table("constitution", columns, rows, numeric={0, *range(3, 13), 15})
     caption = (
-        '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / valid votes. '
+        '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / all votes '
+        "(abstain and invalid count as not applicable); kappa = 2 × agreement − 1 (Cohen's kappa with chance "
+        "agreement 0.5); strength = kappa × relevance, as in Feedback Forensics. "
         "The q-value is the Benjamini-Hochberg adjusted p-value; a principle is significant when it is below "
         f"alpha = {_e((meta.get('selection') or {}).get('alpha', 0.05))}, else exploratory. "
-        "In resamples: share of bootstrap resamples of the training pairs whose constitution holds the principle.</p>"
+        "In resamples: share of bootstrap resamples of the training pairs whose constitution holds the principle. "
+        "Origin: who wrote the principle "
+        "(<code>llm</code>, or <code>hint-fallback</code> for a rule written by code from a key word) and what "
+        "the writer was shown (<code>keywords</code>: contrastive words of the pair; <code>form:&lt;feature&gt;:"
+        "&lt;more|less&gt;</code>: a surface feature that separates preferred from rejected responses).</p>"
     )
     lines = []
     selection: Mapping[str, Any] = meta["selection"] if isinstance(meta.get("selection"), Mapping) else {}
@@ -441,6 +457,16 @@ def _constitution_section(run: Run) -> str:
         )
     facts = "".join(f'<p id="selection-facts">{line}</p>' if i == 0 else f"<p>{line}</p>" for i, line in enumerate(lines))
     return f"{head}\n{caption}\n{facts}\n{table}\n</section>"
+
+
+def _provenance(origin: Any, hint: Any) -> str:
+    """'llm', 'llm · form:words:less', or a flagged 'hint-fallback · keywords' (escaped)."""
+    origin_text = "" if _missing(origin) else str(origin)
+    hint_text = "" if _missing(hint) else str(hint)
+    cell = _e(origin_text or "llm")
+    if origin_text and origin_text != "llm":
+        cell = f'<span class="flag">{cell}</span>'
+    return cell + (f' <span class="muted">\u00b7 {_e(hint_text)}</span>' if hint_text else "")
 
 
 def _stats_cells(s: PrincipleStats | None) -> list[str]:
@@ -497,10 +523,58 @@ def _evaluation_section(run: Run) -> str:
             for name, d in differences.items()
             if isinstance(d, Mapping)
         ]
-        parts.append("<h3>Paired differences from the default annotator</h3>")
+        surface_diff = _surface(run).get("constitution_minus_surface")
+        if isinstance(surface_diff, Mapping):
+            diff_rows.append(
+                ["constitution \u2212 surface", _with_ci(surface_diff.get("mean"), surface_diff.get("ci"), 3)]
+            )
+        parts.append("<h3>Paired differences from the default annotator (and from surface features)</h3>")
         parts.append(_table("differences", ["annotators", "mean difference [95% CI]"], diff_rows, numeric={1}))
+    parts.append(_surface_note(run))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _surface(run: Run) -> Mapping[str, Any]:
+    surface = (run.evaluation or {}).get("surface")
+    return surface if isinstance(surface, Mapping) else {}
+
+
+def _surface_note(run: Run) -> str:
+    """What the surface baseline is, how it was fitted, its largest weights, and constitution - surface."""
+    surface = _surface(run)
+    if not surface:
+        return '<p class="muted" id="surface-note">No surface-feature baseline in this evaluation.</p>'
+    how = (
+        f"fitted on the {_e(surface.get('n_train', '?'))} training pairs and scored on the held-out ones"
+        if surface.get("fit") == "train"
+        else "cross-validated on the evaluated pairs (no training pairs were given)"
+    )
+    cv = surface.get("cv_accuracy")
+    cv_text = (
+        f"; cross-validated training accuracy {_num(cv, 3)}" if surface.get("fit") == "train" and not _missing(cv) else ""
+    )
+    weights = surface.get("coefficients") or {}
+    top = sorted(
+        ((str(k), float(v)) for k, v in weights.items() if isinstance(v, int | float)), key=lambda kv: -abs(kv[1])
+    )[:4]
+    weight_text = ", ".join(f"{_e(k)} {v:+.2f}" for k, v in top if abs(v) > 1e-9) or "all zero"
+    diff = surface.get("constitution_minus_surface")
+    verdict = ""
+    if isinstance(diff, Mapping) and not _missing(diff.get("mean")):
+        mean = float(diff["mean"])
+        ci = _ci(diff.get("ci"))
+        interval = f" (95% CI {ci[0] * 100:+.1f} to {ci[1] * 100:+.1f})" if ci else ""
+        verdict = (
+            f" The constitution explains <strong>{abs(mean) * 100:.1f} points {'more' if mean >= 0 else 'fewer'}"
+            f"</strong> of the labels than surface features{interval}."
+        )
+    return (
+        '<p id="surface-note"><strong>surface</strong>: a logistic regression on cheap features of A \u2212 B '
+        "(length in characters and words, sentences, markdown headers, list items, bold, code blocks, links, "
+        f"question marks, refusal, hedging and politeness phrases; no model calls), {how}{cv_text}. "
+        f"Largest standardised weights (positive: favours the side with more): {weight_text}.{verdict}</p>"
+    )
 
 
 def _curve_section(run: Run) -> str:
@@ -512,7 +586,7 @@ def _curve_section(run: Run) -> str:
     baselines = {
         str(s["name"]): float(s["agreement"])
         for s in _scores(run)
-        if s.get("name") in ("default", "random") and not _missing(s.get("agreement"))
+        if s.get("name") in ("default", "random", "surface") and not _missing(s.get("agreement"))
     }
     svg = _curve_plot(curve.get("principle_ids") or [], curve["agreement"], baselines)
     caption = "Held-out agreement of the first k principles that forward selection added; grey lines are baselines."
@@ -525,11 +599,38 @@ def _scatter_section(run: Run) -> str:
     if frame is None:
         return f"{head}\n{_note(_problem(run, 'principles.csv') or 'principles.csv is missing')}\n</section>"
     if not {"kappa", "relevance"} <= set(frame.columns) or frame.dropna(subset=["kappa", "relevance"]).empty:
-        return f"{head}\n{_note('No candidate has both kappa and relevance.')}\n</section>"
+        return f"{head}\n{_note('No candidate has both kappa and relevance.')}\n{_candidate_list(frame)}\n</section>"
     svg = _scatter_plot(frame)
     n_in = int(frame["in_constitution"].sum())
     caption = f"Kappa against relevance for {len(frame)} candidates; the {n_in} constitution members are highlighted."
-    return f"{head}\n{_figure('plot-scatter', svg, caption)}\n</section>"
+    return f"{head}\n{_figure('plot-scatter', svg, caption)}\n{_candidate_list(frame)}\n</section>"
+
+
+def _candidate_list(frame: pd.DataFrame) -> str:
+    """Every candidate with its provenance and statistics, constitution members first, in a collapsed block."""
+    has = set(frame.columns)
+    rows = []
+    ordered = frame.assign(_member=~frame["in_constitution"]).sort_values(["_member"], kind="stable")
+    for record in ordered.to_dict("records"):
+        rows.append(
+            [
+                _rank_label(record.get("rank")) or DASH,
+                _e(record.get("text", "")),
+                _provenance(record.get("origin"), record.get("hint")) if "origin" in has else DASH,
+                _e(record.get("cluster", DASH)) if not _missing(record.get("cluster")) else DASH,
+                _num(record.get("agreement", DASH)),
+                _num(record.get("relevance", DASH)),
+                _num(record.get("kappa", DASH)),
+            ]
+        )
+    origins = ""
+    if "origin" in has:
+        counts = frame["origin"].replace("", "llm").value_counts()
+        origins = " (" + ", ".join(f"{_e(name)}: {n}" for name, n in counts.items()) + ")"
+    table = _table(
+        "candidate-list", ["rank", "principle", "origin", "cluster", "agreement", "relevance", "kappa"], rows, {4, 5, 6}
+    )
+    return f"<details><summary>all {len(frame)} candidates{origins}</summary>\n{table}\n</details>"
 
 
 def _length_section(run: Run) -> str:

@@ -118,8 +118,8 @@ class Selection:
 class VoteMatrix:
     """Training votes as a matrix: +1 the principle picked the preferred side, -1 the other, 0 neither.
 
-    Rows are comparisons, columns principles. `abstain` marks valid votes that took no side;
-    a missing or invalid vote is 0 and not abstain.
+    Rows are comparisons, columns principles. `voted` marks every vote cast (invalid ones too),
+    `abstain` the valid votes that took no side; a missing or invalid vote is 0.
     """
 
     def __init__(self, principle_ids: Sequence[str], comparisons: Sequence[Comparison], votes: Sequence[Vote]) -> None:
@@ -129,6 +129,7 @@ class VoteMatrix:
         col = {pid: j for j, pid in enumerate(self.principle_ids)}
         self.correct = np.zeros((len(row), len(col)), dtype=np.int8)
         self.abstain = np.zeros((len(row), len(col)), dtype=bool)
+        self.voted = np.zeros((len(row), len(col)), dtype=bool)
         for v in votes:  # the last vote on a (comparison, principle) counts, as in principle_stats
             i, j = row.get(v.comparison_id), col.get(v.principle_id)
             if i is None or j is None:
@@ -136,6 +137,7 @@ class VoteMatrix:
             # from the picks, as icai.evaluate.predict_from_votes reads them (the same as `value` for real votes)
             self.correct[i, j] = direction(v) * (1 if comparisons[i].preferred == "a" else -1)
             self.abstain[i, j] = v.value == "abstain"
+            self.voted[i, j] = True
 
     @property
     def n_pairs(self) -> int:
@@ -143,16 +145,18 @@ class VoteMatrix:
 
 
 def _column_stats(m: VoteMatrix, w: np.ndarray) -> dict[str, np.ndarray]:
-    """Weighted counts, agreement and strength per principle (weights: bootstrap multiplicities)."""
+    """Weighted counts, agreement and strength per principle (weights: bootstrap multiplicities).
+
+    The definitions are `icai.stats.principle_stats`' (Feedback Forensics'): relevance =
+    decided / all votes, strength = (2 x agreement - 1) x relevance = (for - against) / all votes.
+    """
     n_for = w @ (m.correct == 1)
     n_against = w @ (m.correct == -1)
-    n_abstain = w @ m.abstain
+    n_votes = w @ m.voted
     decided = n_for + n_against
     with np.errstate(invalid="ignore", divide="ignore"):
         agreement = np.where(decided > 0, n_for / np.maximum(decided, 1e-12), np.nan)
-        relevance = np.where(decided + n_abstain > 0, decided / np.maximum(decided + n_abstain, 1e-12), 0.0)
-    # kappa with chance agreement 0.5 (2 x agreement - 1), times relevance, as Feedback Forensics defines strength
-    strength = np.where(decided > 0, (2 * np.nan_to_num(agreement) - 1) * relevance, 0.0)
+    strength = np.where(n_votes > 0, (n_for - n_against) / np.maximum(n_votes, 1e-12), 0.0)
     return {"n_for": n_for, "decided": decided, "agreement": agreement, "strength": strength}
 
 

@@ -92,6 +92,21 @@ def cohen_kappa(pred: Sequence[Hashable], label: Sequence[Hashable]) -> float | 
     return (po - pe) / (1 - pe)
 
 
+def fixed_chance_kappa(n_for: int, n_against: int) -> float:
+    """Cohen's kappa with chance agreement fixed at 0.5: 2 x agreement - 1, in [-1, 1].
+
+    This is Feedback Forensics' "Cohen's kappa (adjusted)": icai asks every pair
+    in both orders (or in a random one), so a principle annotator has no access
+    to position and agrees with the label by chance half of the time, whatever
+    the label balance. With no decided vote (for + against = 0) agreement is
+    taken as 0.5 and kappa is 0.0, as Feedback Forensics does.
+    """
+    decided = n_for + n_against
+    if n_for < 0 or n_against < 0:
+        raise ValueError(f"vote counts must be non-negative; got {n_for} for, {n_against} against")
+    return 2.0 * n_for / decided - 1.0 if decided else 0.0
+
+
 def binomial_p(successes: int, n: int) -> float:
     """Two-sided exact binomial test of `successes` out of `n` against 0.5; 1.0 when n == 0."""
     if n == 0:
@@ -218,6 +233,12 @@ def principle_stats(
 ) -> list[PrincipleStats]:
     """Statistics of every principle (given as Principle or id), in input order.
 
+    The definitions are Feedback Forensics': relevance = (for + against) / all
+    votes (abstain and invalid count as not applicable); kappa = 2 x agreement - 1
+    (`fixed_chance_kappa`); strength = kappa x relevance = (for - against) / all
+    votes. `cohen_kappa` is Cohen's kappa from the empirical marginals of the
+    principle's picks and the labels over the decided pairs.
+
     Votes for comparisons not in `comparisons` are ignored; when a principle has
     several votes on one comparison the last one counts. Length confounding is
     tested over the comparisons the principle has a vote on. q-values are
@@ -248,9 +269,10 @@ def principle_stats(
                 label.append(comp.preferred)
         n_for, n_against, n_abstain = counts["for"], counts["against"], counts["abstain"]
         decided = n_for + n_against
-        valid = decided + n_abstain
-        relevance = decided / valid if valid else 0.0
-        kappa = cohen_kappa(pred, label)
+        n_votes = len(pvotes)
+        # abstain and invalid both count as "not applicable", as in Feedback Forensics
+        relevance = decided / n_votes if n_votes else 0.0
+        kappa = fixed_chance_kappa(n_for, n_against) if n_votes else None
         comps = [by_id[cid] for cid in pvotes]
         # p_value stays the binomial test; the plain logistic p only feeds the flag
         _, p_adjusted, confounded = length_confound(
@@ -269,6 +291,7 @@ def principle_stats(
                 "relevance": relevance,
                 "kappa": kappa,
                 "strength": kappa * relevance if kappa is not None else None,
+                "cohen_kappa": cohen_kappa(pred, label),
                 "agreement_ci": wilson_ci(n_for, decided),
                 "p_value": binomial_p(n_for, decided),
                 "swap_consistency": swap_consistency(pvotes.values()),

@@ -125,8 +125,15 @@ class RunStore:
         ]
 
     def save_comparisons(self, train: Sequence[Comparison], test: Sequence[Comparison]) -> None:
-        frame = comparisons_to_frame([*train, *test])
+        """comparisons.csv: the pairs, their split, then one column per input metadata key (exports carry them on)."""
+        everything = [*train, *test]
+        frame = comparisons_to_frame(everything)
         frame["split"] = ["train"] * len(train) + ["test"] * len(test)
+        keys = list(dict.fromkeys(k for c in everything for k in c.metadata))
+        for key in keys:
+            # a metadata key that is also a column name (an input's own "split", say) keeps its value under input_<key>
+            column = f"input_{key}" if key in frame.columns else key
+            frame[column] = [_csv_cell(c.metadata.get(key)) for c in everything]
         buf = io.StringIO()
         frame.to_csv(buf, index=False)
         write_text_atomic(self.path / "comparisons.csv", buf.getvalue())
@@ -150,6 +157,8 @@ class RunStore:
                 "text": p.text,
                 "cluster": p.cluster,
                 "cluster_size": p.cluster_size,
+                "origin": p.origin,
+                "hint": p.hint,
                 "in_constitution": p.id in rank,
                 "rank": rank.get(p.id),
                 "merged_into": merged_into.get(p.id),
@@ -173,3 +182,10 @@ class RunStore:
 
     def save_report(self, html: str) -> Path:
         return write_text_atomic(self.path / "report.html", html)
+
+
+def _csv_cell(value: Any) -> Any:
+    """A metadata value as one CSV cell: scalars as they are, None as empty, anything else as JSON."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)

@@ -74,10 +74,18 @@ class Principle:
     cluster_size: int = 1
     origin: str = "llm"
     """Who wrote it: "llm", or "hint-fallback" for the code-only proposer (`icai.propose`)."""
+    hint: str = ""
+    """What the writer was shown besides the prompt (`icai.propose.HINT_KINDS`): "" (both whole responses,
+    the standard style), "keywords" (small style: contrastive words), or "form:<feature>:<more|less>"
+    (small style: a surface feature that separates preferred from rejected responses, `icai.surface`)."""
 
     @classmethod
-    def from_text(cls, text: str, *, source_ids: Iterable[str] = (), origin: str = "llm") -> Principle:
-        return cls(id=text_id(text.strip().lower()), text=text.strip(), source_ids=tuple(source_ids), origin=origin)
+    def from_text(
+        cls, text: str, *, source_ids: Iterable[str] = (), origin: str = "llm", hint: str = ""
+    ) -> Principle:
+        return cls(
+            id=text_id(text.strip().lower()), text=text.strip(), source_ids=tuple(source_ids), origin=origin, hint=hint
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,10 @@ class PrincipleStats:
     """How one principle fared against the human labels.
 
     Counts are over comparisons. `agreement` = for / (for + against);
-    `relevance` = (for + against) / (comparisons with a valid vote).
+    `relevance` = (for + against) / (comparisons with a vote, invalid ones included);
+    `kappa` = 2 x agreement - 1 (Cohen's kappa with chance agreement 0.5) and
+    `strength` = kappa x relevance, as Feedback Forensics defines them;
+    `cohen_kappa` is Cohen's kappa from the empirical marginals.
     Fields after `relevance` are filled by the statistics code when computed.
     """
 
@@ -141,6 +152,8 @@ class PrincipleStats:
     """Comparisons the principle was voted on (fewer than the training set under adaptive voting)."""
     verdict: str | None = None
     """"significant" (BH q below the run's alpha) or "exploratory"; set by `icai.select.select`."""
+    cohen_kappa: float | None = None
+    """Cohen's kappa with chance agreement from the empirical marginals (over decided pairs)."""
 
     @property
     def n_total(self) -> int:
@@ -178,6 +191,7 @@ class Constitution:
                     "cluster_size": p.cluster_size,
                     "source_ids": list(p.source_ids),
                     "origin": p.origin,
+                    "hint": p.hint,
                     "stats": _stats_to_dict(s) if s else None,
                 }
             )
@@ -197,6 +211,7 @@ class Constitution:
                     cluster=row.get("cluster"),
                     cluster_size=row.get("cluster_size", 1),
                     origin=row.get("origin", "llm"),
+                    hint=row.get("hint", ""),
                 )
             )
             if row.get("stats"):
@@ -210,12 +225,7 @@ class Constitution:
     @classmethod
     def load(cls, path: str | Path) -> Constitution:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: constitution file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json_file(path, "constitution file")
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError) as exc:
@@ -245,6 +255,17 @@ def _stats_from_dict(d: Mapping[str, Any]) -> PrincipleStats:
     if kw.get("agreement_ci") is not None:
         kw["agreement_ci"] = tuple(kw["agreement_ci"])
     return PrincipleStats(**kw)
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """Parsed JSON of `path`; a missing or unparsable file is a DataError naming it and `what` it should be."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:

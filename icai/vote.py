@@ -7,10 +7,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from icai.llm.base import supports_branches, supports_logprobs
+from icai.llm.base import LLMError, supports_branches, supports_logprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
-from icai.prompts import vote_branches_request, vote_request
+from icai.prompts import vote_branches_request, vote_one_request, vote_request
 from icai.types import Comparison, Pick, Principle, Vote, combine_picks
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,44 @@ the model is treated as having no opinion.
 
 
 def resolve_vote_mode(mode: str, llm: LLM) -> VoteMode:
-    """"auto" means log-prob scoring for local models and generated JSON for API models."""
-    if mode in ("generate", "logprob"):
-        return mode  # type: ignore[return-value]
-    if mode != "auto":
+    """"auto" means log-prob scoring for local models and generated JSON for API models.
+
+    "logprob" becomes "generate" when the provider negotiates log-probs (an
+    OpenAI-compatible server: `logprobs_available`) and the server turns out to
+    return none (see `server_returns_logprobs`; the provider says so once).
+    """
+    if mode not in ("auto", "generate", "logprob"):
         raise ValueError(f"unknown vote mode {mode!r}")
-    return "logprob" if llm.model.startswith("local/") and supports_logprobs(llm.provider) else "generate"
+    if mode == "auto":
+        return "logprob" if llm.model.startswith("local/") and supports_logprobs(llm.provider) else "generate"
+    if mode == "logprob" and not server_returns_logprobs(llm):
+        return "generate"
+    return mode  # type: ignore[return-value]
+
+
+def server_returns_logprobs(llm: LLM) -> bool:
+    """Whether log-prob requests get log-probs back; True for providers that do not negotiate them.
+
+    An unsettled provider (`logprobs_available` None) is asked one small log-prob
+    question through `llm` (cached and counted like any call); only the provider's
+    own verdict turns an error into False, any other failure propagates.
+    """
+    available = getattr(llm.provider, "logprobs_available", True)
+    if available is not None:
+        return bool(available)
+    try:
+        completion = llm.complete(LOGPROB_PROBE)
+    except LLMError:
+        if getattr(llm.provider, "logprobs_available", None) is False:
+            return False
+        raise
+    return completion.choice_logprobs is not None
+
+
+LOGPROB_PROBE = vote_one_request(
+    "Which letter comes first in the alphabet?", "A", "B", "Select the response that names the first letter of the alphabet."
+)
+"""The question that settles whether a server returns log-probs before a log-prob vote starts."""
 
 
 def order_margin(logprobs: Mapping[str, float] | None) -> float | None:

@@ -17,6 +17,15 @@ Fault kinds: "429" (with Retry-After), "500", "503" (with retry-after-ms), "hang
 "truncated" (HTTP 200, JSON cut in half), "empty" (HTTP 200, no choices) are
 transient; "prose" (HTTP 200 whose content is prose, not JSON) is a completed
 call whose text is unreadable: it must become an invalid vote, not a retry.
+
+Dialects (`dialect`, `logprobs`) mimic how real OpenAI-compatible servers differ:
+"json_schema" (OpenAI, vLLM, llama.cpp's C++ server) takes `response_format`
+json_schema; "json_object" (llama-cpp-python) answers json_schema with an HTTP 500
+naming response_format and takes `{"type": "json_object", "schema": ...}`; "none"
+answers any response_format with a 400. `logprobs`: "return" (next-token top_logprobs
+from the keyword annotator, so log-prob votes equal generated ones), "reject" (HTTP 500
+naming logprobs, as llama-cpp-python without logits_all) or "omit" (HTTP 200, no
+logprobs). Rejections are logged with outcome "rejected" and draw no fault.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -40,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from icai.llm.base import Message, Request
-from icai.llm.fake import keyword_responder
+from icai.llm.fake import _block, _side_for, keyword_responder
 
 Responder = Callable[[Request], str]
 
@@ -51,6 +61,8 @@ FAST_FAULTS = ("429", "500", "503", "close", "truncated", "empty")
 """Transient faults that cost no client timeout (for subprocess runs with default settings)."""
 
 PROSE = "Both responses have their merits, and I would rather not pick one."
+DIALECTS = ("json_schema", "json_object", "none")
+LOGPROB_DIALECTS = ("return", "reject", "omit")
 MAX_CONSECUTIVE_FAULTS = 2
 """A request body is faulted at most this many times in a row, so a client that
 retries at least three times always gets through; the schedule stays seeded."""
@@ -70,12 +82,17 @@ class LogEntry:
     t: float
     size: int = 0
     """Bytes in the request body."""
+    response_format: str | None = None
+    """The `response_format` type the request sent; None when it sent none."""
+    logprobs: bool = False
+    """Whether the request asked for logprobs."""
 
 
 def request_from_body(body: dict[str, Any]) -> Request:
     """The icai Request an OpenAI chat-completions body stands for (what the responder sees)."""
     messages = tuple(Message(m.get("role", "user"), str(m.get("content") or "")) for m in body.get("messages", []))
-    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+    response_format = body.get("response_format") or {}
+    schema = response_format.get("json_schema", {}).get("schema") or response_format.get("schema")
     return Request(
         messages=messages,
         max_tokens=int(body.get("max_tokens") or 512),
@@ -96,13 +113,51 @@ def request_kind(request: Request) -> str:
     return "other"
 
 
+def keyword_logprobs(request: Request) -> dict[str, float]:
+    """Next-token log-probs of "A" and "B" that agree with `keyword_responder`'s generated votes."""
+    prompt = request.prompt_text
+    rule = re.search(r"^Rule: (.*)$", prompt, re.MULTILINE)
+    if rule:
+        side = _side_for(rule.group(1), _block(prompt, "RESPONSE A"), _block(prompt, "RESPONSE B"))
+    else:  # a judge prompt
+        side = json.loads(keyword_responder(request)).get("preferred", "A")
+    if side == "neither":
+        return {"A": -1.0, "B": -1.0}
+    return {"A": -0.1, "B": -2.5} if side == "A" else {"A": -2.5, "B": -0.1}
+
+
+def rejection(body: dict[str, Any], dialect: str, logprobs: str) -> tuple[int, str] | None:
+    """(status, message) with which a server of this dialect refuses `body`; None when it takes it."""
+    kind = (body.get("response_format") or {}).get("type")
+    if kind is not None and dialect == "none":
+        return 400, "response_format is not supported by this server"
+    if kind == "json_schema" and dialect == "json_object":
+        # what llama-cpp-python 0.3.36 answers (bench/results/server_check.json), traceback left out
+        return 500, (
+            "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+            "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+            "'ctx': {'expected': \"'text' or 'json_object'\"}}"
+        )
+    if body.get("logprobs") and logprobs == "reject":
+        return 500, "logprobs is not supported for models created with logits_all=False"
+    return None
+
+
 def body_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def chat_completion(text: str, prompt_chars: int, *, choices: bool = True) -> dict[str, Any]:
-    """A chat.completion body; token counts are characters / 4, like icai's estimator."""
-    return {
+def chat_completion(
+    text: str, prompt_chars: int, *, choices: bool = True, logprobs: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """A chat.completion body; token counts are characters / 4, like icai's estimator.
+
+    `logprobs`: the first token's alternatives, returned as `top_logprobs` (the best one is the text).
+    """
+    if logprobs is not None:
+        top = sorted(({"token": t, "logprob": lp, "bytes": None} for t, lp in logprobs.items()), key=lambda t: -t["logprob"])
+        text = str(top[0]["token"])
+    body = {
         "id": "chatcmpl-fault",
         "object": "chat.completion",
         "created": 0,
@@ -118,6 +173,9 @@ def chat_completion(text: str, prompt_chars: int, *, choices: bool = True) -> di
             "total_tokens": max(1, prompt_chars // 4) + max(1, len(text) // 4),
         },
     }
+    if logprobs is not None and choices:
+        body["choices"][0]["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
+    return body
 
 
 _STATUS: dict[str, int | None] = {
@@ -138,6 +196,9 @@ _STATUS: dict[str, int | None] = {
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
+    """Listen backlog (socketserver's default is 5): a burst of new connections from a
+    thread pool would otherwise wait out SYN retransmits, seconds on a loaded machine."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
@@ -160,6 +221,8 @@ class FaultServer:
         outage_after: after this many "ok" answers, answer 503 to everything until `release()`.
         max_requests: requests beyond this get HTTP 400 (a runaway client fails fast).
         log_path: also append each LogEntry as a JSON line here.
+        dialect: which `response_format` the server takes (`DIALECTS`, see the module docstring).
+        logprobs: what it does with a logprobs request (`LOGPROB_DIALECTS`).
     """
 
     def __init__(
@@ -176,7 +239,13 @@ class FaultServer:
         max_requests: int = 20_000,
         log_path: str | Path | None = None,
         port: int = 0,
+        dialect: str = "json_schema",
+        logprobs: str = "return",
     ) -> None:
+        if dialect not in DIALECTS or logprobs not in LOGPROB_DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r} or logprobs {logprobs!r}")
+        self.dialect = dialect
+        self.logprobs = logprobs
         self.responder = responder
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
@@ -271,9 +340,22 @@ class FaultServer:
             self._streak[digest] = 0
             return "ok"
 
-    def _record(self, digest: str, kind: str, outcome: str, status: int | None, size: int) -> None:
+    def _record(
+        self, digest: str, kind: str, outcome: str, status: int | None, size: int, body: dict[str, Any] | None = None
+    ) -> None:
+        body = body or {}
         with self._lock:
-            entry = LogEntry(len(self.log), digest, kind, outcome, status, time.time(), size)
+            entry = LogEntry(
+                len(self.log),
+                digest,
+                kind,
+                outcome,
+                status,
+                time.time(),
+                size,
+                (body.get("response_format") or {}).get("type"),
+                bool(body.get("logprobs")),
+            )
             self.log.append(entry)
             if outcome == "ok":
                 self._n_ok += 1
@@ -312,12 +394,17 @@ class FaultServer:
                     return
                 request = request_from_body(body)
                 digest, kind = body_hash(body), request_kind(request)
+                refused = rejection(body, server.dialect, server.logprobs)
+                if refused is not None:
+                    server._record(digest, kind, "rejected", refused[0], len(raw), body)
+                    self._send(refused[0], {"error": {"message": refused[1], "type": "invalid_request_error"}})
+                    return
                 outcome = server._decide(digest)
                 # Logged before answering, so the log is complete once the client has its answer.
-                server._record(digest, kind, outcome, _STATUS[outcome], len(raw))
-                self._serve(outcome, request)
+                server._record(digest, kind, outcome, _STATUS[outcome], len(raw), body)
+                self._serve(outcome, request, logprobs=bool(body.get("logprobs")))
 
-            def _serve(self, outcome: str, request: Request) -> int | None:
+            def _serve(self, outcome: str, request: Request, *, logprobs: bool = False) -> int | None:
                 error = {"error": {"message": f"injected fault: {outcome}", "type": "server_error"}}
                 if outcome == "over-limit":
                     return self._send(400, {"error": {"message": "fault server request limit reached"}})
@@ -343,9 +430,12 @@ class FaultServer:
                     return self._send(200, chat_completion("", prompt_chars, choices=False))
                 if outcome == "prose":
                     return self._send(200, chat_completion(PROSE, prompt_chars))
-                text = server.responder(request)
+                scores = keyword_logprobs(request) if logprobs else None
+                text = server.responder(request) if scores is None else max(scores, key=scores.__getitem__)
                 if server.latency:
                     time.sleep(server.latency)
+                if scores is not None and server.logprobs == "return" and outcome != "truncated":
+                    return self._send(200, chat_completion(text, prompt_chars, logprobs=scores))
                 if outcome == "truncated":
                     payload = json.dumps(chat_completion(text, prompt_chars)).encode()
                     return self._send_bytes(200, payload[: len(payload) // 2])
@@ -446,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         "--stall-after", type=int, help="hold requests after this many ok answers until GET /control/release"
     )
     parser.add_argument("--max-requests", type=int, default=20_000)
+    parser.add_argument("--dialect", choices=DIALECTS, default="json_schema")
+    parser.add_argument("--logprobs", choices=LOGPROB_DIALECTS, default="return")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="exit after this long in any case")
     args = parser.parse_args(argv)
 
@@ -458,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         stall_after=args.stall_after,
         max_requests=args.max_requests,
         log_path=args.log,
+        dialect=args.dialect,
+        logprobs=args.logprobs,
     ).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -247,7 +247,7 @@ def test_evaluate_end_to_end_and_round_trip() -> None:
         seed=0,
     )
     by_name = {s.name: s for s in result.scores}
-    assert list(by_name) == ["constitution", "default", "random", "flipped", "constitution_vs_flipped_labels"]
+    assert list(by_name) == ["constitution", "default", "random", "surface", "flipped", "constitution_vs_flipped_labels"]
     assert len(provider.requests) == 4 * 2 * len(pairs)  # constitution, default, random, flipped; no re-judging
     # six cat pairs right, two plain pairs "neither"
     assert by_name["constitution"].agreement == pytest.approx((6 + 0.5 * 2) / 8)
@@ -264,13 +264,16 @@ def test_evaluate_end_to_end_and_round_trip() -> None:
     assert result.differences["constitution_vs_flipped_labels"][0] == pytest.approx(-6 * 0.5 / 8)
 
     data = json.loads(json.dumps(result.to_dict()))
-    assert set(data) == {"scores", "differences", "curve"}
+    assert set(data) == {"scores", "differences", "curve", "surface"}
+    assert data["surface"]["fit"] == "cross-validated"  # no training pairs were given
     assert set(data["scores"][0]) == {"name", "agreement", "ci", "n", "n_invalid"}
     assert set(data["differences"]["constitution"]) == {"mean", "ci"}
     assert data["curve"] is None
     assert Evaluation.from_dict(data) == result
 
-    with_curve = Evaluation(result.scores, result.differences, SelectionCurve(("p1", "p2"), (0.7, 0.8)))
+    with_curve = Evaluation(
+        result.scores, result.differences, SelectionCurve(("p1", "p2"), (0.7, 0.8)), surface=result.surface
+    )
     data = json.loads(json.dumps(with_curve.to_dict()))
     assert data["curve"] == {"principle_ids": ["p1", "p2"], "agreement": [0.7, 0.8]}
     assert Evaluation.from_dict(data) == with_curve
@@ -280,7 +283,7 @@ def test_evaluate_is_seeded_and_skips_optional_baselines() -> None:
     pairs = _pairs()
     kwargs = {"constitution_texts": ["Select the response that mentions a cat."], "candidate_texts": []}
     result = evaluate(pairs, _llm(PicksWord(follow_rules=True)), **kwargs)  # type: ignore[arg-type]
-    assert [s.name for s in result.scores] == ["constitution", "default"]
+    assert [s.name for s in result.scores] == ["constitution", "default", "surface"]
     assert evaluate(pairs, _llm(PicksWord(follow_rules=True)), **kwargs) == result  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         evaluate([], _llm(AlwaysA()), constitution_texts=[], candidate_texts=[])

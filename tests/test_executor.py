@@ -146,8 +146,11 @@ def test_ray_run_writes_what_a_local_run_writes(ray_cluster: Any, tmp_path: Path
 
 
 def _cache_rows(path: Path) -> tuple[int, int]:
-    with sqlite3.connect(path) as conn:
-        rows, keys = conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM responses").fetchone()
+    try:
+        with sqlite3.connect(path) as conn:
+            rows, keys = conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM responses").fetchone()
+    except sqlite3.OperationalError:  # polled while the cache file exists but its table is not made yet
+        return 0, 0
     return int(rows), int(keys)
 
 

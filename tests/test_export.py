@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, annotator_id, read_annotated_pairs
 from icai.export import (
     FORMATS,
     export,
@@ -18,13 +20,16 @@ from icai.export import (
     to_judge_prompt,
     to_promptfoo_yaml,
 )
-from icai.types import Constitution, DataError, Principle, PrincipleStats
+from icai.stats import principle_stats
+from icai.types import Comparison, Constitution, DataError, Principle, PrincipleStats, Vote
 
 TEXTS = {
     "p1": "Select the response that answers in a full sentence.",
     "p2": 'Select the response that quotes a "source": {like this} # not a comment',
     "p3": "Select the response that is shorter.",
 }
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+AID = {pid: annotator_id(text) for pid, text in TEXTS.items()}
 PREFERRED = ["a", "b", "a", "b", "a", "b"]
 VOTES = {
     "p1": ["for", "for", "for", "against", "abstain", "for"],
@@ -87,17 +92,48 @@ def test_annotated_pairs_metadata_and_annotators(constitution, comparisons, vote
     assert meta["created_at"] == "2025-01-02T03:04:05Z"
     assert meta["dataset_name"] == "fake pairs"
     assert meta["available_metadata_keys_per_comparison"] == ["split"]
+    # Feedback Forensics takes the human column under the id the reference derives from this description
     human = meta["default_annotator"]
-    assert set(data["annotators"]) == {human, "p1", "p2", "p3"}
+    assert human == DEFAULT_ANNOTATOR_ID == "ba751e7b"
+    assert set(data["annotators"]) == {human, *AID.values()}
     assert data["annotators"][human] == {
         "name": "preferred_text",
-        "description": data["annotators"][human]["description"],
+        "description": "Default annotator from original dataset (from column `preferred_text`)",
         "type": "unknown",
     }
-    assert data["annotators"]["p2"] == {"description": TEXTS["p2"], "type": "principle"}
+    assert data["annotators"][AID["p2"]] == {"description": TEXTS["p2"], "type": "principle", "origin": "llm"}
     assert len(data["comparisons"]) == 6
     assert data["comparisons"][4]["metadata"] == {"split": "test"}
     assert data["comparisons"][0]["response_a"] == {"text": "Answer A1."}
+    assert data["comparisons"][0]["prompt"] == "Question 1?"
+
+
+def test_default_annotator_matches_the_reference_example() -> None:
+    path = SHARED / "icai_synthetic" / "example_annotated_pairs.json"
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    example = json.loads(path.read_text(encoding="utf-8"))
+    human = example["metadata"]["default_annotator"]
+    assert human == DEFAULT_ANNOTATOR_ID
+    assert annotator_id(example["annotators"][human]["description"]) == human
+    for aid, info in example["annotators"].items():
+        if info["type"] == "principle":
+            assert annotator_id(info["description"]) == aid
+
+
+def test_annotated_pairs_carry_input_metadata_and_models(constitution, comparisons, votes) -> None:
+    comparisons["source"] = ["web", "", "web", "book", "book", "web"]
+    comparisons["model_a"] = ["m1"] * 6
+    comparisons["model_b"] = ["m2"] * 5 + [""]
+    comparisons.loc[1, "prompt"] = ""
+    data = _pairs(constitution, comparisons, votes)
+    assert data["metadata"]["available_metadata_keys_per_comparison"] == ["split", "source"]
+    first, second, last = data["comparisons"][0], data["comparisons"][1], data["comparisons"][5]
+    assert first["metadata"] == {"split": "train", "source": "web"}
+    assert second["metadata"] == {"split": "train"}  # an empty cell is a missing value
+    assert second["prompt"] is None
+    assert (first["response_a"], first["response_b"]) == ({"text": "Answer A1.", "model": "m1"}, {"text": "Answer B1.", "model": "m2"})
+    assert last["response_b"] == {"text": "Answer B6."}
 
 
 def test_annotated_pairs_prefs_follow_the_human_label(constitution, comparisons, votes) -> None:
@@ -106,14 +142,64 @@ def test_annotated_pairs_prefs_follow_the_human_label(constitution, comparisons,
     for comparison, preferred in zip(data["comparisons"], PREFERRED, strict=True):
         annotations = comparison["annotations"]
         assert annotations[human] == {"pref": preferred}
-        assert "not-in-constitution" not in annotations
+        assert set(annotations) == {human, *AID.values()}  # not-in-constitution is left out
     c = {row["id"]: row["annotations"] for row in data["comparisons"]}
-    assert c["c1"]["p1"] == {"pref": "a"}  # for, human preferred a
-    assert c["c2"]["p1"] == {"pref": "b"}  # for, human preferred b
-    assert c["c2"]["p2"] == {"pref": "a"}  # against, human preferred b
-    assert c["c4"]["p1"] == {"pref": "a"}  # against, human preferred b
-    assert c["c1"]["p3"] == {"pref": None, "no_pref_reason": "not_applicable"}  # abstain
-    assert c["c5"]["p2"] == {"pref": None, "no_pref_reason": "invalid"}
+    assert c["c1"][AID["p1"]] == {"pref": "a"}  # for, human preferred a
+    assert c["c2"][AID["p1"]] == {"pref": "b"}  # for, human preferred b
+    assert c["c2"][AID["p2"]] == {"pref": "a"}  # against, human preferred b
+    assert c["c4"][AID["p1"]] == {"pref": "a"}  # against, human preferred b
+    assert c["c1"][AID["p3"]] == {"pref": None, "no_pref_reason": "not_applicable"}  # abstain
+    assert c["c5"][AID["p2"]] == {"pref": None, "no_pref_reason": "invalid"}
+
+
+def test_annotated_pairs_read_back_give_icai_stats_on_each_split(constitution, comparisons, votes, tmp_path) -> None:
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps(_pairs(constitution, comparisons, votes)), encoding="utf-8")
+    pairs = read_annotated_pairs(path)
+    assert [p.id for p in pairs.principles] == list(AID.values())
+    assert [p.text for p in pairs.principles] == list(TEXTS.values())
+    table = [
+        Comparison(row.id, row.text_a, row.text_b, row.preferred, row.prompt, {"split": row.split})
+        for row in comparisons.itertuples()
+    ]
+    originals = [
+        Vote(row.comparison_id, row.principle_id, row.value, ())
+        for row in votes.itertuples()
+        if row.principle_id in TEXTS
+    ]
+    for split in ("train", "test"):
+        subset = [c for c in table if c.metadata["split"] == split]
+        expected = principle_stats(list(TEXTS), subset, originals)
+        got = annotated_pairs_stats(pairs, where=("split", split))
+        for e, g in zip(expected, got, strict=True):
+            fields = ("n_for", "n_against", "n_abstain", "n_invalid", "relevance", "kappa", "strength")
+            assert [getattr(g, f) for f in fields] == pytest.approx([getattr(e, f) for f in fields])
+    with pytest.raises(DataError, match="no comparison has metadata 'split' = 'dev'"):
+        pairs.where("split", "dev")
+
+
+def test_annotated_pairs_missing_annotations_count_as_not_applicable(tmp_path) -> None:
+    def pair(cid: str, annotations: dict) -> dict:
+        return {"id": cid, "response_a": {"text": "x"}, "response_b": {"text": "y"}, "annotations": annotations}
+
+    human, p = DEFAULT_ANNOTATOR_ID, annotator_id("Select the response that is x.")
+    data = {
+        "metadata": {"version": "2.0", "default_annotator": human},
+        "annotators": {human: {"type": "unknown"}, p: {"description": "Select the response that is x.", "type": "principle"}},
+        "comparisons": [
+            pair("1", {human: {"pref": "a"}, p: {"pref": "a"}}),
+            pair("2", {human: {"pref": "b"}, p: {"pref": "text_a"}}),
+            pair("3", {human: {"pref": "a"}, p: {"pref": None, "no_pref_reason": "invalid"}}),
+            pair("4", {human: {"pref": "a"}}),
+            pair("5", {human: {"pref": "a"}, p: {"pref": None, "no_pref_reason": "both"}}),
+            pair("6", {human: {"pref": None}, p: {"pref": "a"}}),  # no label: dropped, as Feedback Forensics does
+        ],
+    }
+    path = tmp_path / "ff.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    (s,) = annotated_pairs_stats(path)
+    assert (s.n_for, s.n_against, s.n_abstain, s.n_invalid) == (1, 1, 2, 1)
+    assert (s.relevance, s.kappa, s.strength) == (pytest.approx(2 / 5), 0.0, 0.0)
 
 
 def test_annotated_pairs_round_trip_through_json(constitution, comparisons, votes) -> None:
@@ -172,6 +258,18 @@ def test_export_annotated_pairs_reads_the_run_tables(run_dir: Path) -> None:
     data = json.loads(export(run_dir / "constitution.json", "annotated-pairs"))
     assert data["metadata"]["dataset_name"] == "fake pairs"
     assert len(data["annotators"]) == 4 and len(data["comparisons"]) == 6
+    assert AID["p1"] in data["comparisons"][4]["annotations"]
+
+
+def test_export_annotated_pairs_adds_held_out_votes(run_dir: Path) -> None:
+    votes = pd.read_csv(run_dir / "votes.csv", dtype=str, keep_default_na=False)
+    test_ids = {"c5", "c6"}
+    votes[~votes["comparison_id"].isin(test_ids)].to_csv(run_dir / "votes.csv", index=False)
+    data = json.loads(export(run_dir / "constitution.json", "annotated-pairs"))
+    assert AID["p1"] not in data["comparisons"][4]["annotations"]
+    votes[votes["comparison_id"].isin(test_ids)].to_csv(run_dir / "test_votes.csv", index=False)
+    data = json.loads(export(run_dir / "constitution.json", "annotated-pairs"))
+    assert data["comparisons"][4]["annotations"][AID["p1"]] == {"pref": None, "no_pref_reason": "not_applicable"}
 
 
 def test_export_rejects_unknown_format(run_dir: Path) -> None:
@@ -185,3 +283,38 @@ def test_export_names_the_missing_file(run_dir: Path) -> None:
         export(run_dir / "constitution.json", "annotated-pairs")
     with pytest.raises(DataError, match="constitution file not found"):
         export(run_dir / "nowhere.json", "prompt")
+
+
+def test_run_store_keeps_input_metadata_for_the_export(tmp_path: Path, constitution: Constitution) -> None:
+    from icai.store import RunStore
+
+    def comparison(cid: str, preferred: str, meta: dict) -> Comparison:
+        return Comparison(cid, f"A {cid}", f"B {cid}", preferred, "", meta)  # type: ignore[arg-type]
+
+    store = RunStore(tmp_path)
+    train = [comparison("c1", "a", {"source": "web", "split": "dev", "tags": ["x", "y"]}), comparison("c2", "b", {})]
+    store.save_comparisons(train, [comparison("c3", "a", {"source": "book", "model_a": "m1"})])
+    store.save_constitution(constitution)
+    pd.DataFrame(columns=["comparison_id", "principle_id", "value", "picks", "raw"]).to_csv(tmp_path / "votes.csv", index=False)
+    data = json.loads(export(tmp_path / "constitution.json", "annotated-pairs"))
+    assert data["metadata"]["available_metadata_keys_per_comparison"] == ["split", "source", "input_split", "tags"]
+    first, second, third = data["comparisons"]
+    assert first["metadata"] == {"split": "train", "source": "web", "input_split": "dev", "tags": '["x", "y"]'}
+    assert second["metadata"] == {"split": "train"}
+    assert third["metadata"] == {"split": "test", "source": "book"}
+    assert third["response_a"] == {"text": "A c3", "model": "m1"}
+
+
+def test_annotated_pairs_refuse_two_principles_with_one_text(comparisons, votes) -> None:
+    twins = Constitution((Principle("p1", TEXTS["p1"]), Principle("p9", TEXTS["p1"])))
+    with pytest.raises(DataError, match="'p9' would get annotator id .* already taken by principle 'p1'"):
+        _pairs(twins, comparisons, votes)
+
+
+def test_annotated_pairs_annotators_carry_provenance(constitution, comparisons, votes) -> None:
+    first, *rest = constitution.principles
+    tagged = dataclasses.replace(first, origin="hint-fallback", hint="keywords")
+    data = _pairs(dataclasses.replace(constitution, principles=(tagged, *rest)), comparisons, votes)
+    entry = data["annotators"][AID[first.id]]
+    assert entry["origin"] == "hint-fallback" and entry["hint"] == "keywords"
+    assert all(data["annotators"][AID[p.id]]["origin"] == "llm" for p in rest)

@@ -96,7 +96,7 @@ def test_annotated_pairs_example_loads() -> None:
     assert report.format == "annotated_pairs"
     assert c.id == "4b49a6e7" and c.prompt == "Write a short story about a pet." and c.preferred == "a"
     assert c.text_a.startswith("In the heart of a bustling city") and c.text_b.startswith("Across the town")
-    assert c.metadata == {"index": "0"}
+    assert c.metadata == {"index": "0", "model_a": "Model X", "model_b": "Model Y"}
 
 
 def annotated_pairs(comparisons: list[dict[str, Any]]) -> dict[str, Any]:
@@ -119,6 +119,16 @@ def test_annotated_pairs_drops_missing_preferences(tmp_path: Path) -> None:
     comparisons, report = load_comparisons_with_report(path)
     assert [(c.id, c.preferred) for c in comparisons] == [("1", "b"), ("3", "a")]
     assert (report.n_rows, report.n_dropped_missing, report.n_dropped_ties) == (3, 1, 0)
+
+
+def test_annotated_pairs_accept_reference_aliases_and_version_1(tmp_path: Path) -> None:
+    # the reference maps text_a/text_b to a/b; version 1.0 records hold text_a/text_b strings
+    records = [pair("1", "text_b"), {"id": "2", "text_a": "A", "text_b": "B", "annotations": {"h": {"pref": "a"}}}]
+    path = write(tmp_path, "ap.json", json.dumps(annotated_pairs(records)))
+    comparisons = load_comparisons(path)
+    assert [(c.id, c.preferred, c.text_a) for c in comparisons] == [("1", "b", "A"), ("2", "a", "A")]
+    path = write(tmp_path, "bad.json", json.dumps(annotated_pairs([pair("1", ["a"])])))
+    data_error(lambda: load_comparisons(path), str(path), "row 1", "['a']")
 
 
 def test_hh_jsonl_splits_prompt_and_balances_sides() -> None:

@@ -139,3 +139,15 @@ def test_vote_matrix_counts_match_principle_stats():
         assert int((m.correct[:, j] == 1).sum()) == s.n_for
         assert int((m.correct[:, j] == -1).sum()) == s.n_against
         assert int(m.abstain[:, j].sum()) == s.n_abstain
+        assert int(m.voted[:, j].sum()) == s.n_total
+
+
+def test_selection_ranks_by_the_strength_principle_stats_reports():
+    pairs, principles, votes = world(n=45, noise=0.25, seed=5)
+    votes = votes + [Vote(pairs[0].id, principles[0].id, "invalid", ("invalid", "invalid"))]
+    from icai.select import _column_stats
+
+    m = VoteMatrix([p.id for p in principles], pairs, votes)
+    computed = _column_stats(m, np.ones(m.n_pairs))["strength"]
+    reported = [s.strength for s in principle_stats(principles, pairs, votes)]
+    assert computed == pytest.approx(reported, abs=1e-12)

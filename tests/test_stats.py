@@ -14,6 +14,7 @@ from icai.stats import (
     bootstrap_ci,
     cohen_kappa,
     direction,
+    fixed_chance_kappa,
     length_confound,
     paired_bootstrap_diff,
     principle_stats,
@@ -59,14 +60,16 @@ def test_principle_stats_hand_computed() -> None:
 
     assert (s1.n_for, s1.n_against, s1.n_abstain, s1.n_invalid) == (6, 2, 1, 1)
     assert s1.agreement == pytest.approx(6 / 8)
-    assert s1.relevance == pytest.approx(8 / 9)  # 8 decided of 9 valid votes
+    assert s1.relevance == pytest.approx(8 / 10)  # 8 decided of 10 votes: abstain and invalid are not applicable
+    # kappa with chance agreement 0.5: 2 * 6/8 - 1 = 0.5; strength = (6 - 2) / 10
+    assert s1.kappa == pytest.approx(0.5)
+    assert s1.strength == pytest.approx(0.4)
     # p1 over its 8 decided pairs:
     #   label: a a a a b b b b   (c0 c1 c2 c3 c5 c6 c7 c8)
     #   pred:  a a a b b b b a
     #   po = 6/8 = 0.75; P(pred=a) = 4/8, P(label=a) = 4/8
-    #   pe = 0.5*0.5 + 0.5*0.5 = 0.5; kappa = (0.75 - 0.5) / (1 - 0.5) = 0.5
-    assert s1.kappa == pytest.approx(0.5)
-    assert s1.strength == pytest.approx(0.5 * 8 / 9)
+    #   pe = 0.5*0.5 + 0.5*0.5 = 0.5; empirical kappa = (0.75 - 0.5) / (1 - 0.5) = 0.5
+    assert s1.cohen_kappa == pytest.approx(0.5)
     assert s1.agreement_ci == pytest.approx((0.40927543031016883, 0.9285207872478909), abs=1e-6)
     # two-sided exact: 2 * (C(8,6) + C(8,7) + C(8,8)) / 2^8 = 2 * 37 / 256
     assert s1.p_value == pytest.approx(74 / 256)
@@ -75,15 +78,18 @@ def test_principle_stats_hand_computed() -> None:
     assert (s2.n_for, s2.n_against, s2.n_abstain, s2.n_invalid) == (5, 3, 2, 0)
     assert s2.agreement == pytest.approx(5 / 8)
     assert s2.relevance == pytest.approx(8 / 10)
-    # p2: label a a a a a b b b, pred a*8: po = 5/8; pe = 1 * 5/8 + 0 * 3/8 = 5/8; kappa = 0
-    assert s2.kappa == pytest.approx(0.0)
-    assert s2.strength == pytest.approx(0.0)
+    # p2: kappa = 2 * 5/8 - 1 = 0.25; strength = (5 - 3) / 10
+    assert s2.kappa == pytest.approx(0.25)
+    assert s2.strength == pytest.approx(0.2)
+    # empirical: label a a a a a b b b, pred a*8: po = 5/8; pe = 1 * 5/8 + 0 * 3/8 = 5/8; kappa = 0
+    assert s2.cohen_kappa == pytest.approx(0.0)
     assert s2.p_value == pytest.approx(2 * (56 + 28 + 8 + 1) / 256)
     assert s2.swap_consistency == pytest.approx(1.0)
 
-    # p3: pred a a, label a a: pe = 1, kappa defined as 0.0
+    # p3: 2 for of 2: kappa 1, strength 1; empirically pred a a, label a a: pe = 1, defined as 0.0
     assert (s3.n_for, s3.n_against, s3.relevance) == (2, 0, 1.0)
-    assert s3.kappa == 0.0
+    assert (s3.kappa, s3.strength) == (1.0, 1.0)
+    assert s3.cohen_kappa == 0.0
     assert s3.p_value == pytest.approx(0.5)  # 2 * (1/2)^2
 
     # BH over p = (74/256, 186/256, 0.5): ranks give 3p, 1.5p, p = 0.867, 0.75, 0.727 -> all 0.7265625
@@ -93,7 +99,7 @@ def test_principle_stats_hand_computed() -> None:
 
 def test_principle_stats_no_votes() -> None:
     (s,) = principle_stats(["p9"], COMPARISONS, P1)
-    assert (s.n_total, s.agreement, s.relevance, s.kappa, s.strength) == (0, None, 0.0, None, None)
+    assert (s.n_total, s.agreement, s.relevance, s.kappa, s.strength, s.cohen_kappa) == (0, None, 0.0, None, None, None)
     assert s.agreement_ci == (0.0, 1.0)
     assert s.p_value == 1.0
     assert s.swap_consistency is None
@@ -146,6 +152,22 @@ def test_benjamini_hochberg() -> None:
     assert all(a <= b for a, b in itertools.pairwise(q))
     assert q[-1] == 1.0
     assert benjamini_hochberg([]) == []
+
+
+def test_principle_stats_only_abstains() -> None:
+    # votes but no side taken: agreement undefined, kappa 0 (agreement taken as 0.5, as Feedback Forensics does)
+    votes = [_vote("c0", "p4", "neither", "neither"), _vote("c1", "p4", "invalid", "invalid")]
+    (s,) = principle_stats(["p4"], COMPARISONS, votes)
+    assert (s.n_abstain, s.n_invalid, s.agreement, s.relevance, s.kappa, s.strength) == (1, 1, None, 0.0, 0.0, 0.0)
+
+
+def test_fixed_chance_kappa() -> None:
+    assert fixed_chance_kappa(6, 2) == pytest.approx(0.5)
+    assert fixed_chance_kappa(0, 4) == -1.0
+    assert fixed_chance_kappa(3, 0) == 1.0
+    assert fixed_chance_kappa(0, 0) == 0.0
+    with pytest.raises(ValueError):
+        fixed_chance_kappa(-1, 2)
 
 
 def test_cohen_kappa_edges() -> None:
