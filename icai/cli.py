@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from icai import __version__
 
@@ -20,10 +22,71 @@ class UsageError(ValueError):
     """An option value that cannot work; reported in one line with exit code 2."""
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from icai.llm import DEFAULT_MODEL
+GROUP_TITLES = {
+    "models": "models and randomness",
+    "propose": "stage 1, propose: principles from each pair",
+    "cluster": "stage 2, cluster: candidates kept",
+    "vote": "stage 3, vote: which principles agree with the labels",
+    "select": "stage 4, select: the constitution",
+    "evaluate": "stage 5, evaluate: held-out checks",
+}
 
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"provider/model (default {DEFAULT_MODEL})")
+
+def _config_fields() -> dict[str, dataclasses.Field[Any]]:
+    from icai.pipeline import RunConfig
+
+    return {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def config_flag(name: str) -> str | None:
+    """The `icai run` flag of a RunConfig field (None when the field has none)."""
+    flag = _config_fields()[name].metadata["flag"]
+    return None if flag is None else flag or "--" + name.replace("_", "-")
+
+
+def config_dest(name: str) -> str:
+    """The argparse attribute that holds a RunConfig field's value."""
+    return str(_config_fields()[name].metadata["dest"] or name)
+
+
+def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str) -> None:
+    """One RunConfig field as an option: flag, type or choices, default and help all come from the field."""
+    from icai.pipeline import RunConfig
+
+    f = _config_fields()[name]
+    flag = config_flag(name)
+    if flag is None:
+        return
+    hint = get_type_hints(RunConfig)[name]
+    base = next((a for a in get_args(hint) if a is not type(None)), hint) if type(None) in get_args(hint) else hint
+    help_text = f.metadata["help"]
+    kwargs: dict[str, Any] = {"dest": config_dest(name), "default": f.default}
+    if base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction if f.metadata["negatable"] else "store_true"
+    else:
+        if get_origin(base) is Literal:
+            kwargs["choices"] = list(get_args(base))
+        else:
+            kwargs["type"] = base
+            kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper()
+        if f.default is not None:
+            help_text += f" (default {f.default})"
+    p.add_argument(flag, help=help_text, **kwargs)
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """Every RunConfig field with a flag, in one argument group per stage."""
+    from icai.pipeline import STAGES
+
+    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in STAGES}
+    for name, f in _config_fields().items():
+        _add_config_option(groups[f.metadata["group"]], name)
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, with_config: bool = True) -> None:
+    """The model and executor options; with_config adds --model and --vote-mode too (icai run adds them by stage)."""
+    if with_config:
+        _add_config_option(p, "model")
     p.add_argument("--base-url", help="OpenAI-compatible server URL (vLLM, llama.cpp, Ollama); also OPENAI_BASE_URL")
     p.add_argument("--concurrency", type=int, default=4, help="parallel API calls (default 4)")
     p.add_argument("--max-calls", type=int, help="stop before making more than this many model calls")
@@ -40,14 +103,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", help="Ray cluster to join: auto, or ray://host:10001 (default: start a local one)")
     p.add_argument("--ray-workers", type=int, help="Ray actors per model (default: one per GPU for local models, else per CPU)")
     p.add_argument("--shard-size", type=int, default=256, help="model requests per unit of work sent to an executor (default 256)")
-    p.add_argument(
-        "--vote-mode",
-        choices=["auto", "generate", "logprob", "embedding"],
-        default="auto",
-        help="logprob: read P(A)/P(B) (local models, OpenAI-compatible servers); generate: JSON answers; "
-        "embedding: no LLM, cosine similarity (run only); auto: logprob for local models and for servers "
-        "at a --base-url that return log-probs (asked once), generate otherwise",
-    )
+    if with_config:
+        _add_config_option(p, "vote_mode")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,60 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="learn a constitution from preference data")
     r.add_argument("data")
-    r.add_argument("--out", required=True, help="run directory (an existing one is resumed)")
-    _add_model_options(r)
-    r.add_argument("--embedder", default="minilm", help="minilm | st/<folder> | openai/<model> (/v1/embeddings at $OPENAI_BASE_URL or the OpenAI API) | hash (default minilm)")
-    r.add_argument("--n-clusters", type=int, default=40)
-    r.add_argument("--max-principles", type=int, default=5)
-    r.add_argument("--proposals-per-pair", type=int, default=3)
-    r.add_argument("--batch-size", type=int, default=40, help="principles per voting call (default 40; log-prob votes: on the local model only)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--test-size", type=float, default=0.0, help="held-out share for evaluation, e.g. 0.3")
-    r.add_argument("--flip-check", action="store_true", help="also learn from flipped labels (sanity check)")
+    r.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
     r.add_argument(
-        "--adaptive",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="test each principle only until its place in or out of the top --max-principles is clear",
-    )
-    r.add_argument("--confidence", type=float, default=0.95, help="adaptive: confidence of its intervals (default 0.95)")
-    r.add_argument("--min-pairs", type=int, default=32, help="adaptive: pairs every principle is tested on (default 32)")
-    r.add_argument(
-        "--one-order", action="store_true", help="adaptive: ask each pair once, in a random order (half the voting calls; log-prob votes are calibrated for position bias)"
-    )
-    r.add_argument("--propose-sample", type=int, help="propose principles from this many pairs (default: all)")
-    r.add_argument(
-        "--cascade",
+        "--overwrite",
         action="store_true",
-        help="skip LLM votes on (pair, principle) items the embedder finds clearly irrelevant",
-    )
-    r.add_argument(
-        "--propose-style",
-        choices=["auto", "standard", "small"],
-        default="auto",
-        help="small: contrastive word hints and one rule per call, for tiny local models; auto picks it for providers that declare small-model prompts (local/ models)",
-    )
-    r.add_argument(
-        "--select",
-        dest="selection",
-        choices=["greedy", "strength"],
-        default="greedy",
-        help="greedy: add principles while they raise training agreement, merging duplicates; strength: the strongest --max-principles (default greedy)",
-    )
-    r.add_argument(
-        "--min-gain", type=float, default=0.01, help="greedy: least rise in training agreement for a principle to enter (default 0.01)"
-    )
-    r.add_argument("--alpha", type=float, default=0.05, help="q-value below which a principle is significant (default 0.05)")
-    r.add_argument(
-        "--bootstrap", type=int, default=200, help="resamples for selection stability, from cached votes (default 200; 0: off)"
-    )
-    r.add_argument(
-        "--propose-fallback",
-        action="store_true",
-        help="small style: a pair with no usable model rule gets one written by code from its top keyword "
-        "(origin hint-fallback; off by default)",
+        help="replace the run in --out when it was made from another dataset (its files are removed)",
     )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+    _add_model_options(r, with_config=False)
+    _add_config_options(r)
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
     a.add_argument("data")
@@ -122,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a constitution against labelled pairs, with baselines")
     e.add_argument("data")
     e.add_argument("--constitution", required=True)
-    e.add_argument("--seed", type=int, default=0)
+    _add_config_option(e, "seed")
     _add_model_options(e)
 
     v = sub.add_parser("validate", help="load a dataset and report counts and problems")
@@ -167,8 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    positive = ("concurrency", "timeout", "max_attempts", "n_clusters", "max_principles", "proposals_per_pair", "batch_size",
-                "min_pairs", "propose_sample", "ray_workers", "shard_size")
+    # RunConfig's options are checked by RunConfig itself (cmd_run); these are the model and executor options
+    positive = ("concurrency", "timeout", "max_attempts", "ray_workers", "shard_size")
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and value <= 0:
@@ -177,14 +189,19 @@ def _check_options(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, not {value}")
-    confidence = getattr(args, "confidence", None)
-    if confidence is not None and not 0 < confidence < 1:
-        raise UsageError(f"--confidence must lie strictly between 0 and 1, not {confidence}")
     if args.command in ("annotate", "evaluate") and getattr(args, "vote_mode", None) == "embedding":
         raise UsageError("--vote-mode embedding applies to 'icai run' only; annotate and evaluate need an LLM judge")
-    test_size = getattr(args, "test_size", None)
-    if test_size is not None and not 0 <= test_size < 1:
-        raise UsageError(f"--test-size must lie in [0, 1), not {test_size}")
+
+
+def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The RunConfig of `icai run`'s options; a value RunConfig refuses is reported under its flag."""
+    from icai.pipeline import OptionError, RunConfig
+
+    try:
+        given = {name: getattr(args, config_dest(name)) for name in _config_fields() if config_flag(name) is not None}
+        return RunConfig(**given)
+    except OptionError as exc:
+        raise UsageError(f"{config_flag(exc.option) or exc.option} {exc.reason}") from None
 
 
 @contextlib.contextmanager
@@ -221,36 +238,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.io import load_comparisons
     from icai.llm import ResponseCache
     from icai.llm.registry import capabilities_for
-    from icai.pipeline import RunConfig, run
+    from icai.pipeline import dataset_hash, recorded_config, run
     from icai.report import write_report
     from icai.store import RunStore
 
+    config = run_config(args)
     comparisons = load_comparisons(args.data, format=args.data_format)
-    config = RunConfig(
-        model=args.model,
-        embedder=args.embedder,
-        n_clusters=args.n_clusters,
-        max_principles=args.max_principles,
-        proposals_per_pair=args.proposals_per_pair,
-        vote_batch_size=args.batch_size,
-        seed=args.seed,
-        test_size=args.test_size,
-        flip_check=args.flip_check,
-        vote_mode=args.vote_mode,
-        adaptive=args.adaptive,
-        confidence=args.confidence,
-        min_pairs=args.min_pairs,
-        adaptive_one_order=args.one_order,
-        propose_sample=args.propose_sample,
-        cascade=args.cascade,
-        propose_style=args.propose_style,
-        selection=args.selection,
-        min_gain=args.min_gain,
-        alpha=args.alpha,
-        bootstrap=args.bootstrap,
-        propose_fallback=args.propose_fallback,
-    )
-    estimate = estimate_run(comparisons, config, capabilities=capabilities_for(args.model, base_url=args.base_url))
+    estimate = estimate_run(comparisons, config, capabilities=capabilities_for(config.model, base_url=args.base_url))
     if args.dry_run:
         print(estimate.table())
         print("Dry run: no model calls were made.")
@@ -266,6 +260,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         llm = _make_llm(args, executor)
         embedder = get_embedder(args.embedder, executor=executor)
         store = RunStore(args.out)
+        # before the cache and log are opened: refuses another run's folder (or a locked one), takes the lock
+        store.begin(
+            dataset_hash=dataset_hash(comparisons),
+            config=recorded_config(config, llm=llm, embedder=embedder).to_dict(),
+            version=__version__,
+            overwrite=args.overwrite,
+        )
         llm.cache = ResponseCache(store.cache_path)
         handler = logging.FileHandler(store.log_path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -279,6 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             logging.getLogger().removeHandler(handler)
             handler.close()
             llm.cache.close()
+            store.release()
     for note in result.constitution.metadata.get("notes", []):
         print(f"Note: {note}")
     _print_constitution(result.constitution)

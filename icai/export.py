@@ -25,6 +25,7 @@ from icai.annotated_pairs import (
     annotator_id,
 )
 from icai.prompts import _BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
+from icai.store import RunStore, read_run_csv  # noqa: F401 (read_run_csv: re-exported, its home is the store)
 from icai.types import Comparison, Constitution, DataError, Pick, Side, Vote, write_text_atomic
 
 if TYPE_CHECKING:
@@ -325,13 +326,14 @@ def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None 
     path = Path(constitution_path)
     constitution = Constitution.load(path)
     if fmt == "annotated-pairs":
-        comparisons = read_run_csv(path.parent / "comparisons.csv", COMPARISON_COLUMNS)
-        votes = read_run_csv(path.parent / "votes.csv", VOTE_COLUMNS)
-        if (path.parent / "test_votes.csv").exists():
+        run = RunStore.existing(path.parent)
+        comparisons = run.read_csv("comparisons.csv", COMPARISON_COLUMNS)
+        votes = run.read_csv("votes.csv", VOTE_COLUMNS)
+        if run.has("test_votes.csv"):
             import pandas as pd
 
             # held-out votes (on the test split) let Feedback Forensics show both splits
-            test_votes = read_run_csv(path.parent / "test_votes.csv", VOTE_COLUMNS)
+            test_votes = run.read_csv("test_votes.csv", VOTE_COLUMNS)
             votes = pd.concat([votes, test_votes], ignore_index=True)
         name = str(constitution.metadata.get("dataset_name") or f"icai run {path.parent.name}")
         data = to_annotated_pairs(constitution, comparisons, votes, dataset_name=name)
@@ -348,23 +350,6 @@ def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None 
         write_text_atomic(out_path, text)
         log.info("wrote %s export to %s", fmt, out_path)
     return text
-
-
-def read_run_csv(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
-    """A run-directory CSV with every column read as text (ids like "007" stay intact)."""
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # pandas parser errors are ValueErrors
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    return frame
 
 
 # --- pairwise judge and reward weights ------------------------------------------------------
@@ -803,10 +788,10 @@ def _export_pairwise_or_reward(constitution: Constitution, fmt: str, path: Path)
     if fmt == "pairwise-promptfoo":
         return to_pairwise_promptfoo_yaml(constitution)
     if fmt == "reward-weights":
-        comparisons = read_run_csv(path.parent / "comparisons.csv", COMPARISON_COLUMNS)
-        votes = read_run_csv(path.parent / "votes.csv", REWARD_VOTE_COLUMNS)
-        test_path = path.parent / "test_votes.csv"
-        test_votes = read_run_csv(test_path, REWARD_VOTE_COLUMNS) if test_path.exists() else None
+        run = RunStore.existing(path.parent)
+        comparisons = run.read_csv("comparisons.csv", COMPARISON_COLUMNS)
+        votes = run.read_csv("votes.csv", REWARD_VOTE_COLUMNS)
+        test_votes = run.read_csv("test_votes.csv", REWARD_VOTE_COLUMNS) if run.has("test_votes.csv") else None
         data = to_reward_weights(constitution, comparisons, votes, test_votes)
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -6,12 +6,14 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
+import numbers
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from icai import __version__
+from icai import __version__, prompts
 from icai.adaptive import vote_adaptive
 from icai.cluster import cluster
 from icai.embed import Embedder
@@ -25,6 +27,8 @@ from icai.evaluate import (
     predict_from_votes,
     train_test_split,
 )
+from icai.llm import DEFAULT_MODEL
+from icai.llm.base import ConfigError
 from icai.llm.client import LLM
 from icai.prompts import MAX_RESPONSE_CHARS
 from icai.propose import propose, resolve_propose_style
@@ -36,60 +40,260 @@ from icai.vote import VoteMode, resolve_vote_mode, vote
 log = logging.getLogger(__name__)
 
 
+STAGES = ("models", "propose", "cluster", "vote", "select", "evaluate")
+"""RunConfig's option groups, in stage order; `icai run --help` shows one argument group per stage."""
+
+_ALL = ("propose", "cluster", "vote", "select", "evaluate")
+"""The stages a field can affect (its fingerprint group)."""
+
+
+class OptionError(ConfigError):
+    """A RunConfig option with a value that cannot work; `option` is the field name, `reason` the rest of the sentence."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        super().__init__(f"{option} {reason}")
+        self.option = option
+        self.reason = reason
+
+
+def _option(
+    default: Any,
+    *,
+    group: str,
+    help: str,
+    flag: str | None = "",
+    dest: str | None = None,
+    check: tuple[Any, ...] = (),
+    affects: Mapping[str, Callable[[RunConfig], bool] | None] | None = None,
+    negatable: bool = False,
+) -> Any:
+    """A RunConfig field with its metadata: the one place that states its default, group, CLI flag, help and check.
+
+    flag: "" derives --field-name, None keeps the option out of the CLI; dest: the argparse attribute when it is
+    not the field name (the CLI's names of old: args.batch_size, args.one_order). check: ("positive",), ("non_negative",)
+    or ("range", low, high, include_low, include_high). affects: stage -> condition on the config under which
+    the field changes that stage's output (default: its own group, always); stage fingerprints hash these.
+    """
+    return field(
+        default=default,
+        metadata={
+            "group": group,
+            "help": help,
+            "flag": flag,
+            "dest": dest,
+            "check": check,
+            "affects": {group: None} if affects is None else dict(affects),
+            "negatable": negatable,
+        },
+    )
+
+
+def _adaptive(c: RunConfig) -> bool:
+    return c.adaptive
+
+
+def _small_style(c: RunConfig) -> bool:
+    return c.propose_style != "standard"
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Every option of a run. Stored with the result; a changed option re-runs the stages it affects."""
+    """Every option of a run, the only home of its default. Checked when made; stored with the result.
 
-    model: str = "local/smollm2"
-    embedder: str = "minilm"
-    n_clusters: int = 40
-    max_principles: int = 5
-    proposals_per_pair: int = 3
-    vote_batch_size: int = 40
-    """Principles per voting call; 40 as in the reference implementation (bench/calls.py, docs/benchmarks.md).
-    Log-prob votes batch only on providers that take branched requests (the local model)."""
-    min_votes: int = 2
-    seed: int = 0
-    test_size: float = 0.0
-    flip_check: bool = False
-    curve_candidates: int = 10
-    vote_mode: Literal["auto", "generate", "logprob", "embedding"] = "auto"
+    Each field's metadata (see `_option`) names its stage group, CLI flag and help (icai.cli builds `icai run`'s
+    options from them) and the stages it affects: a changed option re-runs exactly those stages. `model` and
+    `embedder` name what the CLI and the cost estimate build; `run()` records the models that actually ran.
+    """
+
+    model: str = _option(
+        DEFAULT_MODEL, group="models", help="provider/model", affects={}
+    )
+    embedder: str = _option("minilm", group="models", help="minilm | st/<folder> | openai/<model> (/v1/embeddings at $OPENAI_BASE_URL or the OpenAI API) | hash", affects={})
+    seed: int = _option(
+        0,
+        group="models",
+        help="every random choice (split, sampling, k-means, adaptive order, bootstrap) follows it",
+        affects={"propose": None, "cluster": None, "vote": _adaptive, "select": None, "evaluate": None},
+    )
+    # propose ----------------------------------------------------------------------------------
+    proposals_per_pair: int = _option(3, group="propose", help="principles asked for per pair", check=("positive",))
+    propose_sample: int | None = _option(
+        None, group="propose", help="propose principles from this many pairs (seeded sample; default: all)",
+        check=("positive",),
+    )
+    """Propose principles from this many training pairs (seeded sample); None: from all."""
+    propose_style: Literal["auto", "standard", "small"] = _option(
+        "auto",
+        group="propose",
+        help="small: contrastive word hints and one rule per call, for tiny local models; auto picks it for providers "
+        "that declare small-model prompts (local/ models)",
+    )
+    """auto: "small" (contrastive hints, one sampled rule per call; icai.propose) for providers whose capabilities
+    declare `small_model` (local models), else "standard"."""
+    proposal_samples: int = _option(
+        3, group="propose", help="small style: calls per pair", flag=None, check=("positive",),
+        affects={"propose": _small_style},
+    )
+    propose_fallback: bool = _option(
+        False,
+        group="propose",
+        help="small style: a pair with no usable model rule gets one written by code from its top keyword "
+        "(origin hint-fallback; off by default)",
+        affects={"propose": _small_style},
+    )
+    """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"
+    (off by default: such rules are not a model's reading of the pair; `icai run --propose-fallback`)."""
+    # cluster ----------------------------------------------------------------------------------
+    n_clusters: int = _option(40, group="cluster", help="candidate principles kept after clustering", check=("positive",))
+    # vote -------------------------------------------------------------------------------------
+    vote_mode: Literal["auto", "generate", "logprob", "embedding"] = _option(
+        "auto",
+        group="vote",
+        help="logprob: read P(A)/P(B) (local models, OpenAI-compatible servers); generate: JSON answers; "
+        "embedding: no LLM, cosine similarity (run only); auto: logprob for local models and for servers "
+        "at a --base-url that return log-probs (asked once), generate otherwise",
+    )
     """auto: log-prob A/B scoring for local models and for OpenAI-compatible servers at a base_url that return
     log-probs (asked once), generated JSON for API models (icai.vote.resolve_vote_mode);
     embedding: no LLM votes, cosine similarity of principle and responses (icai.embed_vote)."""
-    adaptive: bool = False
+    vote_batch_size: int = _option(
+        40,
+        group="vote",
+        help="principles per voting call (log-prob votes: on the local model only)",
+        flag="--batch-size",
+        dest="batch_size",
+        check=("positive",),
+    )
+    """Principles per voting call; 40 as in the reference implementation (bench/calls.py, docs/benchmarks.md).
+    Log-prob votes batch only on providers that take branched requests (the local model)."""
+    cascade: bool = _option(
+        False, group="vote", help="skip LLM votes on (pair, principle) items the embedder finds clearly irrelevant"
+    )
+    """Exhaustive LLM voting skips (pair, principle) items the embedder finds clearly irrelevant (icai.embed_vote)."""
+    adaptive: bool = _option(
+        False,
+        group="vote",
+        help="test each principle only until its place in or out of the top --max-principles is clear",
+        negatable=True,
+    )
     """Vote each principle only until its place in or out of the top max_principles is clear (icai.adaptive)."""
-    confidence: float = 0.95
+    confidence: float = _option(
+        0.95, group="vote", help="adaptive: confidence of its intervals", check=("range", 0, 1, False, False),
+        affects={"vote": _adaptive},
+    )
     """Adaptive voting: probability that all its confidence intervals hold."""
-    min_pairs: int = 32
+    min_pairs: int = _option(
+        32, group="vote", help="adaptive: pairs every principle is tested on", check=("positive",),
+        affects={"vote": _adaptive},
+    )
     """Adaptive voting: pairs every principle is tested on before any is stopped."""
-    adaptive_one_order: bool = False
+    adaptive_one_order: bool = _option(
+        False,
+        group="vote",
+        help="adaptive: ask each pair once, in a random order (half the voting calls; log-prob votes are calibrated "
+        "for position bias)",
+        flag="--one-order",
+        dest="one_order",
+        affects={"vote": _adaptive},
+    )
     """Adaptive voting: ask each pair once, in a seeded random order, instead of in both orders (half the calls);
     log-prob margins are then calibrated by each round's mean (icai.vote.calibrated_margins)."""
-    propose_sample: int | None = None
-    """Propose principles from this many training pairs (seeded sample); None: from all."""
-    cascade: bool = False
-    """Exhaustive LLM voting skips (pair, principle) items the embedder finds clearly irrelevant (icai.embed_vote)."""
-    propose_style: Literal["auto", "standard", "small"] = "auto"
-    """auto: "small" (contrastive hints, one sampled rule per call; icai.propose) for local models, else "standard"."""
-    proposal_samples: int = 3
-    """Small proposal style: calls per pair."""
-    propose_fallback: bool = False
-    """Small proposal style: a pair with no usable rule gets a code-written one, tagged origin="hint-fallback"
-    (off by default: such rules are not a model's reading of the pair; `icai run --propose-fallback`)."""
-    selection: Literal["greedy", "strength"] = "greedy"
+    # select -----------------------------------------------------------------------------------
+    max_principles: int = _option(
+        5, group="select", help="constitution size", check=("positive",),
+        affects={"select": None, "vote": _adaptive, "evaluate": None},
+    )
+    selection: Literal["greedy", "strength"] = _option(
+        "greedy",
+        group="select",
+        help="greedy: add principles while they raise training agreement, merging duplicates; "
+        "strength: the strongest --max-principles",
+        flag="--select",
+    )
     """greedy: add principles while they raise training agreement (icai.select); strength: the top max_principles."""
-    min_gain: float = 0.01
+    min_votes: int = _option(2, group="select", help="decisive votes a principle needs to be ranked", flag=None, check=("positive",))
+    min_gain: float = _option(
+        0.01, group="select", help="greedy: least rise in training agreement for a principle to enter",
+        check=("non_negative",),
+    )
     """Greedy selection: least rise in training agreement (and at least one pair's worth) for a principle to enter."""
-    duplicate_agreement: float = 0.9
+    duplicate_agreement: float = _option(
+        0.9, group="select", help="vote agreement above which two principles are duplicates", flag=None,
+        check=("range", 0, 1, False, True),
+    )
     """Two principles whose decisive votes agree on this share of the pairs both decided are duplicates."""
-    alpha: float = 0.05
+    alpha: float = _option(
+        0.05, group="select", help="q-value below which a principle is significant", check=("range", 0, 1, False, False)
+    )
     """A principle is "significant" when its Benjamini-Hochberg q-value is below alpha, else "exploratory"."""
-    bootstrap: int = 200
+    bootstrap: int = _option(
+        200, group="select", help="resamples for selection stability, from cached votes (0: off)", check=("non_negative",)
+    )
     """Bootstrap resamples of the training pairs for selection stability (cached votes; no model calls); 0: off."""
+    # evaluate ---------------------------------------------------------------------------------
+    test_size: float = _option(
+        0.0, group="evaluate", help="held-out share for evaluation, e.g. 0.3", check=("range", 0, 1, True, False),
+        affects=dict.fromkeys(_ALL),
+    )
+    flip_check: bool = _option(False, group="evaluate", help="also learn from flipped labels (sanity check)")
+    curve_candidates: int = _option(
+        10, group="evaluate", help="principles on the held-out principle-count curve", flag=None, check=("positive",)
+    )
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(RunConfig)
+        for f in dataclasses.fields(self):
+            _check_field(f, hints[f.name], getattr(self, f.name))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def group(self, stage: str) -> dict[str, Any]:
+        """The options that change `stage`'s output under this config (what its fingerprint hashes)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            affects = f.metadata["affects"]
+            if stage in affects and (affects[stage] is None or affects[stage](self)):
+                out[f.name] = getattr(self, f.name)
+        return out
+
+
+def _check_field(f: dataclasses.Field[Any], hint: Any, value: Any) -> None:
+    """Raise OptionError when `value` does not fit the field's type, choices or check."""
+    optional = type(None) in get_args(hint)
+    if value is None:
+        if optional:
+            return
+        raise OptionError(f.name, "must be set, not None")
+    base = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
+    if get_origin(base) is Literal:
+        choices = get_args(base)
+        if value not in choices:
+            raise OptionError(f.name, f"must be one of {', '.join(map(str, choices))}, not {value!r}")
+        return
+    if base is bool:
+        if not isinstance(value, bool):
+            raise OptionError(f.name, f"must be true or false, not {value!r}")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise OptionError(f.name, f"must be an integer, not {value!r}")
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            raise OptionError(f.name, f"must be a number, not {value!r}")
+    elif base is str and not (isinstance(value, str) and value):
+        raise OptionError(f.name, f"must be a non-empty string, not {value!r}")
+    check = f.metadata["check"]
+    if not check:
+        return
+    if check[0] == "positive" and value <= 0:
+        raise OptionError(f.name, f"must be positive, not {value}")
+    if check[0] == "non_negative" and value < 0:
+        raise OptionError(f.name, f"must not be negative, not {value}")
+    if check[0] == "range":
+        low, high, with_low, with_high = check[1:]
+        if not ((low <= value if with_low else low < value) and (value <= high if with_high else value < high)):
+            interval = f"{'[' if with_low else '('}{low}, {high}{']' if with_high else ')'}"
+            raise OptionError(f.name, f"must lie in {interval}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +325,22 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def prompts_hash(stage: str) -> str:
+    """A hash of the current values of the prompt constants `stage` sends (icai.prompts.STAGE_PROMPTS)."""
+    return _fingerprint({name: getattr(prompts, name) for name in prompts.STAGE_PROMPTS.get(stage, ())})
+
+
+def stage_fingerprint(stage: str, upstream: str, config: RunConfig, *extra: Any) -> str:
+    """What a stage's saved output depends on: the upstream fingerprint (or data hash), the stage's config group,
+    the package version, the prompts it sends, and `extra` (the model or embedder that ran, resolved modes)."""
+    return _fingerprint(stage, upstream, config.group(stage), __version__, prompts_hash(stage), *extra)
+
+
+def recorded_config(config: RunConfig, *, llm: LLM, embedder: Embedder) -> RunConfig:
+    """The config as it ran: `model` and `embedder` replaced by the names of the model and embedder given to run()."""
+    return dataclasses.replace(config, model=llm.model, embedder=embedder.name)
+
+
 def run(
     comparisons: Sequence[Comparison],
     *,
@@ -128,15 +348,35 @@ def run(
     embedder: Embedder,
     config: RunConfig = RunConfig(),
     store: RunStore | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """propose -> cluster -> vote -> select on the train split, then evaluate on the test split.
 
     With a store, each stage's output is saved and a rerun with the same data
     and options reuses it; LLM calls are cached in the store's cache, so an
-    interrupted stage resumes without repeating completed calls.
+    interrupted stage resumes without repeating completed calls. The store is
+    locked for the run; a store holding another dataset's run is refused unless
+    `overwrite` (then it is emptied first). `config.model` and `config.embedder`
+    are recorded as the names of `llm` and `embedder`, the ones that ran.
     """
     if not comparisons:
         raise ValueError("no comparisons to learn from")
+    config = recorded_config(config, llm=llm, embedder=embedder)
+    locked_here = False
+    if store is not None:
+        locked_here = store.begin(
+            dataset_hash=dataset_hash(comparisons), config=config.to_dict(), version=__version__, overwrite=overwrite
+        )
+    try:
+        return _run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+    finally:
+        if store is not None and locked_here:
+            store.release()
+
+
+def _run(
+    comparisons: Sequence[Comparison], *, llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
+) -> RunResult:
     n_long = sum(len(c.text_a) > MAX_RESPONSE_CHARS or len(c.text_b) > MAX_RESPONSE_CHARS for c in comparisons)
     if n_long:
         log.warning(
@@ -147,7 +387,6 @@ def run(
         )
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
     if store is not None:
-        store.save_config({"config": config.to_dict(), "dataset_hash": dataset_hash(comparisons), "version": __version__})
         store.save_comparisons(train, test)
 
     result = _learn(train, llm, embedder, config, store)
@@ -190,6 +429,10 @@ def run(
             store.save_evaluation(
                 {**evaluation.to_dict(), "stability": metadata["stability"], "notes": metadata["notes"]}
             )
+        else:  # a run without a test split has no held-out outputs: a previous run's must not be shown as its own
+            store.discard("evaluation.json", "test_votes.csv")
+        if flipped is None:
+            store.discard("flipped")
     return dataclasses.replace(
         result,
         constitution=constitution,
@@ -205,10 +448,7 @@ def _learn(
 ) -> RunResult:
     data = dataset_hash(train)
     style = resolve_propose_style(config.propose_style, llm.capabilities)
-    small = [style, config.proposal_samples, config.propose_fallback, "form hints"] if style != "standard" else []
-    fp_propose = _fingerprint(
-        data, llm.model, config.proposals_per_pair, config.seed, *([config.propose_sample] if config.propose_sample else []), *small
-    )
+    fp_propose = stage_fingerprint("propose", data, config, llm.model, style)
     if store is not None and store.is_done("propose", fp_propose):
         proposals = store.load_principles("proposals.json")
         log.info("propose: reusing %d saved principles", len(proposals))
@@ -227,7 +467,7 @@ def _learn(
             store.save_principles("proposals.json", proposals)
             store.mark_done("propose", fp_propose)
 
-    fp_cluster = _fingerprint(fp_propose, embedder.name, config.n_clusters, config.seed)
+    fp_cluster = stage_fingerprint("cluster", fp_propose, config, embedder.name)
     if store is not None and store.is_done("cluster", fp_cluster):
         candidates, tested = store.load_clusters()
     else:
@@ -240,10 +480,8 @@ def _learn(
     mode = _llm_vote_mode(config, llm)
     if config.cascade and config.adaptive:
         log.warning("cascade: applies to exhaustive voting only; adaptive voting asks the LLM about every item it tests")
-    adaptive: list[object] = [config.max_principles, config.confidence, config.min_pairs] if config.adaptive else []
-    adaptive += ["one order"] if config.adaptive and config.adaptive_one_order else []
-    tier = [config.vote_mode, embedder.name] if config.vote_mode == "embedding" else ["cascade", embedder.name] if config.cascade else []
-    fp_vote = _fingerprint(fp_cluster, llm.model, config.vote_batch_size, mode, *adaptive, *tier)
+    uses_embedder = config.vote_mode == "embedding" or (config.cascade and not config.adaptive)
+    fp_vote = stage_fingerprint("vote", fp_cluster, config, llm.model, mode, embedder.name if uses_embedder else None)
     if store is not None and store.is_done("vote", fp_vote):
         votes = store.load_votes()
     else:

@@ -304,3 +304,46 @@ def judge_request(
     if logprob:
         return Request.chat(user, system=JUDGE_SYSTEM_LETTER, max_tokens=1, choices=LOGPROB_CHOICES)
     return Request.chat(user, system=JUDGE_SYSTEM, max_tokens=16, json_schema=JUDGE_SCHEMA)
+
+
+# Which prompt constants each checkpointed stage sends to a model: a stage's fingerprint hashes their
+# current values (icai.pipeline), so a changed prompt re-runs exactly the stages that use it.
+# tests/test_pipeline.py checks that every upper-case constant of this module is listed here.
+STAGE_PROMPTS: dict[str, tuple[str, ...]] = {
+    "propose": (
+        "FRAME",
+        "MAX_RESPONSE_CHARS",
+        "PROPOSE_SYSTEM",
+        "PROPOSE_TEMPLATE",
+        "EXAMPLE_PRINCIPLES",
+        "PROPOSE_SCHEMA",
+        "PROPOSE_SMALL_SYSTEM",
+        "PROPOSE_SMALL_TEMPLATE",
+        "PROPOSE_SMALL_EXAMPLE",
+        "PROPOSE_SMALL_FORM_TEMPLATE",
+        "PROPOSE_SMALL_FORM_EXAMPLES",
+    ),
+    "vote": (
+        "MAX_RESPONSE_CHARS",
+        "VOTE_SYSTEM",
+        "PAIR_TEMPLATE",
+        "VOTE_TEMPLATE",
+        "VOTE_ONE_RULE",
+        "VOTE_ONE_TEMPLATE",
+        "LOGPROB_CHOICES",
+        "VOTE_ONE_SYSTEM",
+        "VOTE_ANSWER_SCHEMA_ITEM",
+    ),
+    "evaluate": (
+        "MAX_RESPONSE_CHARS",
+        "PAIR_TEMPLATE",
+        "JUDGE_SYSTEM",
+        "JUDGE_SYSTEM_LETTER",
+        "JUDGE_TEMPLATE",
+        "JUDGE_ANSWER_JSON",
+        "JUDGE_ANSWER_LETTER",
+        "JUDGE_CRITERIA_DEFAULT",
+        "JUDGE_CRITERIA_CONSTITUTION",
+        "JUDGE_SCHEMA",
+    ),
+}

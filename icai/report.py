@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icai.export import COMPARISON_COLUMNS, VOTE_COLUMNS, read_run_csv
-from icai.types import Constitution, DataError, PrincipleStats, write_text_atomic
+from icai.export import COMPARISON_COLUMNS, VOTE_COLUMNS
+from icai.store import RunStore
+from icai.types import Constitution, PrincipleStats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,52 +98,42 @@ def render_report(run_dir: str | Path) -> str:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Render the report and write it atomically to `run_dir/report.html`."""
-    path = write_text_atomic(Path(run_dir) / REPORT_FILE, render_report(run_dir))
+    """Render the report and write it (through the run's store, atomically) to `run_dir/report.html`."""
+    path = RunStore.existing(run_dir).save_report(render_report(run_dir))
     log.info("wrote report to %s", path)
     return path
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """Read every file of a run directory that exists; record the others in `problems`."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise DataError(f"{path}: run directory not found")
-    run = Run(path)
-    run.constitution = _try(run, "constitution.json", lambda p: Constitution.from_dict(_read_json_object(p)))
+    """Read every file of a run directory that exists (through icai.store); record the others in `problems`."""
+    store = RunStore.existing(run_dir)
+    run = Run(store.path)
+    run.constitution = _try(run, store, "constitution.json", store.read_constitution)
     if run.constitution is not None:
         run.metadata = dict(run.constitution.metadata)
-    run.principles = _try(run, "principles.csv", _read_principles)
-    run.votes = _try(run, "votes.csv", lambda p: read_run_csv(p, VOTE_COLUMNS))
-    run.comparisons = _try(run, "comparisons.csv", lambda p: read_run_csv(p, COMPARISON_COLUMNS))
-    run.evaluation = _try(run, "evaluation.json", _read_json_object)
+    run.principles = _try(run, store, "principles.csv", lambda: _read_principles(store))
+    run.votes = _try(run, store, "votes.csv", lambda: store.read_csv("votes.csv", VOTE_COLUMNS))
+    run.comparisons = _try(run, store, "comparisons.csv", lambda: store.read_csv("comparisons.csv", COMPARISON_COLUMNS))
+    run.evaluation = _try(run, store, "evaluation.json", lambda: store.read_json("evaluation.json"))
     return run
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
-def _try(run: Run, name: str, read: Callable[[Path], Any]) -> Any:
-    path = run.path / name
-    if not path.exists():
+def _try(run: Run, store: RunStore, name: str, read: Callable[[], Any]) -> Any:
+    if not store.has(name):
         run.problems[name] = f"{name} is missing"
         return None
     try:
-        return read(path)
+        return read()
     except (OSError, ValueError, KeyError, TypeError) as exc:  # DataError and JSON errors are ValueErrors
-        log.warning("cannot read %s: %s", path, exc)
+        log.warning("cannot read %s: %s", store.path / name, exc)
         run.problems[name] = f"{name} could not be read: {exc}"
         return None
 
 
-def _read_principles(path: Path) -> pd.DataFrame:
+def _read_principles(store: RunStore) -> pd.DataFrame:
     import pandas as pd
 
-    frame = read_run_csv(path, ("id", "text", "in_constitution"))
+    frame = store.read_csv("principles.csv", ("id", "text", "in_constitution"))
     for column in frame.columns:
         if column not in ("id", "text", "in_constitution", "rank", "origin", "hint"):
             converted = pd.to_numeric(frame[column], errors="coerce")

@@ -14,16 +14,27 @@ Layout of a run directory:
   cache.sqlite       every LLM response, committed before use (resume never repeats a call)
   run.log            the log
   flipped/           the same for the flipped-label sanity run
+  run.lock           the pid of the icai run holding the directory (an flock; released when it ends)
+
+A run directory always describes one run: `begin` refuses a folder that holds files but no icai run,
+a run on another dataset (unless overwrite=True, which first removes that run's files) and a folder
+another process holds the lock of; the outputs of a finished run are removed when the config changes,
+so a failed rerun never shows the old result under the new config. This module is also the only
+reader of run directories for the report (`RunStore.existing`, `read_json`, `read_csv`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import io
 import json
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icai.types import (
     Comparison,
@@ -38,6 +49,29 @@ from icai.types import (
     write_text_atomic,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+CONFIG_FILE = "config.json"
+LOCK_FILE = "run.lock"
+FINAL_OUTPUTS = ("constitution.json", "principles.csv", "evaluation.json", "test_votes.csv", "report.html")
+"""Written at the end of a run from everything before: removed when a rerun changes the config."""
+RUN_FILES = (
+    CONFIG_FILE,
+    "checkpoints.json",
+    "proposals.json",
+    "clusters.json",
+    "votes.csv",
+    "comparisons.csv",
+    *FINAL_OUTPUTS,
+    "cache.sqlite",
+    "cache.sqlite-wal",
+    "cache.sqlite-shm",
+    "run.log",
+    "flipped",
+)
+"""Every file and folder icai writes into a run directory (besides the lock)."""
+
 
 def _principles(rows: Sequence[Mapping[str, Any]]) -> list[Principle]:
     """Principles from their saved `dataclasses.asdict` rows (JSON turns tuples into lists)."""
@@ -49,6 +83,7 @@ class RunStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -57,8 +92,103 @@ class RunStore:
         except OSError as exc:
             raise DataError(f"{self.path}: output directory is not writable ({exc.strerror})") from None
 
+    @classmethod
+    def existing(cls, path: str | Path) -> RunStore:
+        """A store to read an existing run directory: nothing is created or written."""
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        store._lock_fd = None
+        if not store.path.is_dir():
+            raise DataError(f"{store.path}: run directory not found")
+        return store
+
     def child(self, name: str) -> RunStore:
         return RunStore(self.path / name)
+
+    # one run per directory ---------------------------------------------------------
+    def begin(self, *, dataset_hash: str, config: Mapping[str, Any], version: str, overwrite: bool = False) -> bool:
+        """Lock the directory and make it describe this run; True when this call took the lock.
+
+        Refused (DataError, one sentence): a directory another process holds, a non-empty folder that is not an
+        icai run, and a run on another dataset unless `overwrite` (then that run's files are removed first).
+        A changed config keeps the stage files (their fingerprints decide reuse) and removes the final outputs.
+        """
+        took = self.lock()
+        previous: dict[str, Any] | None = None
+        try:
+            previous = self.read_identity()
+            if previous is None:
+                # icai's own files without config.json (a cache opened before the run began) are a run not yet begun
+                others = sorted(p.name for p in self.path.iterdir() if p.name not in (*RUN_FILES, LOCK_FILE))
+                if others:
+                    more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+                    raise DataError(
+                        f"{self.path} is not empty and holds no icai run ({others[0]}{more}); choose a new or empty --out"
+                    )
+            elif previous.get("dataset_hash") != dataset_hash:
+                if not overwrite:
+                    raise DataError(
+                        f"{self.path} holds a run on another dataset (hash {previous.get('dataset_hash')}, this one "
+                        f"{dataset_hash}); pass --overwrite to replace it or choose another --out"
+                    )
+                self.discard(*RUN_FILES)
+            elif previous.get("config") != dict(config) or previous.get("version") != version:
+                self.discard(*FINAL_OUTPUTS)
+            self.save_config({"config": dict(config), "dataset_hash": dataset_hash, "version": version})
+        except BaseException:
+            if took:
+                self.release(remove=previous is None)
+            raise
+        return took
+
+    def read_identity(self) -> dict[str, Any] | None:
+        """config.json of the run in this directory, or None when it holds no icai run."""
+        f = self.path / CONFIG_FILE
+        if not f.is_file():
+            return None
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and "dataset_hash" in data and "config" in data else None
+
+    def lock(self) -> bool:
+        """Take the directory's lock (run.lock, holding this pid); False when this store holds it already."""
+        if self._lock_fd is not None:
+            return False
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise DataError(
+                    f"{self.path} is in use by another icai run (pid {holder}); wait for it to end or choose another --out"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return True
+
+    def release(self, *, remove: bool = False) -> None:
+        """Release the lock taken by `lock`; `remove` also deletes run.lock (a folder refused as not a run)."""
+        if self._lock_fd is None:
+            return
+        if remove:
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def discard(self, *names: str) -> None:
+        """Remove these files or folders of the run directory if they exist."""
+        for name in names:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
 
     @property
     def cache_path(self) -> Path:
@@ -183,9 +313,45 @@ class RunStore:
     def save_report(self, html: str) -> Path:
         return write_text_atomic(self.path / "report.html", html)
 
+    # reading (the report) -----------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return (self.path / name).exists()
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        """A JSON object file of the run directory (DataError when it holds something else)."""
+        path = self.path / name
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise DataError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        return data
+
+    def read_constitution(self) -> Constitution:
+        return Constitution.from_dict(self.read_json("constitution.json"))
+
+    def read_csv(self, name: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
+        """A CSV file of the run directory, every cell as text (`read_run_csv`)."""
+        return read_run_csv(self.path / name, required)
+
 
 def _csv_cell(value: Any) -> Any:
     """A metadata value as one CSV cell: scalars as they are, None as empty, anything else as JSON."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def read_run_csv(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A run-directory CSV with every column read as text (ids like "007" stay intact)."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas parser errors are ValueErrors
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame

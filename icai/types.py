@@ -232,14 +232,12 @@ class Constitution:
             raise DataError(f"{path}: malformed constitution, missing field {exc}") from None
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per principle: rank, text and statistics (the same columns when the constitution is empty)."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {"rank": r["rank"], "text": r["text"], **(r["stats"] or {})}
-                for r in self.to_dict()["principles"]
-            ]
-        )
+        rows = [{"rank": r["rank"], "text": r["text"], **(r["stats"] or {})} for r in self.to_dict()["principles"]]
+        columns = ["rank", "text", *(f.name for f in fields(PrincipleStats))]
+        return pd.DataFrame(rows, columns=columns if not rows else None)
 
 
 def _stats_to_dict(s: PrincipleStats) -> dict[str, Any]:

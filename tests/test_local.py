@@ -68,7 +68,7 @@ def provider(weights_dir: Path) -> LocalProvider:
 
 @pytest.fixture(scope="module")
 def requests() -> list[Request]:
-    from conftest import data_file
+    from testdata import data_file
 
     pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[0]
     as_shown = [vote_one_request(pair.prompt, pair.text_a, pair.text_b, p) for p in PRINCIPLES]
@@ -136,7 +136,7 @@ def test_only_gguf_models_get_converted_weights(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_batched_scoring_gives_the_same_logprobs(provider: LocalProvider) -> None:
-    from conftest import data_file
+    from testdata import data_file
 
     pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[0]
     rules = (*PRINCIPLES, "Select the response that recommends lemon ice cream.")
@@ -164,7 +164,7 @@ def test_batched_scoring_gives_the_same_logprobs(provider: LocalProvider) -> Non
 
 @pytest.mark.slow
 def test_branched_request_scores_every_rule_in_one_call(provider: LocalProvider) -> None:
-    from conftest import data_file
+    from testdata import data_file
 
     pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[1]
     rules = (*PRINCIPLES, "Select the response that recommends lemon ice cream.")

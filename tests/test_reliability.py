@@ -42,7 +42,7 @@ CONFIG = RunConfig(model="openai/fake", embedder="hash", seed=0, vote_batch_size
 
 @pytest.fixture(scope="module")
 def pairs() -> list[Comparison]:
-    from conftest import data_file
+    from testdata import data_file
 
     return load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))
 

@@ -158,7 +158,7 @@ def test_score_many_matches_single_calls():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    from conftest import data_file
+    from testdata import data_file
 
     out = tmp_path_factory.mktemp("reward") / "run"
     data = data_file("synthetic_data_orthogonal_adcbg.csv")
@@ -194,7 +194,7 @@ def test_cli_reward_weights_export_on_a_run_dir(run_dir, tmp_path, capsys):
 
 
 def test_cli_reward_weights_without_test_split(tmp_path):
-    from conftest import data_file
+    from testdata import data_file
 
     out = tmp_path / "run"
     data = data_file("synthetic_data_orthogonal_adcbg.csv")

@@ -41,7 +41,7 @@ REJECTIONS = {"json_schema": 0, "json_object": 1, "none": 2}
 
 @pytest.fixture(scope="module")
 def pairs() -> list[Comparison]:
-    from conftest import data_file
+    from testdata import data_file
 
     return load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[:N_PAIRS]
 
