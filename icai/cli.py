@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from icai import __version__
+from icai._version import __version__
 
 EXIT_USAGE = 2
 EXIT_LLM = 1
@@ -189,7 +189,7 @@ def _check_options(args: argparse.Namespace) -> None:
 @contextlib.contextmanager
 def _executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The executor of --executor, closed (Ray actors released) when the command ends."""
-    from icai.executor import make_executor
+    from icai.ray_executor import make_executor
 
     executor = make_executor(args.executor, address=args.ray_address, workers=args.ray_workers)
     try:

@@ -13,8 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from icai.errors import ConfigError
 from icai.executor import Executor, WorkerRecipe
-from icai.llm.base import ConfigError
 
 log = logging.getLogger(__name__)
 
