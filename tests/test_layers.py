@@ -171,3 +171,31 @@ def test_the_package_has_no_import_cycle() -> None:
         f"import cycle among {len(c)} modules: {', '.join(c)}\n  e.g. {' -> '.join(_a_cycle(graph, c))}" for c in cycles
     )
     assert not cycles, message
+
+
+STANDALONE = ("icai.errors", "icai._version", "icai.executor", "icai.debias", "icai.llm.prices", "icai.llm.converted")
+"""Modules any layer may import: they import nothing else of icai."""
+
+
+def test_the_bottom_modules_import_nothing_of_icai() -> None:
+    graph = import_graph()
+    assert {name: sorted(graph[name]) for name in STANDALONE} == {name: [] for name in STANDALONE}
+
+
+def test_the_llm_layer_reaches_nothing_above_it() -> None:
+    graph = import_graph()
+    allowed = {"icai.errors", "icai.executor"}
+    upward = {
+        name: sorted(t for t in targets if not t.startswith("icai.llm") and t not in allowed)
+        for name, targets in graph.items()
+        if name == "icai.llm" or name.startswith("icai.llm.")
+    }
+    assert {name: t for name, t in upward.items() if t} == {}
+
+
+def test_a_configuration_error_is_not_a_model_error() -> None:
+    from icai.errors import ConfigError, LLMError
+    from icai.llm.base import ConfigError as OldConfigError
+
+    assert OldConfigError is ConfigError
+    assert not issubclass(ConfigError, LLMError)
