@@ -238,7 +238,7 @@ def vote_adaptive(
             half the calls; position bias then only adds noise to the scores (it is
             equally likely to favour either side) and votes have one pick each.
             Log-prob votes asked once are calibrated by the round's mean A-over-B
-            margin (`icai.vote.calibrated_margins`), which the random orders make an
+            margin (`icai.debias.calibrated_margins`), which the random orders make an
             estimate of the position bias.
     """
     if k < 1:

@@ -61,7 +61,7 @@ def judge(
 
     All 2 x len(comparisons) requests go out in one `llm.map` call. Unreadable
     answers become "invalid" picks; LLM failures propagate. With `mode="logprob"`
-    the verdict is the sign of the debiased A/B log-odds (`icai.vote.debiased_margin`).
+    the verdict is the sign of the debiased A/B log-odds (`icai.debias.debiased_margin`).
     """
     logprob = mode == "logprob"
     requests = []
