@@ -19,12 +19,9 @@ executor, which builds models and embedders, lives above them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 256
 """Requests (or texts) per shard; a shard never splits one pair's requests."""
