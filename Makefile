@@ -56,6 +56,8 @@ $(INTEROP_VENV)/%/.installed: $(INTEROP_REQ)/requirements-%.txt
 lint: install
 	$(VENV)/bin/ruff check icai tests bench
 	$(VENV)/bin/mypy icai
+	# the import-layer contract: no import cycle in the package (imports inside functions included)
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py
 
 clean:
 	rm -rf $(VENV) $(INTEROP_VENV) .interop runs .pytest_cache .mypy_cache .ruff_cache *.egg-info

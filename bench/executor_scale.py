@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from icai.executor import Executor, LocalExecutor, RayExecutor
+from icai.executor import Executor, LocalExecutor
 from icai.io import load_comparisons
 from icai.llm import Request, get_llm
+from icai.ray_executor import RayExecutor
 from icai.types import Comparison, Principle, Vote, write_json_atomic
 from icai.vote import VoteMode, vote
 

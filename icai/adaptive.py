@@ -40,9 +40,10 @@ from typing import Literal
 
 import numpy as np
 
+from icai.debias import LOGPROB_MARGIN, SWAP
 from icai.llm.client import LLM
-from icai.types import Comparison, Pick, Principle, Vote
-from icai.vote import LOGPROB_MARGIN, VoteMode, vote
+from icai.types import Comparison, Principle, Vote
+from icai.vote import VoteMode, vote
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ Decision = Literal["in", "out", "open"]
 """Clearly in the top k, clearly out of it, or still undecided when testing stopped."""
 
 _SCORE: dict[str, int] = {"for": 1, "against": -1, "abstain": 0}
-_SWAP: dict[Pick, Pick] = {"a": "b", "b": "a", "neither": "neither", "invalid": "invalid"}
-
 
 @dataclass(frozen=True)
 class Interval:
@@ -239,7 +238,7 @@ def vote_adaptive(
             half the calls; position bias then only adds noise to the scores (it is
             equally likely to favour either side) and votes have one pick each.
             Log-prob votes asked once are calibrated by the round's mean A-over-B
-            margin (`icai.vote.calibrated_margins`), which the random orders make an
+            margin (`icai.debias.calibrated_margins`), which the random orders make an
             estimate of the position bias.
     """
     if k < 1:
@@ -281,7 +280,7 @@ def vote_adaptive(
         calls += llm.usage.calls + llm.usage.cache_hits - before
         if not both_orders:
             round_votes = [
-                replace(v, picks=tuple(_SWAP[p] for p in v.picks)) if v.comparison_id in swapped else v
+                replace(v, picks=tuple(SWAP[p] for p in v.picks)) if v.comparison_id in swapped else v
                 for v in round_votes
             ]
         votes.extend(round_votes)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from icai import __version__
+from icai._version import __version__
 
 EXIT_USAGE = 2
 EXIT_LLM = 1
@@ -207,7 +207,7 @@ def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 @contextlib.contextmanager
 def _executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The executor of --executor, closed (Ray actors released) when the command ends."""
-    from icai.executor import make_executor
+    from icai.ray_executor import make_executor
 
     executor = make_executor(args.executor, address=args.ray_address, workers=args.ray_workers)
     try:

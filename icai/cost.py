@@ -1,4 +1,4 @@
-"""Know the cost before spending it: a price table, and calls / tokens / USD per stage of a run.
+"""Know the cost before spending it: calls / tokens / USD per stage of a run (prices: `icai.llm.prices`).
 
 The estimate renders the real prompts (`icai.prompts`) for the data and counts
 about one token per four characters; the number of principles that reach the
@@ -13,67 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from icai.llm.prices import CHARS_PER_TOKEN, PRICES_AS_OF, Price, estimate_tokens, price_for
+from icai.llm.prices import FREE_PROVIDERS as FREE_PROVIDERS  # the price table lives in the LLM layer; re-exported
+from icai.llm.prices import PRICES as PRICES
 from icai.prompts import FRAME, judge_request, vote_one_request, vote_request
+from icai.split import propose_pool, train_test_split
 from icai.types import Comparison
 
 if TYPE_CHECKING:
     from icai.llm.base import Capabilities
     from icai.pipeline import RunConfig
-
-CHARS_PER_TOKEN = 4
-"""A rough rule for English text with the OpenAI and Anthropic tokenizers."""
-
-PRICES_AS_OF = "2026-11-26"
-"""When the table below was written down, from the providers' published list prices
-(standard tier, no batch or cache discounts). It was not re-checked online: confirm
-current prices on the providers' pricing pages before relying on an estimate."""
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per one million tokens."""
-
-    input: float
-    output: float
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
-
-
-PRICES: dict[str, Price] = {
-    "openai/gpt-4o": Price(2.50, 10.00),
-    "openai/gpt-4o-mini": Price(0.15, 0.60),
-    "openai/gpt-4.1": Price(2.00, 8.00),
-    "openai/gpt-4.1-mini": Price(0.40, 1.60),
-    "openai/gpt-4.1-nano": Price(0.10, 0.40),
-    "openai/gpt-5": Price(1.25, 10.00),
-    "openai/gpt-5-mini": Price(0.25, 2.00),
-    "openai/gpt-5-nano": Price(0.05, 0.40),
-    "openai/o4-mini": Price(1.10, 4.40),
-    "anthropic/claude-3-haiku": Price(0.25, 1.25),
-    "anthropic/claude-3-5-haiku": Price(0.80, 4.00),
-    "anthropic/claude-haiku-4-5": Price(1.00, 5.00),
-    "anthropic/claude-3-5-sonnet": Price(3.00, 15.00),
-    "anthropic/claude-3-7-sonnet": Price(3.00, 15.00),
-    "anthropic/claude-sonnet-4": Price(3.00, 15.00),
-    "anthropic/claude-opus-4": Price(15.00, 75.00),
-    "anthropic/claude-opus-4-5": Price(5.00, 25.00),
-}
-"""Keyed by "provider/model"; a dated or suffixed name ("-2024-07-18", "-latest") uses the longest matching key."""
-
-FREE_PROVIDERS = ("local", "fake")
-
-
-def price_for(model: str) -> Price | None:
-    """The price of "provider/model"; free for local models and fakes, None when unknown."""
-    if model.partition("/")[0] in FREE_PROVIDERS:
-        return Price(0.0, 0.0)
-    matches = [key for key in PRICES if model == key or model.startswith(key + "-")]
-    return PRICES[max(matches, key=len)] if matches else None
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -187,9 +136,7 @@ def estimate_run(
     `capabilities`: those of the provider that will run (default: what the provider of
     `config.model` declares without a base_url; `icai.llm.capabilities_for`).
     """
-    from icai.evaluate import train_test_split  # icai.evaluate imports the LLM client, which imports prices
     from icai.llm.registry import capabilities_for
-    from icai.pipeline import propose_pool
 
     if capabilities is None:
         capabilities = capabilities_for(config.model)

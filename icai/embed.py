@@ -14,8 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from icai.errors import ConfigError
 from icai.executor import Executor, WorkerRecipe
-from icai.llm.base import ConfigError, require_packages
+from icai.llm.base import require_packages
 
 log = logging.getLogger(__name__)
 

@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from icai.debias import LOGPROB_MARGIN, combine_picks, margin_pick
 from icai.embed import Embedder
 from icai.llm.client import LLM
 from icai.parse import principle_content
-from icai.types import Comparison, Pick, Principle, Vote, combine_picks
-from icai.vote import LOGPROB_MARGIN, VoteMode, margin_pick, vote
+from icai.types import Comparison, Pick, Principle, Vote
+from icai.vote import VoteMode, vote
 
 log = logging.getLogger(__name__)
 

@@ -10,22 +10,23 @@ import dataclasses
 import logging
 import math
 import random
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from icai.debias import SWAP, debiased_margin, debiased_pick, margin_pick
 from icai.llm.client import LLM
 from icai.parse import parse_verdict
 from icai.prompts import judge_request
 from icai.select import VoteMatrix, greedy
+from icai.split import train_test_split as train_test_split  # re-exported: its old home
 from icai.stats import bootstrap_ci, direction, paired_bootstrap_diff
 from icai.surface import SurfaceBaseline, cross_val_picks, fit_surface
 from icai.surface import agreement as surface_agreement
-from icai.types import Comparison, Pick, Side, Vote
-from icai.vote import VoteMode, debiased_margin, margin_pick
+from icai.types import Comparison, Pick, Vote
+from icai.vote import VoteMode
 
 log = logging.getLogger(__name__)
 
@@ -34,42 +35,6 @@ BASELINE = "default"
 
 SURFACE = "surface"
 """The surface-feature baseline's score (`icai.surface`: no model calls)."""
-
-
-def train_test_split(
-    comparisons: Sequence[Comparison], *, test_size: float = 0.3, seed: int = 0
-) -> tuple[list[Comparison], list[Comparison]]:
-    """Seeded split stratified by `preferred`; both parts keep the input order.
-
-    With 0 < test_size < 1 and at least two comparisons, each part gets at least one.
-    """
-    if not 0 <= test_size <= 1:
-        raise ValueError(f"test_size must lie in [0, 1]; got {test_size}")
-    n = len(comparisons)
-    if test_size == 0 or n == 0:
-        return list(comparisons), []
-    if test_size == 1:
-        return [], list(comparisons)
-    rng = random.Random(seed)
-    strata: dict[Side, list[int]] = defaultdict(list)
-    for i, c in enumerate(comparisons):
-        strata[c.preferred].append(i)
-    chosen: dict[Side, list[int]] = {}
-    for side in sorted(strata):
-        idx = strata[side][:]
-        rng.shuffle(idx)
-        strata[side] = idx
-        chosen[side] = idx[: math.floor(test_size * len(idx) + 0.5)]
-    n_test = sum(len(v) for v in chosen.values())
-    largest = max(strata, key=lambda s: (len(strata[s]), s))
-    if n >= 2 and n_test == 0:
-        chosen[largest] = strata[largest][:1]
-    elif n >= 2 and n_test == n:
-        chosen[largest] = strata[largest][:-1]
-    test_idx = {i for idx in chosen.values() for i in idx}
-    train = [c for i, c in enumerate(comparisons) if i not in test_idx]
-    test = [c for i, c in enumerate(comparisons) if i in test_idx]
-    return train, test
 
 
 @dataclass(frozen=True)
@@ -82,16 +47,6 @@ class Judgement:
     picks: tuple[Pick, ...]
     """Raw picks in the comparison's own a/b terms (for LLM judges: original order, then swapped)."""
 
-
-_SWAP: dict[Pick, Pick] = {"a": "b", "b": "a", "neither": "neither", "invalid": "invalid"}
-
-
-def _debias(picks: Sequence[Pick]) -> Pick:
-    valid = [p for p in picks if p != "invalid"]
-    if not valid:
-        return "invalid"
-    lean = valid.count("a") - valid.count("b")
-    return "a" if lean > 0 else "b" if lean < 0 else "neither"
 
 
 def judge(
@@ -106,7 +61,7 @@ def judge(
 
     All 2 x len(comparisons) requests go out in one `llm.map` call. Unreadable
     answers become "invalid" picks; LLM failures propagate. With `mode="logprob"`
-    the verdict is the sign of the debiased A/B log-odds (`icai.vote.debiased_margin`).
+    the verdict is the sign of the debiased A/B log-odds (`icai.debias.debiased_margin`).
     """
     logprob = mode == "logprob"
     requests = []
@@ -122,9 +77,9 @@ def judge(
             out.append(Judgement(c.id, pick, (pick,)))
             continue
         first = parse_verdict(completions[2 * i].text)
-        second = _SWAP[parse_verdict(completions[2 * i + 1].text)]
+        second = SWAP[parse_verdict(completions[2 * i + 1].text)]
         picks = (first, second)
-        out.append(Judgement(c.id, _debias(picks), picks))
+        out.append(Judgement(c.id, debiased_pick(picks), picks))
     return out
 
 

@@ -8,12 +8,12 @@ import json
 import logging
 import math
 import numbers
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from icai import __version__, prompts
+import icai.prompts as prompts
+from icai._version import __version__
 from icai.adaptive import vote_adaptive
 from icai.cluster import cluster
 from icai.embed import Embedder
@@ -25,7 +25,6 @@ from icai.evaluate import (
     evaluate,
     forward_select,
     predict_from_votes,
-    train_test_split,
 )
 from icai.llm import DEFAULT_MODEL
 from icai.llm.base import ConfigError
@@ -33,6 +32,7 @@ from icai.llm.client import LLM
 from icai.prompts import MAX_RESPONSE_CHARS
 from icai.propose import propose, resolve_propose_style
 from icai.select import Selection, Stability, rank_key, select, selection_stability, significance_note
+from icai.split import propose_pool, train_test_split
 from icai.store import RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
 from icai.vote import VoteMode, resolve_vote_mode, vote
@@ -623,12 +623,3 @@ def _vote_stage(
 def _llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:
     """The LLM vote mode; with vote_mode="embedding" the judge still needs one, so it is resolved as "auto"."""
     return resolve_vote_mode("auto" if config.vote_mode == "embedding" else config.vote_mode, llm)
-
-
-def propose_pool(train: Sequence[Comparison], config: RunConfig) -> list[Comparison]:
-    """The pairs to propose from: all, or a seeded sample of `propose_sample` in their input order."""
-    n = config.propose_sample
-    if n is None or n >= len(train):
-        return list(train)
-    keep = set(random.Random(config.seed).sample(range(len(train)), n))
-    return [c for i, c in enumerate(train) if i in keep]

@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from icai.debias import combine_picks as combine_picks  # re-exported: its old home
+from icai.errors import DataError as DataError  # re-exported: its old home
+
 if TYPE_CHECKING:  # pandas is imported lazily: records must stay cheap to import
     import pandas as pd
 
@@ -28,10 +31,6 @@ VoteValue = Literal["for", "against", "abstain", "invalid"]
 """Whether a principle picks the human-preferred response."""
 
 CONSTITUTION_SCHEMA = "icai.constitution/1"
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message is one sentence naming file, row and column."""
 
 
 def text_id(text: str, *, length: int = 12) -> str:
@@ -102,23 +101,6 @@ class Vote:
     value: VoteValue
     picks: tuple[Pick, ...] = ()
     raw: str = ""
-
-
-def combine_picks(picks: Sequence[Pick], preferred: Side) -> VoteValue:
-    """Debias picks from several orders into one vote against the human label.
-
-    Each valid pick scores +1 (picks the preferred side), -1 (picks the other)
-    or 0 (neither). The sign of the sum decides; all-invalid gives "invalid".
-    """
-    valid = [p for p in picks if p != "invalid"]
-    if not valid:
-        return "invalid"
-    score = sum(0 if p == "neither" else (1 if p == preferred else -1) for p in valid)
-    if score > 0:
-        return "for"
-    if score < 0:
-        return "against"
-    return "abstain"
 
 
 @dataclass(frozen=True)

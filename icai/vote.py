@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Literal, cast
 
+from icai.debias import (
+    LOGPROB_MARGIN,
+    SWAP,
+    calibrated_margins,
+    combine_picks,
+    debiased_margin,
+    margin_pick,
+    order_margin,
+)
 from icai.llm.base import LLMError, NegotiatesLogprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
 from icai.prompts import vote_branches_request, vote_one_request, vote_request
-from icai.types import Comparison, Pick, Principle, Vote, combine_picks
+from icai.types import Comparison, Pick, Principle, Vote
 
 log = logging.getLogger(__name__)
 
-_SWAP: dict[Pick, Pick] = {"a": "b", "b": "a", "neither": "neither", "invalid": "invalid"}
-
 VoteMode = Literal["generate", "logprob"]
-
-LOGPROB_MARGIN = 0.05
-"""Debiased log-odds (nats) below which a log-prob vote abstains.
-
-The margin is the mean over both orders of log P(first response) - log P(second),
-translated to the comparison's sides; a constant preference for slot A adds +x in
-one order and -x in the other, so it cancels. Below 0.05 nats (about a 51/49 split)
-the model is treated as having no opinion.
-"""
-
 
 def resolve_vote_mode(mode: str, llm: LLM) -> VoteMode:
     """"auto" means log-prob votes where the provider's capabilities ask for them, else generated JSON.
@@ -75,37 +71,6 @@ LOGPROB_PROBE = vote_one_request(
     "Which letter comes first in the alphabet?", "A", "B", "Select the response that names the first letter of the alphabet."
 )
 """The question that settles whether a server returns log-probs before a log-prob vote starts."""
-
-
-def order_margin(logprobs: Mapping[str, float] | None) -> float | None:
-    """log P("A") - log P("B") for one order; None when either is missing or not finite."""
-    if not logprobs:
-        return None
-    a, b = logprobs.get("A"), logprobs.get("B")
-    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
-        return None
-    return a - b
-
-
-def debiased_margin(as_shown: Mapping[str, float] | None, swapped: Mapping[str, float] | None) -> float | None:
-    """Mean margin in favour of side a over the (A, B) and (B, A) orders; None if unreadable.
-
-    In the swapped order "A" is the comparison's b, so its margin enters negated.
-    """
-    m1, m2 = order_margin(as_shown), order_margin(swapped)
-    if m1 is None or m2 is None:
-        return None
-    return (m1 - m2) / 2
-
-
-def margin_pick(margin: float | None, *, threshold: float = LOGPROB_MARGIN) -> Pick:
-    if margin is None:
-        return "invalid"
-    if margin > threshold:
-        return "a"
-    if margin < -threshold:
-        return "b"
-    return "neither"
 
 
 def vote(
@@ -161,7 +126,7 @@ def vote(
         parsed = parse_votes(completion.text, len(batch))
         for p, pick in zip(batch, parsed, strict=True):
             key = (c.id, p.id)
-            picks.setdefault(key, []).append(_SWAP[pick] if swapped else pick)
+            picks.setdefault(key, []).append(SWAP[pick] if swapped else pick)
             if pick == "invalid":
                 raws.setdefault(key, []).append(completion.text)
 
@@ -180,18 +145,6 @@ def vote(
     if n_invalid:
         log.warning("vote: %d of %d votes invalid (unreadable model output)", n_invalid, len(votes))
     return votes
-
-
-def calibrated_margins(margins: Sequence[float | None]) -> list[float | None]:
-    """One-order margins less their mean: the mean estimates the model's preference for slot A.
-
-    Valid when the presentation orders were randomised (as adaptive one-order voting
-    does): the rules' real preferences then fall on either slot equally often and
-    average out, leaving the position bias.
-    """
-    readable = [m for m in margins if m is not None]
-    bias = sum(readable) / len(readable) if readable else 0.0
-    return [m - bias if m is not None else None for m in margins]
 
 
 def _vote_logprob(

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from icai.cli import main
-from icai.executor import LocalExecutor, RayExecutor, WorkerRecipe, actor_options, cut_shards, default_workers
+from icai.executor import LocalExecutor, WorkerRecipe, cut_shards
 from icai.io import load_comparisons
 from icai.llm import get_llm
 from icai.llm.base import Request
 from icai.pipeline import RunConfig, run
+from icai.ray_executor import RayExecutor, actor_options, default_workers
 from icai.store import RunStore
 from icai.types import Principle
 from icai.vote import vote
@@ -88,7 +89,7 @@ def test_gpu_work_asks_for_one_gpu_per_actor_only_when_the_cluster_has_one() -> 
 def test_core_never_imports_ray() -> None:
     code = (
         "import sys, icai, icai.cli, icai.pipeline, icai.llm, icai.embed, icai.executor, icai.vote, icai.propose\n"
-        "from icai.executor import make_executor\n"
+        "from icai.ray_executor import make_executor\n"
         "make_executor('local')\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
     )

@@ -19,6 +19,7 @@ from icai.llm.base import (
 )
 from icai.llm.cache import ResponseCache
 from icai.llm.client import LLM, BudgetExceeded, Usage
+from icai.llm.prices import price_for
 from icai.llm.registry import ENTRY_POINT_GROUP, build_provider, capabilities_for, register_provider
 
 DEFAULT_MODEL = "local/smollm2"
@@ -71,8 +72,6 @@ def get_llm(
     carries a recipe (spec and options, no budgets, no cache) for remote workers to
     rebuild the same provider.
     """
-    from icai.cost import price_for
-
     provider = make_provider(spec, base_url=base_url, timeout=timeout, **options)
     cache = ResponseCache(cache_path) if cache_path is not None else None
     worker_options = {"base_url": base_url, "timeout": timeout, "max_attempts": max_attempts, "concurrency": concurrency, **options}

@@ -12,6 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from icai.errors import ConfigError as ConfigError  # re-exported: the old home of the errors
+from icai.errors import LLMError as LLMError
+from icai.errors import TransientError as TransientError
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -86,22 +90,6 @@ class Completion:
     """For a request with `branches`: the choices' log-probabilities after each branch."""
     from_cache: bool = field(default=False, compare=False)
     """True when served by icai's response cache (no API call made)."""
-
-
-class LLMError(RuntimeError):
-    """A model call failed for good (after retries, or not retryable)."""
-
-
-class TransientError(LLMError):
-    """A failure worth retrying: rate limit, 5xx, timeout, dropped connection."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ConfigError(LLMError):
-    """The model cannot be used as configured (unknown provider, missing key or package)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from tenacity import (
     RetryCallState,
@@ -18,23 +18,19 @@ from tenacity import (
 )
 from tqdm.auto import tqdm
 
+from icai.errors import BudgetExceeded, ConfigError, LLMError, TransientError
 from icai.executor import DEFAULT_SHARD_SIZE, Executor, LocalExecutor, WorkerRecipe, cut_shards
 from icai.llm.base import (
     BatchingProvider,
     Capabilities,
     Completion,
-    ConfigError,
     InProcessProvider,
-    LLMError,
     Provider,
     Request,
-    TransientError,
     capabilities_of,
 )
 from icai.llm.cache import ResponseCache
-
-if TYPE_CHECKING:
-    from icai.cost import Price
+from icai.llm.prices import Price, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +47,6 @@ class Usage:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-class BudgetExceeded(LLMError):
-    """The next call would exceed --max-calls or --max-cost; work done so far is kept in the cache."""
 
 
 class LLM:
@@ -308,7 +300,7 @@ class LLM:
             raise ConfigError(f"{self.model} does not take requests with branches; send one per branch (Request.branch)")
         bound = 0.0
         if self.price is not None and self.max_cost is not None:
-            bound = self.price.cost(_tokens(request.prompt_text), request.max_tokens)
+            bound = self.price.cost(estimate_tokens(request.prompt_text), request.max_tokens)
         with self._lock:
             if self.max_calls is not None and self._reserved >= self.max_calls:
                 raise BudgetExceeded(
@@ -329,8 +321,8 @@ class LLM:
         if self.price is None:
             return 0.0
         # Providers that report no usage (some local servers) are charged by the estimate.
-        input_tokens = completion.input_tokens or _tokens(request.prompt_text)
-        output_tokens = completion.output_tokens or _tokens(completion.text)
+        input_tokens = completion.input_tokens or estimate_tokens(request.prompt_text)
+        output_tokens = completion.output_tokens or estimate_tokens(completion.text)
         return self.price.cost(input_tokens, output_tokens)
 
     def _call_with_retries(self, request: Request) -> Completion:
@@ -360,7 +352,3 @@ class LLM:
                 f"{self.model}: giving up after {self.max_attempts} attempts: {exc}"
             ) from exc
 
-
-def _tokens(text: str) -> int:
-    """About four characters a token (icai.cost.CHARS_PER_TOKEN)."""
-    return -(-len(text) // 4)

