@@ -94,7 +94,7 @@ class LocalProvider:
         require_packages(f"local/{name}", ["torch", "transformers", "safetensors"], extra="local")
         self._folder, self._gguf_file = resolve_weights(name)
         if self._gguf_file:
-            require_packages(f"local/{name}", ["gguf"], extra="local")
+            require_packages(f"local/{name}", ["gguf", "accelerate"], extra="local")
         # One lock for loading and for use: concurrent forward passes on CPU
         # only fight over the same cores.
         self._lock = threading.Lock()
