@@ -508,9 +508,6 @@ def _learn(
         selection,
         n_resamples=config.bootstrap,
         seed=config.seed,
-        max_principles=config.max_principles,
-        min_votes=config.min_votes,
-        duplicate_agreement=config.duplicate_agreement,
     )
     if store is not None:
         store.save_constitution(constitution)

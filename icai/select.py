@@ -93,7 +93,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Selection:
-    """How the constitution was built: method, greedy steps, merges, and the principles that qualified."""
+    """How the constitution was built: method, greedy steps, merges, the principles that qualified,
+    and the options it was built with (`selection_stability` reruns it with the same ones)."""
 
     method: SelectMethod
     chosen: tuple[str, ...]
@@ -102,6 +103,10 @@ class Selection:
     steps: tuple[Step, ...] = ()
     min_gain: float = 0.0
     alpha: float = 0.05
+    max_principles: int = 5
+    min_votes: int = 2
+    min_agreement: float = 0.5
+    duplicate_agreement: float = 0.9
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +117,10 @@ class Selection:
             "steps": [s.to_dict() for s in self.steps],
             "min_gain": self.min_gain,
             "alpha": self.alpha,
+            "max_principles": self.max_principles,
+            "min_votes": self.min_votes,
+            "min_agreement": self.min_agreement,
+            "duplicate_agreement": self.duplicate_agreement,
         }
 
 
@@ -283,6 +292,10 @@ def select(
         steps=tuple(steps),
         min_gain=min_gain,
         alpha=alpha,
+        max_principles=max_principles,
+        min_votes=min_votes,
+        min_agreement=min_agreement,
+        duplicate_agreement=duplicate_agreement,
     )
     log.info(
         "select (%s): %d of %d principles qualify, %d merged as duplicates; keeping %d",
@@ -343,12 +356,8 @@ def selection_stability(
     *,
     n_resamples: int = 200,
     seed: int = 0,
-    max_principles: int = 5,
-    min_votes: int = 2,
-    min_agreement: float = 0.5,
-    duplicate_agreement: float = 0.9,
 ) -> Stability:
-    """Rerun `selection`'s method on `n_resamples` seeded bootstrap resamples of the pairs; no model calls."""
+    """Rerun `selection` (its method and options) on `n_resamples` seeded bootstrap resamples of the pairs; no model calls."""
     m = VoteMatrix([p.id for p in principles], comparisons, votes)
     if m.n_pairs == 0 or n_resamples <= 0:
         return Stability(max(n_resamples, 0), seed)
@@ -365,11 +374,11 @@ def selection_stability(
             m,
             w,
             method=selection.method,
-            max_principles=max_principles,
-            min_votes=min_votes,
-            min_agreement=min_agreement,
+            max_principles=selection.max_principles,
+            min_votes=selection.min_votes,
+            min_agreement=selection.min_agreement,
             min_gain=selection.min_gain,
-            duplicate_agreement=duplicate_agreement,
+            duplicate_agreement=selection.duplicate_agreement,
         )
         picked = {canonical.get(m.principle_ids[j], m.principle_ids[j]) for j in chosen}
         for pid in picked:
