@@ -12,6 +12,18 @@ Supported formats:
   ``"text_a"``/``"text_b"``); a response's ``model`` goes to metadata ``model_a``/``model_b``.
   `icai.annotated_pairs` reads the principle annotators too.
 - ``dataframe``: a pandas DataFrame with ``text_a, text_b`` and ``preferred_text`` or ``preferred``.
+- ``dpo``: ``prompt, chosen, rejected`` records in CSV, TSV, parquet or a saved dataset (JSONL ones are
+  ``hh_jsonl``); which side is A follows a seeded hash of the id, as for hh-rlhf.
+- ``arena``: Chatbot Arena ``prompt, response_a, response_b, winner`` (``model_a``/``model_b``/``tie``/
+  ``tie (bothbad)``), or ``conversation_a``/``conversation_b`` message lists, or the one-hot
+  ``winner_model_a``/``winner_model_b``/``winner_tie`` columns; ties are dropped and counted like every tie.
+- ``columns``: any records, with the fields named by ``columns={"prompt": ..., "a": ..., "b": ..., "label": ...}``
+  (or ``"chosen"``/``"rejected"``), labels read through ``label_map`` (``{"model_a": "a", "model_b": "b"}``).
+
+Every shape is read from CSV, TSV, JSON, JSONL, parquet, Arrow, a folder of parquet shards or a
+``datasets`` ``save_to_disk`` folder (`icai.formats`; parquet and datasets need ``icai[data]``).
+Every column that is not a text, prompt, id or label goes to ``Comparison.metadata``. Conversations
+(lists of ``{role, content}`` messages) keep their turns (`icai.turns`).
 
 Ties and missing preferences are dropped and counted in a `LoadReport`; anything else that is
 wrong raises `DataError` with a one-line message naming the file, and the row and column where
@@ -20,9 +32,11 @@ they apply.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -33,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
+from icai import formats
+from icai.turns import Turn, as_messages, encode_turns, split_conversations
 from icai.types import Comparison, DataError, Side, write_text_atomic
 
 if TYPE_CHECKING:
@@ -40,7 +56,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FormatName = Literal["auto", "icai_csv", "hh_jsonl", "alpaca_eval", "annotated_pairs", "dataframe"]
+FormatName = Literal["auto", "icai_csv", "hh_jsonl", "alpaca_eval", "annotated_pairs", "dataframe", "dpo", "arena"]
 """What `load_comparisons` accepts as ``format``; ``auto`` detects the others."""
 
 FORMATS: tuple[str, ...] = tuple(f for f in get_args(FormatName) if f != "auto")
@@ -56,6 +72,11 @@ _PREFERRED_WORDS: dict[str, _Label] = {"text_a": "a", "a": "a", "text_b": "b", "
 _INSTRUCTION_RE = re.compile(r"Instruction:[ \t]*(.*?)\n\s*\nOutput:[ \t]*\n?", re.DOTALL)
 _ASSISTANT = "\n\nAssistant:"
 _ALPACA_KEYS = ("instruction", "output_1", "output_2", "preference")
+_ARENA_WORDS: dict[str, _Label] = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
+_LABEL_TARGETS: dict[str, _Label] = {"a": "a", "b": "b", "tie": "tie", "none": None, "": None}
+COLUMN_ROLES = ("prompt", "a", "b", "label", "id", "chosen", "rejected")
+"""What ``columns=`` (``--columns``) may name: the fields of a comparison, or DPO's chosen/rejected pair."""
+ARENA_TIE_NOTE = "Arena ties ('tie', 'tie (bothbad)') are dropped and counted, as every tie is"
 
 
 @dataclass(frozen=True)
@@ -68,16 +89,41 @@ class LoadReport:
     n_loaded: int
     n_dropped_ties: int
     n_dropped_missing: int
+    container: str = ""
+    """How the records were stored: csv, tsv, json, jsonl, parquet, arrow, hf_dataset, parquet_shards, dataframe."""
+    n_invalid: int = 0
+    """Rows skipped for a problem (only `scan_comparisons` skips rows; a load stops at the first)."""
+    notes: tuple[str, ...] = ()
+    """How the shape was read, where it matters (ties, which side is A)."""
 
 
-def load_comparisons(source: Source, *, format: FormatName = "auto") -> list[Comparison]:
-    """Load comparisons from a file or DataFrame, logging how many rows were dropped.
+class RowError(DataError):
+    """A problem in one row; `scan_comparisons` collects these instead of stopping."""
+
+    def __init__(self, message: str, *, kind: str, where: str, column: str | None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.where = where
+        self.column = column
+
+
+def load_comparisons(
+    source: Source,
+    *,
+    format: FormatName = "auto",
+    columns: Mapping[str, str] | None = None,
+    label_map: Mapping[str, str] | None = None,
+) -> list[Comparison]:
+    """Load comparisons from a file, folder or DataFrame, logging how many rows were dropped.
 
     Args:
-        source: a path to a CSV, JSONL or JSON file, or a pandas DataFrame.
-        format: one of `FORMATS`, or ``"auto"`` to detect it from the extension and content.
+        source: a path to a CSV, TSV, JSONL, JSON, parquet or Arrow file, a saved dataset or parquet folder,
+            or a pandas DataFrame.
+        format: one of `FORMATS`, or ``"auto"`` to detect it from the extension, content and columns.
+        columns: which column holds each field (`COLUMN_ROLES`), for shapes that are not detected.
+        label_map: label values to ``"a"``, ``"b"``, ``"tie"`` or ``"none"`` (dropped as missing).
     """
-    comparisons, report = load_comparisons_with_report(source, format=format)
+    comparisons, report = load_comparisons_with_report(source, format=format, columns=columns, label_map=label_map)
     if report.n_dropped_ties or report.n_dropped_missing:
         logger.warning(
             "%s: loaded %d of %d comparisons; dropped %d ties and %d with a missing preference",
@@ -90,10 +136,48 @@ def load_comparisons(source: Source, *, format: FormatName = "auto") -> list[Com
     return comparisons
 
 
-def load_comparisons_with_report(source: Source, *, format: FormatName = "auto") -> tuple[list[Comparison], LoadReport]:
+def load_comparisons_with_report(
+    source: Source,
+    *,
+    format: FormatName = "auto",
+    columns: Mapping[str, str] | None = None,
+    label_map: Mapping[str, str] | None = None,
+) -> tuple[list[Comparison], LoadReport]:
     """Load comparisons like `load_comparisons`, and also return what was read and dropped."""
+    collector = _load(source, format, columns, label_map, lenient=False)
+    return collector.finish()
+
+
+def scan_comparisons(
+    source: Source,
+    *,
+    format: FormatName = "auto",
+    columns: Mapping[str, str] | None = None,
+    label_map: Mapping[str, str] | None = None,
+) -> tuple[list[Comparison], LoadReport, list[RowError]]:
+    """Load like `load_comparisons_with_report`, but skip each bad row and return its problem instead of stopping.
+
+    Problems with the file as a whole (not found, not CSV, columns missing) still raise `DataError`.
+    """
+    collector = _load(source, format, columns, label_map, lenient=True)
+    comparisons, report = collector.finish()
+    return comparisons, report, list(collector.problems or [])
+
+
+def _load(
+    source: Source,
+    format: str,
+    columns: Mapping[str, str] | None,
+    label_map: Mapping[str, str] | None,
+    *,
+    lenient: bool,
+) -> _Collector:
     if isinstance(source, (str, os.PathLike)):
-        return _load_path(Path(source), format)
+        label = str(source)
+        collector = _Collector(label, format, problems=[] if lenient else None)
+        collector.label_map = _check_label_map(label, label_map)
+        _load_path(Path(source), format, _check_columns(label, columns), collector)
+        return collector
     import pandas as pd
 
     if not isinstance(source, pd.DataFrame):
@@ -101,11 +185,19 @@ def load_comparisons_with_report(source: Source, *, format: FormatName = "auto")
             f"cannot load comparisons from type {type(source).__name__}; pass a file path or a pandas DataFrame"
         )
     label = "<DataFrame>"
-    if format not in ("auto", "dataframe"):
+    mapping = _check_columns(label, columns)
+    if format not in ("auto", "dataframe") and not (format in ("dpo", "arena") or mapping):
         raise _error(label, f"a DataFrame needs format 'dataframe' or 'auto', not {format!r}")
-    collector = _Collector(label, "dataframe")
-    _collect_frame(source, collector)
-    return collector.finish()
+    collector = _Collector(label, "dataframe", problems=[] if lenient else None, container="dataframe")
+    collector.label_map = _check_label_map(label, label_map)
+    frame_columns = [str(c) for c in source.columns]
+    shape = _shape(frame_columns, "icai_csv" if format == "dataframe" else format, mapping)
+    if shape == "icai_csv":
+        _collect_frame(source, collector)
+    else:
+        records = source.astype(object).where(source.notna(), None).to_dict("records")
+        _collect_shape(shape, frame_columns, ((f"row {i}", r) for i, r in enumerate(records, start=1)), mapping, collector)
+    return collector
 
 
 def save_comparisons_csv(comparisons: Iterable[Comparison], path: str | os.PathLike[str]) -> Path:
@@ -141,6 +233,25 @@ class _Collector:
     n_ties: int = 0
     n_missing: int = 0
     seen: dict[str, str] = field(default_factory=dict)
+    problems: list[RowError] | None = None
+    """Set (to a list) for a scan: row problems are collected there and the row skipped."""
+    container: str = ""
+    label_map: dict[str, _Label] = field(default_factory=dict)
+    """The caller's label words (``--label-map``), lower-cased, tried before a format's own."""
+    notes: list[str] = field(default_factory=list)
+    n_invalid: int = 0
+
+    @contextlib.contextmanager
+    def row(self, where: str) -> Iterator[None]:
+        """One input row: counted, and under a scan its problem is recorded instead of raised."""
+        self.n_rows += 1
+        try:
+            yield
+        except RowError as exc:
+            if self.problems is None:
+                raise
+            self.problems.append(exc)
+            self.n_invalid += 1
 
     def add(
         self,
@@ -152,10 +263,11 @@ class _Collector:
         prompt: Any = "",
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add one row; `texts` holds (column name, value) for sides a and b."""
-        self.n_rows += 1
+        """Add one row (inside `row`); `texts` holds (column name, value) for sides a and b."""
         if id in self.seen:
-            raise _error(self.source, f"duplicate id {_show(id)} in {self.seen[id]} and {where}")
+            raise _error(
+                self.source, f"duplicate id {_show(id)} in {self.seen[id]} and {where}", kind="duplicate id", row=where
+            )
         self.seen[id] = where
         if label is None:
             self.n_missing += 1
@@ -168,24 +280,36 @@ class _Collector:
         prompt_text = "" if _is_missing(prompt) else str(prompt)
         self.comparisons.append(Comparison(id, text_a, text_b, label, prompt_text, dict(metadata or {})))
 
+    def mapped_label(self, value: Any) -> _Label | Literal["unmapped"]:
+        """The caller's `label_map` reading of a label value, or "unmapped" when it does not name the value."""
+        if not self.label_map or _is_missing(value):
+            return "unmapped"
+        return self.label_map.get(_label_key(value), "unmapped")
+
     def text(self, where: str, column: str, value: Any) -> str:
         if _is_missing(value):
-            raise _error(self.source, "text is missing", where=where, column=column)
+            raise _error(self.source, "text is missing", where=where, column=column, kind="missing text")
         if not isinstance(value, str):
             raise _error(
-                self.source, f"expected text, got {type(value).__name__} {_show(value)}", where=where, column=column
+                self.source,
+                f"expected text, got {type(value).__name__} {_show(value)}",
+                where=where,
+                column=column,
+                kind="not text",
             )
         if not value.strip():
-            raise _error(self.source, "text is empty", where=where, column=column)
+            raise _error(self.source, "text is empty", where=where, column=column, kind="empty text")
         return value
 
-    def error(self, problem: str, *, where: str | None = None, column: str | None = None) -> DataError:
-        return _error(self.source, problem, where=where, column=column)
+    def error(
+        self, problem: str, *, where: str | None = None, column: str | None = None, kind: str = ""
+    ) -> DataError:
+        return _error(self.source, problem, where=where, column=column, kind=kind)
 
     def finish(self) -> tuple[list[Comparison], LoadReport]:
         if self.n_rows == 0:
             raise _error(self.source, "file has no data rows")
-        if not self.comparisons:
+        if not self.comparisons and self.problems is None:
             raise _error(
                 self.source,
                 f"no usable comparisons in {self.n_rows} rows ({self.n_ties} ties, {self.n_missing} missing preferences)",
@@ -197,11 +321,14 @@ class _Collector:
             n_loaded=len(self.comparisons),
             n_dropped_ties=self.n_ties,
             n_dropped_missing=self.n_missing,
+            container=self.container,
+            n_invalid=self.n_invalid,
+            notes=tuple(dict.fromkeys(self.notes)),
         )
         return self.comparisons, report
 
 
-def _load_path(path: Path, format: str) -> tuple[list[Comparison], LoadReport]:
+def _load_path(path: Path, format: str, mapping: dict[str, str], collector: _Collector) -> None:
     label = str(path)
     if format not in FORMATS and format != "auto":
         raise _error(
@@ -209,30 +336,122 @@ def _load_path(path: Path, format: str) -> tuple[list[Comparison], LoadReport]:
         )
     if format == "dataframe":
         raise _error(label, "format 'dataframe' needs a pandas DataFrame, not a file path")
-    text = _read_text(path)
+    if path.is_dir():
+        _collect_table(formats.read_folder(path), format, mapping, collector)
+        return
+    data = _read_bytes(path)
+    binary = formats.sniff_binary(path, data[:8])
+    if binary is not None:
+        _collect_table(formats.read_binary(path, binary), format, mapping, collector)
+        return
+    text = _decode(path, data)
+    container = _container(path, text)
+    collector.container = container
+    if container in ("csv", "tsv"):
+        frame = _read_csv(text, collector, sep="\t" if container == "tsv" else ",")
+        columns = [str(c) for c in frame.columns]
+        shape = _shape(columns, format, mapping)
+        if shape == "icai_csv":
+            collector.format = "icai_csv"
+            _collect_frame(frame, collector)
+            return
+        records = frame.to_dict("records")
+        _collect_shape(shape, columns, ((f"row {i}", r) for i, r in enumerate(records, start=1)), mapping, collector)
+        return
     fmt = _detect(path, text) if format == "auto" else format
-    collector = _Collector(label, fmt)
-    if fmt == "icai_csv":
-        _collect_frame(_read_csv(text, collector), collector)
-    elif fmt == "hh_jsonl":
-        _collect_hh(_json_records(text, collector), collector)
-    elif fmt == "alpaca_eval":
-        _collect_alpaca(_json_records(text, collector), collector)
-    else:
+    if fmt == "annotated_pairs":
+        collector.format = fmt
         _collect_annotated_pairs(_parse_json(text, collector), collector)
-    return collector.finish()
+        return
+    records_iter = _json_records(text, collector)
+    first = next(records_iter, None)
+    keys = list(first[1]) if first is not None and isinstance(first[1], dict) else []
+    if format == "auto" and not mapping:
+        shape = _shape(keys, "auto", mapping, default=fmt)
+    else:
+        shape = _shape(keys, format, mapping)
+    if shape == "dpo":
+        shape = "hh_jsonl"  # chosen/rejected records in JSON: the hh-rlhf loader, as before
+    rest = [] if first is None else [first]
+    records = itertools.chain(rest, records_iter)
+    if shape == "icai_csv":
+        collector.format = "icai_csv"
+        import pandas as pd
+
+        _collect_frame(pd.DataFrame([r for _, r in records]), collector)
+        return
+    _collect_shape(shape, keys, records, mapping, collector)
 
 
-def _read_text(path: Path) -> str:
+def _collect_table(table: formats.Table, format: str, mapping: dict[str, str], collector: _Collector) -> None:
+    collector.container = table.container
+    shape = _shape(table.columns, format, mapping)
+    if shape == "icai_csv":
+        import pandas as pd
+
+        collector.format = "icai_csv"
+        _collect_frame(pd.DataFrame(table.records, columns=table.columns), collector)
+        return
+    records = ((f"row {i}", r) for i, r in enumerate(table.records, start=1))
+    _collect_shape(shape, table.columns, records, mapping, collector)
+
+
+def _shape(columns: Sequence[str], format: str, mapping: Mapping[str, str], *, default: str = "icai_csv") -> str:
+    """Which shape records with these columns have: the `format` asked for, else detected from the column names."""
+    if mapping:
+        return "columns"
+    if format not in ("auto", "dataframe"):
+        return format
+    names = set(columns)
+    if names & {"text_a", "text_b", "preferred_text", "preferred"}:
+        return "icai_csv"
+    if {"chosen", "rejected"} <= names:
+        return "dpo"
+    if {"response_a", "response_b"} <= names or {"conversation_a", "conversation_b"} <= names:
+        return "arena"
+    if {"output_1", "output_2"} <= names:
+        return "alpaca_eval"
+    return default
+
+
+def _collect_shape(
+    shape: str,
+    columns: Sequence[str],
+    records: Iterable[tuple[str, Any]],
+    mapping: dict[str, str],
+    collector: _Collector,
+) -> None:
+    collector.format = shape
+    if shape in ("hh_jsonl", "dpo"):
+        _collect_hh(records, collector)
+    elif shape == "arena":
+        _collect_arena(columns, records, collector)
+    elif shape == "alpaca_eval":
+        _collect_alpaca(records, collector)
+    elif shape == "columns":
+        _collect_mapped(columns, records, mapping, collector)
+    elif shape == "icai_csv":
+        import pandas as pd
+
+        _collect_frame(pd.DataFrame([r for _, r in records]), collector)
+    else:
+        raise collector.error(f"format {shape!r} cannot be read from a {collector.container or 'table'} file")
+
+
+def _read_bytes(path: Path) -> bytes:
     label = str(path)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise _error(label, "file not found") from None
     except IsADirectoryError:
         raise _error(label, "is a directory, not a file") from None
     except OSError as exc:
         raise _error(label, f"cannot be read ({exc.strerror})") from None
+
+
+def _decode(path: Path, data: bytes) -> str:
+    label = str(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -243,17 +462,39 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _detect(path: Path, text: str) -> str:
+def _read_text(path: Path) -> str:
+    return _decode(path, _read_bytes(path))
+
+
+def _container(path: Path, text: str) -> str:
+    """csv, tsv, json or jsonl, from the suffix, else from the content."""
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return "icai_csv"
+    header = text.split("\n", 1)[0]
+    if suffix in (".tsv", ".tab"):
+        return "tsv"
+    if suffix == ".csv":
+        return "tsv" if "\t" in header and "," not in header else "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json" or text.lstrip()[:1] in ("{", "["):
+        return "json" if text.lstrip()[:1] == "[" or suffix == ".json" else "jsonl"
+    if "\t" in header and "," not in header:
+        return "tsv"
+    if "," in header:
+        return "csv"
+    raise _error(
+        str(path),
+        "cannot detect the format (not JSON, and the first line is not a CSV or TSV header); "
+        "pass format= one of " + ", ".join(map(repr, FORMATS)),
+    )
+
+
+def _detect(path: Path, text: str) -> str:
+    """The shape of a JSON or JSON Lines text (the records' columns may still refine it, see `_shape`)."""
+    suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return "hh_jsonl"
     head = text.lstrip()[:1]
-    if head not in ("{", "[") and suffix != ".json":
-        if "text_a" in text.split("\n", 1)[0]:
-            return "icai_csv"
-        raise _error(str(path), "cannot detect the format; pass format= one of " + ", ".join(map(repr, FORMATS)))
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -262,32 +503,34 @@ def _detect(path: Path, text: str) -> str:
         data = _parse_json(text, _Collector(str(path), "auto"))  # raises the positioned error
     if isinstance(data, dict) and "comparisons" in data:
         return "annotated_pairs"
+    if isinstance(data, dict) and head == "{" and suffix != ".json":
+        return "hh_jsonl"  # one JSON object: JSON Lines with a single line
     if isinstance(data, list) and data and isinstance(data[0], dict):
-        if "output_1" in data[0]:
-            return "alpaca_eval"
-        if "chosen" in data[0]:
-            return "hh_jsonl"
+        shape = _shape(list(data[0]), "auto", {}, default="")
+        if shape:
+            return "hh_jsonl" if shape == "dpo" else shape
     raise _error(
         str(path),
-        "cannot detect the format of this JSON (expected an AnnotatedPairs object, "
-        "a list of alpaca_eval annotations or chosen/rejected records)",
+        "cannot detect the format of this JSON (expected an AnnotatedPairs object, a list of alpaca_eval annotations, "
+        "chosen/rejected or Arena records); name the fields with --columns prompt=...,a=...,b=...,label=...",
     )
 
 
-def _read_csv(text: str, collector: _Collector) -> pd.DataFrame:
+def _read_csv(text: str, collector: _Collector, *, sep: str = ",") -> pd.DataFrame:
     import pandas as pd
 
+    kind = "TSV" if sep == "\t" else "CSV"
     try:
-        header = next(csv.reader(io.StringIO(text)), [])
+        header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
     except csv.Error as exc:
-        raise collector.error(f"file is not valid CSV ({_one_line(str(exc))})") from None
+        raise collector.error(f"file is not valid {kind} ({_one_line(str(exc))})") from None
     dupes = sorted({name for name in header if name and header.count(name) > 1})
     if dupes:
         raise collector.error(f"duplicate column {_show(dupes[0])} in the header")
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise collector.error(f"file is not valid CSV ({_one_line(str(exc))})") from None
+        raise collector.error(f"file is not valid {kind} ({_one_line(str(exc))})") from None
 
 
 def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
@@ -306,28 +549,32 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
     frame = frame.where(frame.notna(), None)
     for pos, (index, row) in enumerate(zip(frame.index, frame.to_dict("records"), strict=True), start=1):
         where = f"row {pos}"
-        if has_id:
-            if _is_missing(row["id"]) or not str(row["id"]).strip():
-                raise collector.error("id is empty", where=where, column="id")
-            cid = str(row["id"])
-        else:
-            cid = str(index)
-        text_a, text_b, prompt = row["text_a"], row["text_b"], row["prompt"] if has_prompt else ""
-        if not has_prompt:
-            text_a, text_b, prompt = _split_instruction(text_a, text_b)
-        collector.add(
-            where,
-            id=cid,
-            label=_parse_preferred(row[pref_col], collector, where, pref_col),
-            texts=(("text_a", text_a), ("text_b", text_b)),
-            prompt=prompt,
-            metadata={c: row[c] for c in extra},
-        )
+        with collector.row(where):
+            if has_id:
+                if _is_missing(row["id"]) or not str(row["id"]).strip():
+                    raise collector.error("id is empty", where=where, column="id", kind="empty id")
+                cid = str(row["id"])
+            else:
+                cid = str(index)
+            text_a, text_b, prompt = row["text_a"], row["text_b"], row["prompt"] if has_prompt else ""
+            if not has_prompt:
+                text_a, text_b, prompt = _split_instruction(text_a, text_b)
+            collector.add(
+                where,
+                id=cid,
+                label=_parse_preferred(row[pref_col], collector, where, pref_col),
+                texts=(("text_a", _conversation_text(text_a)), ("text_b", _conversation_text(text_b))),
+                prompt=_conversation_text(prompt),
+                metadata={c: row[c] for c in extra},
+            )
 
 
 def _parse_preferred(value: Any, collector: _Collector, where: str, column: str) -> _Label:
     if _is_missing(value):
         return None
+    mapped = collector.mapped_label(value)
+    if mapped != "unmapped":
+        return mapped
     if isinstance(value, str):
         word = value.strip().lower()
         if not word:
@@ -335,9 +582,11 @@ def _parse_preferred(value: Any, collector: _Collector, where: str, column: str)
         if word in _PREFERRED_WORDS:
             return _PREFERRED_WORDS[word]
     raise collector.error(
-        f"preferred value {_show(value)} is not one of 'text_a', 'text_b', 'a', 'b' (or empty/'tie' to drop the row)",
+        f"preferred value {_show(value)} is not one of 'text_a', 'text_b', 'a', 'b' (or empty/'tie' to drop the row; "
+        "--label-map maps other values)",
         where=where,
         column=column,
+        kind="bad label",
     )
 
 
@@ -386,28 +635,55 @@ def _require(record: Any, keys: Sequence[str], collector: _Collector, where: str
     return record
 
 
-def _collect_hh(records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
+def _collect_hh(
+    records: Iterable[tuple[str, Any]],
+    collector: _Collector,
+    *,
+    keys: tuple[str, str, str, str] = ("chosen", "rejected", "prompt", "id"),
+) -> None:
+    """chosen/rejected records (hh-rlhf transcripts, DPO triples, message lists); `keys` names their fields."""
+    chosen_key, rejected_key, prompt_key, id_key = keys
+    collector.notes.append("which response is A follows a seeded hash of each pair's id")
     for index, (where, raw) in enumerate(records):
-        record = _require(raw, ("chosen", "rejected"), collector, where)
-        chosen, rejected = record["chosen"], record["rejected"]
-        cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
-        for column, value in (("chosen", chosen), ("rejected", rejected)):
-            collector.text(where, column, value)
-        prompt = record.get("prompt")
-        if isinstance(prompt, str):
-            chosen_text, rejected_text = chosen, rejected
-        else:
-            prompt, chosen_text, rejected_text = _split_transcripts(chosen, rejected)
-        chosen_first = int(hashlib.sha256(cid.encode("utf-8")).hexdigest(), 16) % 2 == 0
-        pair = (("chosen", chosen_text), ("rejected", rejected_text))
-        collector.add(
-            where,
-            id=cid,
-            label="tie" if chosen_text.strip() == rejected_text.strip() else ("a" if chosen_first else "b"),
-            texts=pair if chosen_first else (pair[1], pair[0]),
-            prompt=prompt,
-            metadata={k: v for k, v in record.items() if k not in ("chosen", "rejected", "prompt", "id")},
-        )
+        with collector.row(where):
+            record = _require(raw, (chosen_key, rejected_key), collector, where)
+            cid = str(record[id_key]) if not _is_missing(record.get(id_key)) else str(index)
+            prompt, chosen_text, rejected_text = _dpo_texts(
+                record.get(prompt_key), record[chosen_key], record[rejected_key], collector, where, (chosen_key, rejected_key)
+            )
+            pair = ((chosen_key, chosen_text), (rejected_key, rejected_text))
+            chosen_first = chosen_is_a(cid)
+            collector.add(
+                where,
+                id=cid,
+                label="tie" if chosen_text.strip() == rejected_text.strip() else ("a" if chosen_first else "b"),
+                texts=pair if chosen_first else (pair[1], pair[0]),
+                prompt=prompt,
+                metadata={k: v for k, v in record.items() if k not in keys},
+            )
+
+
+def chosen_is_a(comparison_id: str) -> bool:
+    """Whether the chosen response of a chosen/rejected pair is shown as A: a seeded hash of the id, so about half are."""
+    return int(hashlib.sha256(comparison_id.encode("utf-8")).hexdigest(), 16) % 2 == 0
+
+
+def _dpo_texts(
+    prompt: Any, chosen: Any, rejected: Any, collector: _Collector, where: str, columns: tuple[str, str]
+) -> tuple[str, str, str]:
+    """(prompt, chosen, rejected) as strings: transcripts split at their last shared turn, message lists kept as turns."""
+    chosen_turns, rejected_turns = _messages(chosen), _messages(rejected)
+    if chosen_turns is not None and rejected_turns is not None:
+        opening = _messages(prompt)
+        if opening is None:
+            opening = [] if _is_missing(prompt) or not str(prompt).strip() else [("user", str(prompt))]
+        shared, rest_a, rest_b = split_conversations(opening + chosen_turns, opening + rejected_turns)
+        return encode_turns(shared) if shared else "", encode_turns(rest_a), encode_turns(rest_b)
+    for column, value in zip(columns, (chosen, rejected), strict=True):
+        collector.text(where, column, value)
+    if isinstance(prompt, str):
+        return prompt, chosen, rejected
+    return _split_transcripts(chosen, rejected)
 
 
 def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -425,21 +701,25 @@ def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
 
 def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
     for index, (where, raw) in enumerate(records):
-        record = _require(raw, _ALPACA_KEYS, collector, where)
-        cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
-        collector.add(
-            where,
-            id=cid,
-            label=_alpaca_label(record["preference"], collector, where),
-            texts=(("output_1", record["output_1"]), ("output_2", record["output_2"])),
-            prompt=record["instruction"],
-            metadata={k: v for k, v in record.items() if k not in (*_ALPACA_KEYS, "id")},
-        )
+        with collector.row(where):
+            record = _require(raw, _ALPACA_KEYS, collector, where)
+            cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
+            collector.add(
+                where,
+                id=cid,
+                label=_alpaca_label(record["preference"], collector, where),
+                texts=(("output_1", record["output_1"]), ("output_2", record["output_2"])),
+                prompt=record["instruction"],
+                metadata={k: v for k, v in record.items() if k not in (*_ALPACA_KEYS, "id")},
+            )
 
 
 def _alpaca_label(value: Any, collector: _Collector, where: str) -> _Label:
     if _is_missing(value):
         return None
+    mapped = collector.mapped_label(value)
+    if mapped != "unmapped":
+        return mapped
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 1:
             return "a"
@@ -448,7 +728,10 @@ def _alpaca_label(value: Any, collector: _Collector, where: str) -> _Label:
         if value in (0, 1.5):
             return "tie"
     raise collector.error(
-        f"preference {_show(value)} is not 1 or 2 (1.5, 0 or null drop the row)", where=where, column="preference"
+        f"preference {_show(value)} is not 1 or 2 (1.5, 0 or null drop the row)",
+        where=where,
+        column="preference",
+        kind="bad label",
     )
 
 
@@ -466,36 +749,220 @@ def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
     annotator = str(meta["default_annotator"])
     for pos, raw in enumerate(comparisons, start=1):
         where = f"row {pos}"
-        # version 1.0 records hold plain text_a/text_b strings instead of response objects
-        v1 = isinstance(raw, dict) and "response_a" not in raw and "text_a" in raw
-        record = _require(raw, ("id", "text_a", "text_b") if v1 else ("id", "response_a", "response_b"), collector, where)
-        texts = []
-        metadata = dict(record["metadata"]) if isinstance(record.get("metadata"), dict) else {}
-        for side, key in (("a", "response_a"), ("b", "response_b")):
-            if v1:
-                texts.append((f"text_{side}", record[f"text_{side}"]))
-                continue
-            response = record[key]
-            if not isinstance(response, dict) or "text" not in response:
-                raise collector.error("missing key 'text'", where=where, column=key)
-            texts.append((f"{key}.text", response["text"]))
-            if response.get("model") is not None:  # the reference writes model_a/model_b columns here
-                metadata.setdefault(f"model_{side}", response["model"])
-        annotations = record.get("annotations")
-        annotation = annotations.get(annotator) if isinstance(annotations, dict) else None
-        pref = annotation.get("pref") if isinstance(annotation, dict) else None
-        if pref is not None and (not isinstance(pref, str) or pref not in _PREFERRED_WORDS):
-            raise collector.error(
-                f"preference {_show(pref)} is not 'a' or 'b'", where=where, column=f"annotations.{annotator}.pref"
+        with collector.row(where):
+            # version 1.0 records hold plain text_a/text_b strings instead of response objects
+            v1 = isinstance(raw, dict) and "response_a" not in raw and "text_a" in raw
+            record = _require(raw, ("id", "text_a", "text_b") if v1 else ("id", "response_a", "response_b"), collector, where)
+            texts = []
+            metadata = dict(record["metadata"]) if isinstance(record.get("metadata"), dict) else {}
+            for side, key in (("a", "response_a"), ("b", "response_b")):
+                if v1:
+                    texts.append((f"text_{side}", record[f"text_{side}"]))
+                    continue
+                response = record[key]
+                if not isinstance(response, dict) or "text" not in response:
+                    raise collector.error("missing key 'text'", where=where, column=key)
+                texts.append((f"{key}.text", response["text"]))
+                if response.get("model") is not None:  # the reference writes model_a/model_b columns here
+                    metadata.setdefault(f"model_{side}", response["model"])
+            annotations = record.get("annotations")
+            annotation = annotations.get(annotator) if isinstance(annotations, dict) else None
+            pref = annotation.get("pref") if isinstance(annotation, dict) else None
+            if pref is not None and (not isinstance(pref, str) or pref not in _PREFERRED_WORDS):
+                raise collector.error(
+                    f"preference {_show(pref)} is not 'a' or 'b'", where=where, column=f"annotations.{annotator}.pref"
+                )
+            collector.add(
+                where,
+                id=str(record["id"]),
+                label=None if pref is None else _PREFERRED_WORDS[pref],
+                texts=(texts[0], texts[1]),
+                prompt=record.get("prompt"),
+                metadata=metadata or None,
             )
-        collector.add(
-            where,
-            id=str(record["id"]),
-            label=None if pref is None else _PREFERRED_WORDS[pref],
-            texts=(texts[0], texts[1]),
-            prompt=record.get("prompt"),
-            metadata=metadata or None,
+
+
+def _check_columns(source: str, columns: Mapping[str, str] | None) -> dict[str, str]:
+    """The caller's field-to-column mapping, checked: known fields, and a complete pair-and-label or chosen/rejected set."""
+    if not columns:
+        return {}
+    mapping = {str(k).strip(): str(v).strip() for k, v in columns.items()}
+    unknown = [k for k in mapping if k not in COLUMN_ROLES]
+    if unknown:
+        raise _error(
+            source, f"--columns names unknown field {unknown[0]!r}; the fields are " + ", ".join(map(repr, COLUMN_ROLES))
         )
+    empty = [k for k, v in mapping.items() if not v]
+    if empty:
+        raise _error(source, f"--columns gives no column for field {empty[0]!r}")
+    pair, dpo = {"a", "b", "label"} & set(mapping), {"chosen", "rejected"} & set(mapping)
+    if pair and dpo:
+        raise _error(source, "--columns names both a/b/label and chosen/rejected; use one pair of fields")
+    needed = ("chosen", "rejected") if dpo else ("a", "b", "label")
+    missing = [k for k in needed if k not in mapping]
+    if missing:
+        raise _error(source, "--columns needs field(s) " + ", ".join(map(repr, missing)) + " as well")
+    return mapping
+
+
+def _check_label_map(source: str, label_map: Mapping[str, str] | None) -> dict[str, _Label]:
+    checked: dict[str, _Label] = {}
+    for value, target in (label_map or {}).items():
+        word = str(target).strip().lower()
+        if word not in _LABEL_TARGETS:
+            raise _error(
+                source, f"--label-map maps {str(value)!r} to {str(target)!r}; map each value to a, b, tie or none"
+            )
+        checked[_label_key(value)] = _LABEL_TARGETS[word]
+    return checked
+
+
+def _label_key(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower()
+
+
+def _messages(value: Any) -> list[Turn] | None:
+    """The turns of a message list, or of a JSON string holding one (a CSV cell); None for plain text."""
+    if isinstance(value, str) and value.lstrip().startswith("[{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return as_messages(value)
+
+
+def _conversation_text(value: Any) -> Any:
+    """A text field as stored: a message list as turns (`icai.turns`), anything else unchanged for the checks."""
+    turns = _messages(value)
+    return value if turns is None else encode_turns(turns)
+
+
+def _string_list(value: Any) -> list[str] | None:
+    """A list of strings, or a JSON string holding one (the Arena Kaggle files hold each turn so)."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _pair_texts(prompt: Any, text_a: Any, text_b: Any) -> tuple[Any, Any, Any]:
+    """(prompt, a, b) with conversations kept as turns: message lists, or parallel lists of user and assistant turns."""
+    turns_a, turns_b = _messages(text_a), _messages(text_b)
+    if turns_a is not None and turns_b is not None:
+        opening: list[Turn] = []
+        if isinstance(prompt, str) and prompt.strip() and not (turns_a[0][1] == prompt and turns_a[0][0] != "assistant"):
+            opening = [("user", prompt)]
+        shared, rest_a, rest_b = split_conversations(opening + turns_a, opening + turns_b)
+        return (encode_turns(shared) if shared else ""), encode_turns(rest_a), encode_turns(rest_b)
+    asks, answers_a, answers_b = _string_list(prompt), _string_list(text_a), _string_list(text_b)
+    if asks is not None and answers_a is not None and answers_b is not None and len(asks) == len(answers_a) == len(answers_b):
+        if len(asks) == 1:
+            return asks[0], answers_a[0], answers_b[0]
+        first = [t for ask, answer in zip(asks, answers_a, strict=True) for t in (("user", ask), ("assistant", answer))]
+        second = [t for ask, answer in zip(asks, answers_b, strict=True) for t in (("user", ask), ("assistant", answer))]
+        shared, rest_a, rest_b = split_conversations(first, second)
+        return encode_turns(shared), encode_turns(rest_a), encode_turns(rest_b)
+    return prompt, _conversation_text(text_a), _conversation_text(text_b)
+
+
+def _collect_arena(columns: Sequence[str], records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
+    """Chatbot Arena records: response_a/response_b (or conversation_a/conversation_b) and a winner."""
+    names = set(columns)
+    a_key, b_key = ("response_a", "response_b") if "response_a" in names else ("conversation_a", "conversation_b")
+    one_hot = "winner" not in names and {"winner_model_a", "winner_model_b"} <= names
+    if "winner" not in names and not one_hot:
+        found = ", ".join(map(repr, columns)) or "none"
+        raise collector.error(
+            f"missing required column 'winner' (found: {found}); name the label column with --columns "
+            f"a={a_key},b={b_key},label=COLUMN"
+        )
+    label_keys = ("winner_model_a", "winner_model_b", "winner_tie") if one_hot else ("winner",)
+    core = {a_key, b_key, "prompt", "id", *label_keys}
+    collector.notes.append(ARENA_TIE_NOTE)
+    for index, (where, record) in enumerate(records):
+        with collector.row(where):
+            record = _require(record, (a_key, b_key), collector, where)
+            cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
+            if one_hot:
+                label = _one_hot_label(record, collector, where)
+            else:
+                label = _word_label(record.get("winner"), _ARENA_WORDS, collector, where, "winner")
+            prompt, text_a, text_b = _pair_texts(record.get("prompt"), record[a_key], record[b_key])
+            collector.add(
+                where,
+                id=cid,
+                label=label,
+                texts=((a_key, text_a), (b_key, text_b)),
+                prompt=prompt,
+                metadata={k: v for k, v in record.items() if k not in core},
+            )
+
+
+def _one_hot_label(record: Mapping[str, Any], collector: _Collector, where: str) -> _Label:
+    flags = {}
+    for key, label in (("winner_model_a", "a"), ("winner_model_b", "b"), ("winner_tie", "tie")):
+        value = record.get(key)
+        flags[label] = not _is_missing(value) and _label_key(value) in ("1", "true")
+    chosen = [label for label, on in flags.items() if on]
+    if len(chosen) > 1:
+        raise collector.error(
+            "more than one of winner_model_a, winner_model_b, winner_tie is set", where=where, kind="bad label"
+        )
+    return chosen[0] if chosen else None  # type: ignore[return-value]
+
+
+def _word_label(value: Any, words: Mapping[str, _Label], collector: _Collector, where: str, column: str) -> _Label:
+    mapped = collector.mapped_label(value)
+    if mapped != "unmapped":
+        return mapped
+    if _is_missing(value) or not str(value).strip():
+        return None
+    key = _label_key(value)
+    if key in words:
+        return words[key]
+    raise collector.error(
+        f"label {_show(value)} is not one of " + ", ".join(map(repr, words)) + " (--label-map maps other values)",
+        where=where,
+        column=column,
+        kind="bad label",
+    )
+
+
+def _collect_mapped(
+    columns: Sequence[str], records: Iterable[tuple[str, Any]], mapping: dict[str, str], collector: _Collector
+) -> None:
+    """Records whose fields the caller named (``--columns``)."""
+    absent = [c for c in mapping.values() if c not in columns]
+    if absent:
+        found = ", ".join(map(repr, columns)) or "none"
+        raise collector.error(f"column {absent[0]!r} named in --columns is not in the file (found: {found})")
+    prompt_key = mapping.get("prompt", "prompt" if "prompt" in columns else "")
+    id_key = mapping.get("id", "id" if "id" in columns else "")
+    if "chosen" in mapping:
+        _collect_hh(records, collector, keys=(mapping["chosen"], mapping["rejected"], prompt_key, id_key))
+        return
+    a_key, b_key, label_key = mapping["a"], mapping["b"], mapping["label"]
+    core = {a_key, b_key, label_key, prompt_key, id_key}
+    words = {**_PREFERRED_WORDS, **_ARENA_WORDS}
+    for index, (where, record) in enumerate(records):
+        with collector.row(where):
+            cid = str(record[id_key]) if id_key and not _is_missing(record.get(id_key)) else str(index)
+            label = _word_label(record.get(label_key), words, collector, where, label_key)
+            prompt, text_a, text_b = _pair_texts(record.get(prompt_key) if prompt_key else "", record.get(a_key), record.get(b_key))
+            collector.add(
+                where,
+                id=cid,
+                label=label,
+                texts=((a_key, text_a), (b_key, text_b)),
+                prompt=prompt,
+                metadata={k: v for k, v in record.items() if k not in core},
+            )
 
 
 def _is_missing(value: Any) -> bool:
@@ -511,6 +978,18 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _error(source: str, problem: str, *, where: str | None = None, column: str | None = None) -> DataError:
+def _error(
+    source: str,
+    problem: str,
+    *,
+    where: str | None = None,
+    column: str | None = None,
+    kind: str = "",
+    row: str | None = None,
+) -> DataError:
+    """The one-line error; a `RowError` when it is about one row (`where`, or `row` when the text names rows itself)."""
     location = source + (f", {where}" if where else "") + (f", column {column!r}" if column else "")
-    return DataError(_one_line(f"{location}: {problem}"))
+    message = _one_line(f"{location}: {problem}")
+    if where is None and row is None:
+        return DataError(message)
+    return RowError(message, kind=kind or _one_line(problem), where=where or row or "", column=column)

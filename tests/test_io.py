@@ -57,7 +57,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 )
 def test_shared_csv_files_load(relpath: str, n_rows: int) -> None:
     comparisons, report = load_comparisons_with_report(SHARED / relpath)
-    assert report == LoadReport(str(SHARED / relpath), "icai_csv", n_rows, n_rows, 0, 0)
+    assert report == LoadReport(str(SHARED / relpath), "icai_csv", n_rows, n_rows, 0, 0, container="csv")
     first = comparisons[0]
     assert first.prompt and first.text_a and first.text_b
     assert set(first.metadata) == {"source", "subset"}
