@@ -93,7 +93,6 @@ def _add_model_options(p: argparse.ArgumentParser, *, with_config: bool = True) 
     p.add_argument("--max-cost", type=float, help="stop before the model calls could cost more than this many USD")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
     p.add_argument("--max-attempts", type=int, default=6, help="tries per model call before giving up (default 6)")
-    p.add_argument("--format", dest="data_format", default="auto", help="input format (default: detect)")
     p.add_argument(
         "--executor",
         choices=["local", "ray"],
@@ -105,6 +104,55 @@ def _add_model_options(p: argparse.ArgumentParser, *, with_config: bool = True) 
     p.add_argument("--shard-size", type=int, default=256, help="model requests per unit of work sent to an executor (default 256)")
     if with_config:
         _add_config_option(p, "vote_mode")
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """--format, --columns and --label-map: how a command reads its DATA argument (`data_options` turns them into
+    `icai.load_comparisons` keywords). Every command that loads pairs calls this."""
+    from icai.io import FORMATS
+
+    g = p.add_argument_group("input data")
+    g.add_argument(
+        "--format",
+        dest="data_format",
+        default="auto",
+        help="input shape: auto (default: detect from the file and its columns), " + ", ".join(FORMATS),
+    )
+    g.add_argument(
+        "--columns",
+        metavar="FIELD=COLUMN,...",
+        help="which column holds each field, for shapes not detected: prompt=...,a=...,b=...,label=... "
+        "(or chosen=...,rejected=...; id=... optional)",
+    )
+    g.add_argument(
+        "--label-map",
+        metavar="VALUE=a|b|tie|none,...",
+        help="read label values as a side, a tie or no label, e.g. model_a=a,model_b=b,draw=tie",
+    )
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `icai.load_comparisons` keywords (format, columns, label_map) from `add_data_options` flags."""
+    return {
+        "format": getattr(args, "data_format", "auto"),
+        "columns": parse_pairs(getattr(args, "columns", None), "--columns", "prompt=question,a=answer_1,b=answer_2,label=winner"),
+        "label_map": parse_pairs(getattr(args, "label_map", None), "--label-map", "model_a=a,model_b=b,tie=tie"),
+    }
+
+
+def parse_pairs(text: str | None, flag: str, example: str) -> dict[str, str] | None:
+    """``k=v,k=v`` as a dict (None when the flag is absent); a malformed item is a `UsageError` naming the flag."""
+    if text is None:
+        return None
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} expects KEY=VALUE pairs separated by commas, e.g. {example}; got {item!r}")
+        if key.strip() in pairs:
+            raise UsageError(f"{flag} names {key.strip()!r} twice")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the run in --out when it was made from another dataset (its files are removed)",
     )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+    add_data_options(r)
     _add_model_options(r, with_config=False)
     _add_config_options(r)
 
@@ -129,17 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("data")
     a.add_argument("--constitution", required=True)
     a.add_argument("--out", required=True, help="CSV of predictions")
+    add_data_options(a)
     _add_model_options(a)
 
     e = sub.add_parser("evaluate", help="score a constitution against labelled pairs, with baselines")
     e.add_argument("data")
     e.add_argument("--constitution", required=True)
     _add_config_option(e, "seed")
+    add_data_options(e)
     _add_model_options(e)
 
-    v = sub.add_parser("validate", help="load a dataset and report counts and problems")
+    v = sub.add_parser("validate", help="check a dataset: every problem in one table (exit 2 only for errors)")
     v.add_argument("data")
-    v.add_argument("--format", dest="data_format", default="auto")
+    add_data_options(v)
+    v.add_argument("--json", action="store_true", help="print the findings as JSON")
+    v.add_argument(
+        "--test-size",
+        type=float,
+        default=0.3,
+        help="held-out share assumed when checking whether duplicates would straddle a split (default 0.3)",
+    )
+    v.add_argument("--seed", type=int, default=0, help="split seed for that check (default 0)")
 
     rep = sub.add_parser("report", help="(re)write report.html for a run directory")
     rep.add_argument("run_dir")
@@ -243,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.store import RunStore
 
     config = run_config(args)
-    comparisons = load_comparisons(args.data, format=args.data_format)
+    comparisons = load_comparisons(args.data, **data_options(args))
     estimate = estimate_run(comparisons, config, capabilities=capabilities_for(config.model, base_url=args.base_url))
     if args.dry_run:
         print(estimate.table())
@@ -375,7 +434,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from icai.types import Constitution, write_text_atomic
     from icai.vote import resolve_vote_mode
 
-    comparisons = load_comparisons(args.data, format=args.data_format)
+    comparisons = load_comparisons(args.data, **data_options(args))
     constitution = Constitution.load(args.constitution)
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
@@ -399,7 +458,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from icai.types import Constitution
     from icai.vote import resolve_vote_mode
 
-    comparisons = load_comparisons(args.data, format=args.data_format)
+    comparisons = load_comparisons(args.data, **data_options(args))
     constitution = Constitution.load(args.constitution)
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
@@ -416,15 +475,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from icai.io import load_comparisons_with_report
+    import json
 
-    comparisons, report = load_comparisons_with_report(args.data, format=args.data_format)
-    n_a = sum(c.preferred == "a" for c in comparisons)
-    print(
-        f"{args.data}: format {report.format}, {report.n_rows} rows, {report.n_loaded} usable comparisons "
-        f"({n_a} prefer a, {len(comparisons) - n_a} prefer b); dropped {report.n_dropped_ties} ties "
-        f"and {report.n_dropped_missing} without a preference"
-    )
+    from icai.validate import validate_file
+
+    if not 0 <= args.test_size < 1:
+        raise UsageError(f"--test-size must lie in [0, 1); got {args.test_size}")
+    result = validate_file(args.data, **data_options(args), test_size=args.test_size, seed=args.seed)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(result.summary())
+        print(result.table())
+        print(f"{len(result.errors)} errors, {len(result.warnings)} warnings")
+    if result.errors:
+        print(
+            f"icai: error: {args.data}: " + ", ".join(f"{f.count} rows with {f.check}" for f in result.errors)
+            + " (see the table); icai run refuses this file until they are fixed",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return 0
 
 

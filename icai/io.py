@@ -133,6 +133,8 @@ def load_comparisons(
             report.n_dropped_ties,
             report.n_dropped_missing,
         )
+    for note in report.notes:
+        logger.info("%s: %s", report.source, note)
     return comparisons
 
 

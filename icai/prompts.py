@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from icai.llm.base import Message, Request
+from icai.turns import render_turns
 
 FRAME = "Select the response that"
 
@@ -179,8 +180,11 @@ _BLOCK_TAG = re.compile(r"\[(/?)(PROMPT|PREFERRED|OTHER|RESPONSE A|RESPONSE B)\]
 
 
 def sanitize(text: str, *, max_chars: int = MAX_RESPONSE_CHARS) -> str:
-    """Neutralise block delimiters inside data and cut very long texts (head and tail kept)."""
-    text = _BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", text)
+    """Neutralise block delimiters inside data and cut very long texts (head and tail kept).
+
+    A multi-turn text (`icai.turns`) is shown turn by turn, one ``User:`` / ``Assistant:`` paragraph each.
+    """
+    text = _BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", render_turns(text))
     if len(text) > max_chars:
         half = max_chars // 2
         text = text[:half] + "\n[... cut ...]\n" + text[-half:]

@@ -18,12 +18,29 @@ if TYPE_CHECKING:
     from icai.pipeline import RunConfig
 
 
+def duplicate_key(comparison: Comparison) -> tuple[str, str, str]:
+    """What makes two pairs the same: the prompt and the two responses (in either order), ignoring outer whitespace."""
+    first, second = sorted((comparison.text_a.strip(), comparison.text_b.strip()))
+    return comparison.prompt.strip(), first, second
+
+
+def duplicate_groups(comparisons: Sequence[Comparison]) -> list[list[int]]:
+    """Indices of the pairs that are the same pair (`duplicate_key`), one group per distinct pair, in input order."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, c in enumerate(comparisons):
+        groups.setdefault(duplicate_key(c), []).append(i)
+    return list(groups.values())
+
+
 def train_test_split(
     comparisons: Sequence[Comparison], *, test_size: float = 0.3, seed: int = 0
 ) -> tuple[list[Comparison], list[Comparison]]:
     """Seeded split stratified by `preferred`; both parts keep the input order.
 
-    With 0 < test_size < 1 and at least two comparisons, each part gets at least one.
+    Copies of one pair (`duplicate_key`) go to the same part, so a held-out score never tests a pair that was
+    also trained on: the split draws distinct pairs (each stratified by its first copy's label) and then
+    places every copy with its first. Without duplicates this is the plain stratified split.
+    With 0 < test_size < 1 and at least two distinct pairs, each part gets at least one.
     """
     if not 0 <= test_size <= 1:
         raise ValueError(f"test_size must lie in [0, 1]; got {test_size}")
@@ -32,6 +49,18 @@ def train_test_split(
         return list(comparisons), []
     if test_size == 1:
         return [], list(comparisons)
+    groups = duplicate_groups(comparisons)
+    heads = [comparisons[g[0]] for g in groups]
+    test_heads = stratified_test_indices(heads, test_size=test_size, seed=seed)
+    test_idx = {i for h in test_heads for i in groups[h]}
+    train = [c for i, c in enumerate(comparisons) if i not in test_idx]
+    test = [c for i, c in enumerate(comparisons) if i in test_idx]
+    return train, test
+
+
+def stratified_test_indices(comparisons: Sequence[Comparison], *, test_size: float, seed: int) -> set[int]:
+    """The seeded stratified draw of test indices, each pair on its own (duplicates ignored; `train_test_split` groups them)."""
+    n = len(comparisons)
     rng = random.Random(seed)
     strata: dict[Side, list[int]] = defaultdict(list)
     for i, c in enumerate(comparisons):
@@ -48,10 +77,7 @@ def train_test_split(
         chosen[largest] = strata[largest][:1]
     elif n >= 2 and n_test == n:
         chosen[largest] = strata[largest][:-1]
-    test_idx = {i for idx in chosen.values() for i in idx}
-    train = [c for i, c in enumerate(comparisons) if i not in test_idx]
-    test = [c for i, c in enumerate(comparisons) if i in test_idx]
-    return train, test
+    return {i for idx in chosen.values() for i in idx}
 
 
 def propose_pool(train: Sequence[Comparison], config: RunConfig) -> list[Comparison]:
