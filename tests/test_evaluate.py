@@ -106,7 +106,8 @@ def _llm(provider: object) -> LLM:
 
 
 def _labelled(n_a: int, n_b: int) -> list[Comparison]:
-    return [Comparison(f"x{i}", "p", "q", "a" if i < n_a else "b") for i in range(n_a + n_b)]
+    # distinct texts: copies of one pair would be kept on one side (icai.split.duplicate_groups)
+    return [Comparison(f"x{i}", f"p{i}", f"q{i}", "a" if i < n_a else "b") for i in range(n_a + n_b)]
 
 
 def test_split_is_stratified_seeded_disjoint_and_complete() -> None:
