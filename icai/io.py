@@ -74,6 +74,12 @@ _ASSISTANT = "\n\nAssistant:"
 _ALPACA_KEYS = ("instruction", "output_1", "output_2", "preference")
 _ARENA_WORDS: dict[str, _Label] = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
 _LABEL_TARGETS: dict[str, _Label] = {"a": "a", "b": "b", "tie": "tie", "none": None, "": None}
+_BINARY_KINDS = (
+    (b"PK\x03\x04", "a zip archive or an Excel workbook: save the sheet as CSV (or parquet), or unzip it"),
+    (b"\x1f\x8b", "a gzip file: decompress it first (gunzip)"),
+    (b"SQLite format 3", "an SQLite database: export the table as CSV"),
+)
+"""Binary files people pass by mistake, by their first bytes (parquet and Arrow are read, `icai.formats`)."""
 COLUMN_ROLES = ("prompt", "a", "b", "label", "id", "chosen", "rejected")
 """What ``columns=`` (``--columns``) may name: the fields of a comparison, or DPO's chosen/rejected pair."""
 ARENA_TIE_NOTE = "Arena ties ('tie', 'tie (bothbad)') are dropped and counted, as every tie is"
@@ -360,7 +366,7 @@ def _load_path(path: Path, format: str, mapping: dict[str, str], collector: _Col
         records = frame.to_dict("records")
         _collect_shape(shape, columns, ((f"row {i}", r) for i, r in enumerate(records, start=1)), mapping, collector)
         return
-    fmt = _detect(path, text) if format == "auto" else format
+    fmt = format if format != "auto" else "columns" if mapping else _detect(path, text)
     if fmt == "annotated_pairs":
         collector.format = fmt
         _collect_annotated_pairs(_parse_json(text, collector), collector)
@@ -457,6 +463,9 @@ def _decode(path: Path, data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        for magic, what in _BINARY_KINDS:
+            if data.startswith(magic):
+                raise _error(label, f"this looks like {what}") from None
         raise _error(label, f"file is not valid UTF-8 (bad byte at offset {exc.start})") from None
     text = text.removeprefix("\ufeff")
     if not text.strip():

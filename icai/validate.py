@@ -235,7 +235,7 @@ def _length_ratios(comparisons: Sequence[Comparison], max_ratio: float) -> list[
             "extreme length ratio",
             len(extreme),
             f"one response is at least {max_ratio:g}x as long as the other; the longer one is preferred in "
-            f"{longer_preferred} of {len(extreme)} (a length rule can explain these alone)",
+            f"{longer_preferred} of {len(extreme)}",
             _ids(extreme),
         )
     ]

@@ -257,3 +257,22 @@ def test_cli_flags_and_metadata_reach_comparisons_csv(tmp_path: Path, capsys: py
     assert main(["validate", str(FIXTURES / "custom.csv"), "--columns", "a"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("icai: error: --columns expects KEY=VALUE pairs") and "\n" not in err
+
+
+def test_a_json_list_with_columns(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps([{"question": "q", "left": "a", "right": "b", "pick": "L"}]))
+    (c,) = load_comparisons(path, columns={"prompt": "question", "a": "left", "b": "right", "label": "pick"}, label_map={"L": "a"})
+    assert (c.prompt, c.text_a, c.text_b, c.preferred) == ("q", "a", "b", "a")
+
+
+@pytest.mark.parametrize(
+    ("head", "expect"),
+    [(b"PK\x03\x04\x14\x00\x06\x00\xff", "Excel workbook"), (b"\x1f\x8b\x08\x00\xff\xfe", "gzip file")],
+)
+def test_binary_files_people_pass_by_mistake(tmp_path: Path, head: bytes, expect: str) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(head + b"\x00" * 20)
+    with pytest.raises(DataError) as info:
+        load_comparisons(path)
+    assert str(info.value).startswith(f"{path}: this looks like") and expect in str(info.value)
