@@ -276,3 +276,18 @@ def test_binary_files_people_pass_by_mistake(tmp_path: Path, head: bytes, expect
     with pytest.raises(DataError) as info:
         load_comparisons(path)
     assert str(info.value).startswith(f"{path}: this looks like") and expect in str(info.value)
+
+
+def test_a_dataframe_in_dpo_or_arena_shape() -> None:
+    import pandas as pd
+
+    dpo = load_comparisons(pd.DataFrame(_dpo_records()))
+    assert_dpo(dpo)
+    arena = pd.read_csv(FIXTURES / "arena.csv", dtype=str, keep_default_na=False)
+    assert [c.id for c in load_comparisons(arena)] == ["a1", "a2", "a5"]
+
+
+def test_label_map_applies_to_the_icai_csv_too(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("text_a,text_b,preferred_text\nx,y,1\nu,v,2\n")
+    assert [c.preferred for c in load_comparisons(path, label_map={"1": "a", "2": "b"})] == ["a", "b"]
