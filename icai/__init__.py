@@ -20,6 +20,7 @@ from icai.types import (  # noqa: E402
     PrincipleStats,
     Vote,
 )
+from icai.validate import validate_file  # noqa: E402
 from icai.vote import vote  # noqa: E402
 
 __all__ = [
@@ -50,5 +51,6 @@ __all__ = [
     "read_annotated_pairs",
     "run",
     "select",
+    "validate_file",
     "vote",
 ]
