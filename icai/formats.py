@@ -18,7 +18,7 @@ from icai.errors import DataError
 Container = Literal["csv", "tsv", "json", "jsonl", "parquet", "arrow", "hf_dataset", "parquet_shards", "dataframe"]
 """How the records were stored (`LoadReport.container`)."""
 
-DATA_INSTALL_HINT = "install icai[data] (pip install 'icai[data]', which brings pyarrow and datasets)"
+DATA_INSTALL_HINT = "install with: pip install 'icai[data]'"
 
 PARQUET_MAGIC = b"PAR1"
 ARROW_FILE_MAGIC = b"ARROW1"
@@ -87,7 +87,7 @@ def _saved_splits(path: Path) -> list[str]:
 
 def _read_saved_dataset(path: Path, splits: list[str]) -> Table:
     if importlib.util.find_spec("datasets") is None:
-        raise DataError(f"{path}: this looks like a saved Hugging Face dataset: {DATA_INSTALL_HINT}")
+        raise DataError(f"{path}: this looks like a saved Hugging Face dataset, which needs datasets; {DATA_INSTALL_HINT}")
     import datasets
 
     try:
@@ -108,7 +108,7 @@ def _read_saved_dataset(path: Path, splits: list[str]) -> Table:
 
 def _pyarrow(path: Path, what: str) -> Any:
     if importlib.util.find_spec("pyarrow") is None:
-        raise DataError(f"{path}: {what}: {DATA_INSTALL_HINT}")
+        raise DataError(f"{path}: {what}, which needs pyarrow; {DATA_INSTALL_HINT}")
     import pyarrow
 
     return pyarrow

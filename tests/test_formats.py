@@ -291,3 +291,19 @@ def test_label_map_applies_to_the_icai_csv_too(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("text_a,text_b,preferred_text\nx,y,1\nu,v,2\n")
     assert [c.preferred for c in load_comparisons(path, label_map={"1": "a", "2": "b"})] == ["a", "b"]
+
+
+def test_a_saved_dataset_without_datasets_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "dataset_info.json").write_text("{}")
+    (tmp_path / "saved" / "state.json").write_text("{}")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
+    with pytest.raises(DataError) as info:
+        load_comparisons(tmp_path / "saved")
+    assert str(info.value) == (
+        f"{tmp_path / 'saved'}: this looks like a saved Hugging Face dataset, which needs datasets; "
+        "install with: pip install 'icai[data]'"
+    )
