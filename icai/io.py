@@ -13,7 +13,7 @@ Supported formats:
   `icai.annotated_pairs` reads the principle annotators too.
 - ``dataframe``: a pandas DataFrame with ``text_a, text_b`` and ``preferred_text`` or ``preferred``.
 - ``dpo``: ``prompt, chosen, rejected`` records in CSV, TSV, parquet or a saved dataset (JSONL ones are
-  ``hh_jsonl``); which side is A follows a seeded hash of the id, as for hh-rlhf.
+  ``hh_jsonl``); which side is A follows a SHA-256 hash of the id, as for hh-rlhf.
 - ``arena``: Chatbot Arena ``prompt, response_a, response_b, winner`` (``model_a``/``model_b``/``tie``/
   ``tie (bothbad)``), or ``conversation_a``/``conversation_b`` message lists, or the one-hot
   ``winner_model_a``/``winner_model_b``/``winner_tie`` columns; ties are dropped and counted like every tie.
@@ -654,7 +654,7 @@ def _collect_hh(
 ) -> None:
     """chosen/rejected records (hh-rlhf transcripts, DPO triples, message lists); `keys` names their fields."""
     chosen_key, rejected_key, prompt_key, id_key = keys
-    collector.notes.append("which response is A follows a seeded hash of each pair's id")
+    collector.notes.append("which response is A follows a SHA-256 hash of each pair's id (the chosen one is A for about half)")
     for index, (where, raw) in enumerate(records):
         with collector.row(where):
             record = _require(raw, (chosen_key, rejected_key), collector, where)
@@ -675,7 +675,7 @@ def _collect_hh(
 
 
 def chosen_is_a(comparison_id: str) -> bool:
-    """Whether the chosen response of a chosen/rejected pair is shown as A: a seeded hash of the id, so about half are."""
+    """Whether the chosen response of a chosen/rejected pair is shown as A: a SHA-256 hash of the id, so about half are, the same in every run."""
     return int(hashlib.sha256(comparison_id.encode("utf-8")).hexdigest(), 16) % 2 == 0
 
 
