@@ -177,6 +177,7 @@ def check_comparisons(
     found += _length_ratios(comparisons, max_length_ratio)
     found += _position_skew(comparisons, alpha)
     found += _encoding(comparisons)
+    found += _scripts(comparisons)
     return found
 
 
@@ -285,6 +286,44 @@ def _encoding(comparisons: Sequence[Comparison]) -> list[Finding]:
         for kind, ids in hits.items()
         if ids
     ]
+
+
+def _scripts(comparisons: Sequence[Comparison]) -> list[Finding]:
+    """Pairs whose two responses are written in different scripts (one answered in another language, say)."""
+    mixed = []
+    for c in comparisons:
+        script_a, script_b = _script(render_turns(c.text_a)), _script(render_turns(c.text_b))
+        if script_a and script_b and script_a != script_b:
+            mixed.append(c)
+    if not mixed:
+        return []
+    return [
+        Finding(
+            "warning",
+            "mixed scripts",
+            len(mixed),
+            "the two responses are written in different scripts (e.g. Latin and Cyrillic): a language "
+            "preference can explain these alone",
+            _ids(mixed),
+        )
+    ]
+
+
+def _script(text: str, *, letters: int = 200, least: int = 20) -> str | None:
+    """The script most of a text's first `letters` letters are in ("LATIN", "CYRILLIC", "CJK", ...); None if it has few."""
+    counts: Counter[str] = Counter()
+    for ch in text:
+        if ch.isalpha():
+            counts[_SCRIPT_OF.get(unicodedata.name(ch, "?").split(" ")[0], unicodedata.name(ch, "?").split(" ")[0])] += 1
+            if sum(counts.values()) >= letters:
+                break
+    if sum(counts.values()) < least:
+        return None
+    return counts.most_common(1)[0][0]
+
+
+_SCRIPT_OF = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "FULLWIDTH": "LATIN"}
+"""Scripts counted as one: Japanese kana with CJK ideographs."""
 
 
 def _is_control(ch: str) -> bool:

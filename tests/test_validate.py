@@ -134,3 +134,12 @@ def test_without_duplicates_the_split_is_unchanged() -> None:
     pairs = [Comparison(str(i), f"answer {i}", f"other {i}", "ab"[i % 3 == 0], "p") for i in range(50)]  # type: ignore[arg-type]
     _, test = train_test_split(pairs, test_size=0.3, seed=7)
     assert {int(c.id) for c in test} == stratified_test_indices(pairs, test_size=0.3, seed=7)
+
+
+def test_responses_in_different_scripts_are_flagged() -> None:
+    pairs = [
+        Comparison("1", "The cat sat quietly on the warm mat by the door.", "Кошка тихо сидела на тёплом коврике у двери.", "a", "p"),
+        Comparison("2", "The cat sat quietly on the warm mat by the door.", "A dog lay quietly on the cold floor by the door.", "b", "p"),
+    ]
+    found = checks(check_comparisons(pairs))
+    assert found["mixed scripts"].examples == ("id 1",)
