@@ -92,7 +92,7 @@ def _read_saved_dataset(path: Path, splits: list[str]) -> Table:
 
     try:
         loaded = datasets.load_from_disk(str(path))
-    except (OSError, ValueError, FileNotFoundError) as exc:
+    except Exception as exc:  # datasets raises its own classes for a damaged folder; any of them is this one sentence
         raise DataError(f"{path}: cannot load this saved dataset ({_one_line(str(exc))})") from None
     if isinstance(loaded, datasets.DatasetDict):
         records: list[dict[str, Any]] = []

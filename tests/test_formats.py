@@ -307,3 +307,11 @@ def test_a_saved_dataset_without_datasets_names_the_extra(tmp_path: Path, monkey
         f"{tmp_path / 'saved'}: this looks like a saved Hugging Face dataset, which needs datasets; "
         "install with: pip install 'icai[data]'"
     )
+
+
+def test_a_damaged_saved_dataset_is_one_sentence(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "state.json").write_text("{}")
+    with pytest.raises(DataError, match="cannot load this saved dataset"):
+        load_comparisons(tmp_path / "saved")
