@@ -21,7 +21,8 @@ Supported formats:
   (or ``"chosen"``/``"rejected"``), labels read through ``label_map`` (``{"model_a": "a", "model_b": "b"}``).
 
 Every shape is read from CSV, TSV, JSON, JSONL, parquet, Arrow, a folder of parquet shards or a
-``datasets`` ``save_to_disk`` folder (`icai.formats`; parquet and datasets need ``icai[data]``).
+``datasets`` ``save_to_disk`` folder (`icai.formats`; parquet and datasets need ``icai[data]``);
+the Arena and mapped shapes live in `icai.shapes`.
 Every column that is not a text, prompt, id or label goes to ``Comparison.metadata``. Conversations
 (lists of ``{role, content}`` messages) keep their turns (`icai.turns`).
 
@@ -47,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
-from icai import formats
-from icai.turns import Turn, as_messages, encode_turns, split_conversations
+from icai import formats, shapes
+from icai.turns import encode_turns, split_conversations
 from icai.types import Comparison, DataError, Side, write_text_atomic
 
 if TYPE_CHECKING:
@@ -72,17 +73,12 @@ _PREFERRED_WORDS: dict[str, _Label] = {"text_a": "a", "a": "a", "text_b": "b", "
 _INSTRUCTION_RE = re.compile(r"Instruction:[ \t]*(.*?)\n\s*\nOutput:[ \t]*\n?", re.DOTALL)
 _ASSISTANT = "\n\nAssistant:"
 _ALPACA_KEYS = ("instruction", "output_1", "output_2", "preference")
-_ARENA_WORDS: dict[str, _Label] = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
-_LABEL_TARGETS: dict[str, _Label] = {"a": "a", "b": "b", "tie": "tie", "none": None, "": None}
 _BINARY_KINDS = (
     (b"PK\x03\x04", "a zip archive or an Excel workbook: save the sheet as CSV (or parquet), or unzip it"),
     (b"\x1f\x8b", "a gzip file: decompress it first (gunzip)"),
     (b"SQLite format 3", "an SQLite database: export the table as CSV"),
 )
 """Binary files people pass by mistake, by their first bytes (parquet and Arrow are read, `icai.formats`)."""
-COLUMN_ROLES = ("prompt", "a", "b", "label", "id", "chosen", "rejected")
-"""What ``columns=`` (``--columns``) may name: the fields of a comparison, or DPO's chosen/rejected pair."""
-ARENA_TIE_NOTE = "Arena ties ('tie', 'tie (bothbad)') are dropped and counted, as every tie is"
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,7 @@ def load_comparisons(
         source: a path to a CSV, TSV, JSONL, JSON, parquet or Arrow file, a saved dataset or parquet folder,
             or a pandas DataFrame.
         format: one of `FORMATS`, or ``"auto"`` to detect it from the extension, content and columns.
-        columns: which column holds each field (`COLUMN_ROLES`), for shapes that are not detected.
+        columns: which column holds each field (`icai.shapes.COLUMN_ROLES`), for shapes that are not detected.
         label_map: label values to ``"a"``, ``"b"``, ``"tie"`` or ``"none"`` (dropped as missing).
     """
     comparisons, report = load_comparisons_with_report(source, format=format, columns=columns, label_map=label_map)
@@ -183,8 +179,8 @@ def _load(
     if isinstance(source, (str, os.PathLike)):
         label = str(source)
         collector = _Collector(label, format, problems=[] if lenient else None)
-        collector.label_map = _check_label_map(label, label_map)
-        _load_path(Path(source), format, _check_columns(label, columns), collector)
+        collector.label_map = shapes.check_label_map(label, label_map)
+        _load_path(Path(source), format, shapes.check_columns(label, columns), collector)
         return collector
     import pandas as pd
 
@@ -193,11 +189,11 @@ def _load(
             f"cannot load comparisons from type {type(source).__name__}; pass a file path or a pandas DataFrame"
         )
     label = "<DataFrame>"
-    mapping = _check_columns(label, columns)
+    mapping = shapes.check_columns(label, columns)
     if format not in ("auto", "dataframe") and not (format in ("dpo", "arena") or mapping):
         raise _error(label, f"a DataFrame needs format 'dataframe' or 'auto', not {format!r}")
     collector = _Collector(label, "dataframe", problems=[] if lenient else None, container="dataframe")
-    collector.label_map = _check_label_map(label, label_map)
+    collector.label_map = shapes.check_label_map(label, label_map)
     frame_columns = [str(c) for c in source.columns]
     shape = _shape(frame_columns, "icai_csv" if format == "dataframe" else format, mapping)
     if shape == "icai_csv":
@@ -292,7 +288,7 @@ class _Collector:
         """The caller's `label_map` reading of a label value, or "unmapped" when it does not name the value."""
         if not self.label_map or _is_missing(value):
             return "unmapped"
-        return self.label_map.get(_label_key(value), "unmapped")
+        return self.label_map.get(shapes.label_key(value), "unmapped")
 
     def text(self, where: str, column: str, value: Any) -> str:
         if _is_missing(value):
@@ -433,11 +429,14 @@ def _collect_shape(
     if shape in ("hh_jsonl", "dpo"):
         _collect_hh(records, collector)
     elif shape == "arena":
-        _collect_arena(columns, records, collector)
+        shapes.collect_arena(columns, records, collector)
     elif shape == "alpaca_eval":
         _collect_alpaca(records, collector)
+    elif shape == "columns" and "chosen" in mapping:
+        prompt_key, id_key = shapes.mapped_keys(columns, mapping, collector)
+        _collect_hh(records, collector, keys=(mapping["chosen"], mapping["rejected"], prompt_key, id_key))
     elif shape == "columns":
-        _collect_mapped(columns, records, mapping, collector)
+        shapes.collect_mapped(columns, records, mapping, collector, words=_PREFERRED_WORDS)
     elif shape == "icai_csv":
         import pandas as pd
 
@@ -574,8 +573,8 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
                 where,
                 id=cid,
                 label=_parse_preferred(row[pref_col], collector, where, pref_col),
-                texts=(("text_a", _conversation_text(text_a)), ("text_b", _conversation_text(text_b))),
-                prompt=_conversation_text(prompt),
+                texts=(("text_a", shapes.conversation_text(text_a)), ("text_b", shapes.conversation_text(text_b))),
+                prompt=shapes.conversation_text(prompt),
                 metadata={c: row[c] for c in extra},
             )
 
@@ -683,9 +682,9 @@ def _dpo_texts(
     prompt: Any, chosen: Any, rejected: Any, collector: _Collector, where: str, columns: tuple[str, str]
 ) -> tuple[str, str, str]:
     """(prompt, chosen, rejected) as strings: transcripts split at their last shared turn, message lists kept as turns."""
-    chosen_turns, rejected_turns = _messages(chosen), _messages(rejected)
+    chosen_turns, rejected_turns = shapes.messages(chosen), shapes.messages(rejected)
     if chosen_turns is not None and rejected_turns is not None:
-        opening = _messages(prompt)
+        opening = shapes.messages(prompt)
         if opening is None:
             opening = [] if _is_missing(prompt) or not str(prompt).strip() else [("user", str(prompt))]
         shared, rest_a, rest_b = split_conversations(opening + chosen_turns, opening + rejected_turns)
@@ -790,189 +789,6 @@ def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
                 texts=(texts[0], texts[1]),
                 prompt=record.get("prompt"),
                 metadata=metadata or None,
-            )
-
-
-def _check_columns(source: str, columns: Mapping[str, str] | None) -> dict[str, str]:
-    """The caller's field-to-column mapping, checked: known fields, and a complete pair-and-label or chosen/rejected set."""
-    if not columns:
-        return {}
-    mapping = {str(k).strip(): str(v).strip() for k, v in columns.items()}
-    unknown = [k for k in mapping if k not in COLUMN_ROLES]
-    if unknown:
-        raise _error(
-            source, f"--columns names unknown field {unknown[0]!r}; the fields are " + ", ".join(map(repr, COLUMN_ROLES))
-        )
-    empty = [k for k, v in mapping.items() if not v]
-    if empty:
-        raise _error(source, f"--columns gives no column for field {empty[0]!r}")
-    pair, dpo = {"a", "b", "label"} & set(mapping), {"chosen", "rejected"} & set(mapping)
-    if pair and dpo:
-        raise _error(source, "--columns names both a/b/label and chosen/rejected; use one pair of fields")
-    needed = ("chosen", "rejected") if dpo else ("a", "b", "label")
-    missing = [k for k in needed if k not in mapping]
-    if missing:
-        raise _error(source, "--columns needs field(s) " + ", ".join(map(repr, missing)) + " as well")
-    return mapping
-
-
-def _check_label_map(source: str, label_map: Mapping[str, str] | None) -> dict[str, _Label]:
-    checked: dict[str, _Label] = {}
-    for value, target in (label_map or {}).items():
-        word = str(target).strip().lower()
-        if word not in _LABEL_TARGETS:
-            raise _error(
-                source, f"--label-map maps {str(value)!r} to {str(target)!r}; map each value to a, b, tie or none"
-            )
-        checked[_label_key(value)] = _LABEL_TARGETS[word]
-    return checked
-
-
-def _label_key(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip().lower()
-
-
-def _messages(value: Any) -> list[Turn] | None:
-    """The turns of a message list, or of a JSON string holding one (a CSV cell); None for plain text."""
-    if isinstance(value, str) and value.lstrip().startswith("[{"):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    return as_messages(value)
-
-
-def _conversation_text(value: Any) -> Any:
-    """A text field as stored: a message list as turns (`icai.turns`), anything else unchanged for the checks."""
-    turns = _messages(value)
-    return value if turns is None else encode_turns(turns)
-
-
-def _string_list(value: Any) -> list[str] | None:
-    """A list of strings, or a JSON string holding one (the Arena Kaggle files hold each turn so)."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    return None
-
-
-def _pair_texts(prompt: Any, text_a: Any, text_b: Any) -> tuple[Any, Any, Any]:
-    """(prompt, a, b) with conversations kept as turns: message lists, or parallel lists of user and assistant turns."""
-    turns_a, turns_b = _messages(text_a), _messages(text_b)
-    if turns_a is not None and turns_b is not None:
-        opening: list[Turn] = []
-        if isinstance(prompt, str) and prompt.strip() and not (turns_a[0][1] == prompt and turns_a[0][0] != "assistant"):
-            opening = [("user", prompt)]
-        shared, rest_a, rest_b = split_conversations(opening + turns_a, opening + turns_b)
-        return (encode_turns(shared) if shared else ""), encode_turns(rest_a), encode_turns(rest_b)
-    asks, answers_a, answers_b = _string_list(prompt), _string_list(text_a), _string_list(text_b)
-    if asks is not None and answers_a is not None and answers_b is not None and len(asks) == len(answers_a) == len(answers_b):
-        if len(asks) == 1:
-            return asks[0], answers_a[0], answers_b[0]
-        first = [t for ask, answer in zip(asks, answers_a, strict=True) for t in (("user", ask), ("assistant", answer))]
-        second = [t for ask, answer in zip(asks, answers_b, strict=True) for t in (("user", ask), ("assistant", answer))]
-        shared, rest_a, rest_b = split_conversations(first, second)
-        return encode_turns(shared), encode_turns(rest_a), encode_turns(rest_b)
-    return prompt, _conversation_text(text_a), _conversation_text(text_b)
-
-
-def _collect_arena(columns: Sequence[str], records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
-    """Chatbot Arena records: response_a/response_b (or conversation_a/conversation_b) and a winner."""
-    names = set(columns)
-    a_key, b_key = ("response_a", "response_b") if "response_a" in names else ("conversation_a", "conversation_b")
-    one_hot = "winner" not in names and {"winner_model_a", "winner_model_b"} <= names
-    if "winner" not in names and not one_hot:
-        found = ", ".join(map(repr, columns)) or "none"
-        raise collector.error(
-            f"missing required column 'winner' (found: {found}); name the label column with --columns "
-            f"a={a_key},b={b_key},label=COLUMN"
-        )
-    label_keys = ("winner_model_a", "winner_model_b", "winner_tie") if one_hot else ("winner",)
-    core = {a_key, b_key, "prompt", "id", *label_keys}
-    collector.notes.append(ARENA_TIE_NOTE)
-    for index, (where, record) in enumerate(records):
-        with collector.row(where):
-            record = _require(record, (a_key, b_key), collector, where)
-            cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
-            if one_hot:
-                label = _one_hot_label(record, collector, where)
-            else:
-                label = _word_label(record.get("winner"), _ARENA_WORDS, collector, where, "winner")
-            prompt, text_a, text_b = _pair_texts(record.get("prompt"), record[a_key], record[b_key])
-            collector.add(
-                where,
-                id=cid,
-                label=label,
-                texts=((a_key, text_a), (b_key, text_b)),
-                prompt=prompt,
-                metadata={k: v for k, v in record.items() if k not in core},
-            )
-
-
-def _one_hot_label(record: Mapping[str, Any], collector: _Collector, where: str) -> _Label:
-    flags = {}
-    for key, label in (("winner_model_a", "a"), ("winner_model_b", "b"), ("winner_tie", "tie")):
-        value = record.get(key)
-        flags[label] = not _is_missing(value) and _label_key(value) in ("1", "true")
-    chosen = [label for label, on in flags.items() if on]
-    if len(chosen) > 1:
-        raise collector.error(
-            "more than one of winner_model_a, winner_model_b, winner_tie is set", where=where, kind="bad label"
-        )
-    return chosen[0] if chosen else None  # type: ignore[return-value]
-
-
-def _word_label(value: Any, words: Mapping[str, _Label], collector: _Collector, where: str, column: str) -> _Label:
-    mapped = collector.mapped_label(value)
-    if mapped != "unmapped":
-        return mapped
-    if _is_missing(value) or not str(value).strip():
-        return None
-    key = _label_key(value)
-    if key in words:
-        return words[key]
-    raise collector.error(
-        f"label {_show(value)} is not one of " + ", ".join(map(repr, words)) + " (--label-map maps other values)",
-        where=where,
-        column=column,
-        kind="bad label",
-    )
-
-
-def _collect_mapped(
-    columns: Sequence[str], records: Iterable[tuple[str, Any]], mapping: dict[str, str], collector: _Collector
-) -> None:
-    """Records whose fields the caller named (``--columns``)."""
-    absent = [c for c in mapping.values() if c not in columns]
-    if absent:
-        found = ", ".join(map(repr, columns)) or "none"
-        raise collector.error(f"column {absent[0]!r} named in --columns is not in the file (found: {found})")
-    prompt_key = mapping.get("prompt", "prompt" if "prompt" in columns else "")
-    id_key = mapping.get("id", "id" if "id" in columns else "")
-    if "chosen" in mapping:
-        _collect_hh(records, collector, keys=(mapping["chosen"], mapping["rejected"], prompt_key, id_key))
-        return
-    a_key, b_key, label_key = mapping["a"], mapping["b"], mapping["label"]
-    core = {a_key, b_key, label_key, prompt_key, id_key}
-    words = {**_PREFERRED_WORDS, **_ARENA_WORDS}
-    for index, (where, record) in enumerate(records):
-        with collector.row(where):
-            cid = str(record[id_key]) if id_key and not _is_missing(record.get(id_key)) else str(index)
-            label = _word_label(record.get(label_key), words, collector, where, label_key)
-            prompt, text_a, text_b = _pair_texts(record.get(prompt_key) if prompt_key else "", record.get(a_key), record.get(b_key))
-            collector.add(
-                where,
-                id=cid,
-                label=label,
-                texts=((a_key, text_a), (b_key, text_b)),
-                prompt=prompt,
-                metadata={k: v for k, v in record.items() if k not in core},
             )
 
 

@@ -1,0 +1,238 @@
+"""Record shapes besides the ICAI CSV and hh-rlhf: Chatbot Arena and caller-mapped columns (``--columns``,
+``--label-map``), and the helpers that read their labels and conversations. `icai.io` dispatches here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from icai.errors import DataError
+from icai.turns import Turn, as_messages, encode_turns, split_conversations
+
+if TYPE_CHECKING:
+    from icai.io import _Collector, _Label
+
+ARENA_WORDS: dict[str, _Label] = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
+"""Chatbot Arena's ``winner`` values; both ties are dropped and counted, as every tie is."""
+LABEL_TARGETS: dict[str, _Label] = {"a": "a", "b": "b", "tie": "tie", "none": None, "": None}
+"""What a ``--label-map`` value may be read as (none: no label, the row is dropped as missing)."""
+COLUMN_ROLES = ("prompt", "a", "b", "label", "id", "chosen", "rejected")
+"""What ``columns=`` (``--columns``) may name: the fields of a comparison, or DPO's chosen/rejected pair."""
+ARENA_TIE_NOTE = "Arena ties ('tie', 'tie (bothbad)') are dropped and counted, as every tie is"
+
+
+def check_columns(source: str, columns: Mapping[str, str] | None) -> dict[str, str]:
+    """The caller's field-to-column mapping, checked: known fields, and a complete pair-and-label or chosen/rejected set."""
+    if not columns:
+        return {}
+    mapping = {str(k).strip(): str(v).strip() for k, v in columns.items()}
+    unknown = [k for k in mapping if k not in COLUMN_ROLES]
+    if unknown:
+        raise _data_error(
+            source, f"--columns names unknown field {unknown[0]!r}; the fields are " + ", ".join(map(repr, COLUMN_ROLES))
+        )
+    empty = [k for k, v in mapping.items() if not v]
+    if empty:
+        raise _data_error(source, f"--columns gives no column for field {empty[0]!r}")
+    pair, dpo = {"a", "b", "label"} & set(mapping), {"chosen", "rejected"} & set(mapping)
+    if pair and dpo:
+        raise _data_error(source, "--columns names both a/b/label and chosen/rejected; use one pair of fields")
+    needed = ("chosen", "rejected") if dpo else ("a", "b", "label")
+    missing = [k for k in needed if k not in mapping]
+    if missing:
+        raise _data_error(source, "--columns needs field(s) " + ", ".join(map(repr, missing)) + " as well")
+    return mapping
+
+
+def check_label_map(source: str, label_map: Mapping[str, str] | None) -> dict[str, _Label]:
+    checked: dict[str, _Label] = {}
+    for value, target in (label_map or {}).items():
+        word = str(target).strip().lower()
+        if word not in LABEL_TARGETS:
+            raise _data_error(
+                source, f"--label-map maps {str(value)!r} to {str(target)!r}; map each value to a, b, tie or none"
+            )
+        checked[label_key(value)] = LABEL_TARGETS[word]
+    return checked
+
+
+def label_key(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower()
+
+
+def messages(value: Any) -> list[Turn] | None:
+    """The turns of a message list, or of a JSON string holding one (a CSV cell); None for plain text."""
+    if isinstance(value, str) and value.lstrip().startswith("[{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return as_messages(value)
+
+
+def conversation_text(value: Any) -> Any:
+    """A text field as stored: a message list as turns (`icai.turns`), anything else unchanged for the checks."""
+    turns = messages(value)
+    return value if turns is None else encode_turns(turns)
+
+
+def _string_list(value: Any) -> list[str] | None:
+    """A list of strings, or a JSON string holding one (the Arena Kaggle files hold each turn so)."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _pair_texts(prompt: Any, text_a: Any, text_b: Any) -> tuple[Any, Any, Any]:
+    """(prompt, a, b) with conversations kept as turns: message lists, or parallel lists of user and assistant turns."""
+    turns_a, turns_b = messages(text_a), messages(text_b)
+    if turns_a is not None and turns_b is not None:
+        opening: list[Turn] = []
+        if isinstance(prompt, str) and prompt.strip() and not (turns_a[0][1] == prompt and turns_a[0][0] != "assistant"):
+            opening = [("user", prompt)]
+        shared, rest_a, rest_b = split_conversations(opening + turns_a, opening + turns_b)
+        return (encode_turns(shared) if shared else ""), encode_turns(rest_a), encode_turns(rest_b)
+    asks, answers_a, answers_b = _string_list(prompt), _string_list(text_a), _string_list(text_b)
+    if asks is not None and answers_a is not None and answers_b is not None and len(asks) == len(answers_a) == len(answers_b):
+        if len(asks) == 1:
+            return asks[0], answers_a[0], answers_b[0]
+        first = [t for ask, answer in zip(asks, answers_a, strict=True) for t in (("user", ask), ("assistant", answer))]
+        second = [t for ask, answer in zip(asks, answers_b, strict=True) for t in (("user", ask), ("assistant", answer))]
+        shared, rest_a, rest_b = split_conversations(first, second)
+        return encode_turns(shared), encode_turns(rest_a), encode_turns(rest_b)
+    return prompt, conversation_text(text_a), conversation_text(text_b)
+
+
+def collect_arena(columns: Sequence[str], records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
+    """Chatbot Arena records: response_a/response_b (or conversation_a/conversation_b) and a winner."""
+    names = set(columns)
+    a_key, b_key = ("response_a", "response_b") if "response_a" in names else ("conversation_a", "conversation_b")
+    one_hot = "winner" not in names and {"winner_model_a", "winner_model_b"} <= names
+    if "winner" not in names and not one_hot:
+        found = ", ".join(map(repr, columns)) or "none"
+        raise collector.error(
+            f"missing required column 'winner' (found: {found}); name the label column with --columns "
+            f"a={a_key},b={b_key},label=COLUMN"
+        )
+    label_keys = ("winner_model_a", "winner_model_b", "winner_tie") if one_hot else ("winner",)
+    core = {a_key, b_key, "prompt", "id", *label_keys}
+    collector.notes.append(ARENA_TIE_NOTE)
+    for index, (where, record) in enumerate(records):
+        with collector.row(where):
+            record = _require(record, (a_key, b_key), collector, where)
+            cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
+            if one_hot:
+                label = _one_hot_label(record, collector, where)
+            else:
+                label = _word_label(record.get("winner"), ARENA_WORDS, collector, where, "winner")
+            prompt, text_a, text_b = _pair_texts(record.get("prompt"), record[a_key], record[b_key])
+            collector.add(
+                where,
+                id=cid,
+                label=label,
+                texts=((a_key, text_a), (b_key, text_b)),
+                prompt=prompt,
+                metadata={k: v for k, v in record.items() if k not in core},
+            )
+
+
+def _one_hot_label(record: Mapping[str, Any], collector: _Collector, where: str) -> _Label:
+    flags = {}
+    for key, label in (("winner_model_a", "a"), ("winner_model_b", "b"), ("winner_tie", "tie")):
+        value = record.get(key)
+        flags[label] = not _is_missing(value) and label_key(value) in ("1", "true")
+    chosen = [label for label, on in flags.items() if on]
+    if len(chosen) > 1:
+        raise collector.error(
+            "more than one of winner_model_a, winner_model_b, winner_tie is set", where=where, kind="bad label"
+        )
+    return chosen[0] if chosen else None  # type: ignore[return-value]
+
+
+def _word_label(value: Any, words: Mapping[str, _Label], collector: _Collector, where: str, column: str) -> _Label:
+    mapped = collector.mapped_label(value)
+    if mapped != "unmapped":
+        return mapped
+    if _is_missing(value) or not str(value).strip():
+        return None
+    key = label_key(value)
+    if key in words:
+        return words[key]
+    raise collector.error(
+        f"label {_show(value)} is not one of " + ", ".join(map(repr, words)) + " (--label-map maps other values)",
+        where=where,
+        column=column,
+        kind="bad label",
+    )
+
+
+def mapped_keys(columns: Sequence[str], mapping: Mapping[str, str], collector: _Collector) -> tuple[str, str]:
+    """The prompt and id columns of a mapped file (the named ones, else ``prompt``/``id`` where present, else "");
+    a named column the file lacks is an error."""
+    absent = [c for c in mapping.values() if c not in columns]
+    if absent:
+        found = ", ".join(map(repr, columns)) or "none"
+        raise collector.error(f"column {absent[0]!r} named in --columns is not in the file (found: {found})")
+    prompt_key = mapping.get("prompt", "prompt" if "prompt" in columns else "")
+    id_key = mapping.get("id", "id" if "id" in columns else "")
+    return prompt_key, id_key
+
+
+def collect_mapped(
+    columns: Sequence[str],
+    records: Iterable[tuple[str, Any]],
+    mapping: Mapping[str, str],
+    collector: _Collector,
+    *,
+    words: Mapping[str, _Label],
+) -> None:
+    """Records whose a, b and label columns the caller named (``--columns``); `words` are the label values known
+    without a ``--label-map``."""
+    prompt_key, id_key = mapped_keys(columns, mapping, collector)
+    a_key, b_key, label_col = mapping["a"], mapping["b"], mapping["label"]
+    core = {a_key, b_key, label_col, prompt_key, id_key}
+    words = {**words, **ARENA_WORDS}
+    for index, (where, record) in enumerate(records):
+        with collector.row(where):
+            cid = str(record[id_key]) if id_key and not _is_missing(record.get(id_key)) else str(index)
+            label = _word_label(record.get(label_col), words, collector, where, label_col)
+            prompt, text_a, text_b = _pair_texts(record.get(prompt_key) if prompt_key else "", record.get(a_key), record.get(b_key))
+            collector.add(
+                where,
+                id=cid,
+                label=label,
+                texts=((a_key, text_a), (b_key, text_b)),
+                prompt=prompt,
+                metadata={k: v for k, v in record.items() if k not in core},
+            )
+
+
+def _require(record: Any, keys: Sequence[str], collector: _Collector, where: str) -> Mapping[str, Any]:
+    if not isinstance(record, dict):
+        raise collector.error(f"expected a record, got {type(record).__name__}", where=where)
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise collector.error(f"missing key(s) {', '.join(map(repr, missing))}", where=where)
+    return record
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None or NaN
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _data_error(source: str, problem: str) -> DataError:
+    return DataError(" ".join(f"{source}: {problem}".split()))
