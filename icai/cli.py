@@ -107,6 +107,47 @@ def _add_model_options(p: argparse.ArgumentParser, *, with_config: bool = True) 
         _add_config_option(p, "vote_mode")
 
 
+def _add_group_options(p: argparse.ArgumentParser, *, per_group: bool = False) -> None:
+    """--by / --bins / --target and the model columns (icai.groups, icai.target)."""
+    g = p.add_argument_group("subgroups and targets")
+    g.add_argument("--by", metavar="COLUMN", help="per-group statistics of each principle by this metadata column, "
+                   "with a permutation test of each group's difference (BH-corrected)")
+    g.add_argument("--bins", type=int, metavar="N", help="with --by on a time or numeric column: N quantile bins (drift)")
+    if per_group:
+        g.add_argument("--per-group-constitution", action="store_true",
+                       help="with --by: also select a constitution per group from the shared votes (no new calls)")
+    g.add_argument("--target", default="label", help="label (the human preference, default) or model:NAME "
+                   "(the label becomes which response is NAME's; pairs where NAME is neither side or both are dropped)")
+    g.add_argument("--model-a-col", default="model_a", help="with --target model:NAME: column naming response a's model")
+    g.add_argument("--model-b-col", default="model_b", help="with --target model:NAME: column naming response b's model")
+
+
+def _targeted(args: argparse.Namespace, comparisons):  # type: ignore[no-untyped-def]
+    """The comparisons with --target's label and the grouping of --by checked, before any call is made."""
+    from icai.groups import group_labels
+    from icai.target import retarget
+
+    if args.bins is not None and args.by is None:
+        raise UsageError("--bins needs --by COLUMN")
+    if getattr(args, "per_group_constitution", False) and args.by is None:
+        raise UsageError("--per-group-constitution needs --by COLUMN")
+    targeted = retarget(comparisons, args.target, model_a_col=args.model_a_col, model_b_col=args.model_b_col)
+    if targeted.note():
+        print(f"Note: {targeted.note()}")
+    if args.by is not None:
+        group_labels(targeted.comparisons, args.by, bins=args.bins)
+    return targeted
+
+
+def _print_groups(analysis) -> None:  # type: ignore[no-untyped-def]
+    print()
+    print(analysis.table())
+    for line in analysis.summary():
+        print(f"  {line}")
+    for name, rows in (analysis.extra.get("per_group_constitutions") or {}).items():
+        print(f"Constitution of {analysis.column} = {name}: " + ("; ".join(r["text"] for r in rows) or "empty"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="icai", description="Inverse Constitutional AI: principles that explain preferences.")
     parser.add_argument("--version", action="version", version=f"icai {__version__}")
@@ -124,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
     _add_model_options(r, with_config=False)
     _add_config_options(r)
+    _add_group_options(r, per_group=True)
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
     a.add_argument("data")
@@ -136,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--constitution", required=True)
     _add_config_option(e, "seed")
     _add_model_options(e)
+    _add_group_options(e)
 
     v = sub.add_parser("validate", help="load a dataset and report counts and problems")
     v.add_argument("data")
@@ -243,7 +286,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.store import RunStore
 
     config = run_config(args)
-    comparisons = load_comparisons(args.data, format=args.data_format)
+    targeted = _targeted(args, load_comparisons(args.data, format=args.data_format))
+    comparisons = list(targeted.comparisons)
     estimate = estimate_run(comparisons, config, capabilities=capabilities_for(config.model, base_url=args.base_url))
     if args.dry_run:
         print(estimate.table())
@@ -275,6 +319,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("icai").setLevel(logging.INFO)
         try:
             result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+            analysis = None
+            if args.by is not None:
+                from icai.pipeline import run_groups
+
+                analysis = run_groups(
+                    result, by=args.by, bins=args.bins, config=config, store=store,
+                    test_votes=store.load_votes("test_votes.csv") if store.has("test_votes.csv") else (),
+                    per_group_constitution=args.per_group_constitution, extra={"target": targeted.to_dict()},
+                )
+            else:
+                store.discard("groups.json")
             write_report(store.path)
         finally:
             logging.getLogger().removeHandler(handler)
@@ -287,6 +342,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.evaluation is not None:
         print()
         _print_scores(result.evaluation)
+    if analysis is not None:
+        _print_groups(analysis)
     u = result.usage
     spent = "" if llm.cost_usd is None else f", ${llm.cost_usd:.4f}"
     print(
@@ -399,10 +456,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from icai.types import Constitution
     from icai.vote import resolve_vote_mode
 
-    comparisons = load_comparisons(args.data, format=args.data_format)
+    comparisons = list(_targeted(args, load_comparisons(args.data, format=args.data_format)).comparisons)
     constitution = Constitution.load(args.constitution)
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
+        analysis = None
+        if args.by is not None:
+            from icai.pipeline import evaluate_groups
+
+            analysis = evaluate_groups(
+                comparisons, list(constitution.principles), llm, by=args.by, bins=args.bins,
+                mode=resolve_vote_mode(args.vote_mode, llm), seed=args.seed, extra={"target": args.target},
+            )
         evaluation = evaluate(
             comparisons,
             llm,
@@ -412,6 +477,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             mode=resolve_vote_mode(args.vote_mode, llm),
         )
     _print_scores(evaluation)
+    if analysis is not None:
+        _print_groups(analysis)
     return 0
 
 

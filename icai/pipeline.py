@@ -26,6 +26,7 @@ from icai.evaluate import (
     forward_select,
     predict_from_votes,
 )
+from icai.groups import GroupAnalysis
 from icai.llm import DEFAULT_MODEL
 from icai.llm.base import ConfigError
 from icai.llm.client import LLM
@@ -620,3 +621,93 @@ def _vote_stage(
 def _llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:
     """The LLM vote mode; with vote_mode="embedding" the judge still needs one, so it is resolved as "auto"."""
     return resolve_vote_mode("auto" if config.vote_mode == "embedding" else config.vote_mode, llm)
+
+
+# --- subgroups (issue 18): statistics per group of a metadata column, from the run's votes --------------------
+
+
+def run_groups(
+    result: RunResult,
+    *,
+    by: str,
+    config: RunConfig,
+    bins: int | None = None,
+    test_votes: Sequence[Vote] = (),
+    per_group_constitution: bool = False,
+    store: RunStore | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> GroupAnalysis:
+    """Per-group strength of the constitution's principles and the tests of their differences (`icai.groups`).
+
+    Uses the votes the run already made, no model calls: the training votes and, for the constitution's
+    principles, the held-out ones (`test_votes`, the run's test_votes.csv). With `per_group_constitution`, a
+    constitution is selected for each group from the shared training votes (`icai.select.select` on the
+    group's pairs) and its principles are analysed too. Saved as groups.json when a store is given.
+    """
+    from icai.groups import analyse_groups, group_labels
+
+    comparisons = [*result.train, *result.test]
+    grouping = group_labels(comparisons, by, bins=bins)
+    principles = list(result.constitution.principles)
+    info: dict[str, Any] = dict(extra or {})
+    if per_group_constitution:
+        per_group: dict[str, list[dict[str, Any]]] = {}
+        for name in grouping.groups:
+            members = [c for c in result.train if grouping.labels.get(c.id) == name]
+            if not members:
+                per_group[name] = []
+                continue
+            group_constitution, _, _ = select(
+                result.tested,
+                members,
+                result.votes,
+                method=config.selection,
+                max_principles=config.max_principles,
+                min_votes=config.min_votes,
+                min_gain=config.min_gain,
+                duplicate_agreement=config.duplicate_agreement,
+                alpha=config.alpha,
+            )
+            per_group[name] = [
+                {"id": p.id, "text": p.text, "strength": s.strength if (s := group_constitution.stats_for(p.id)) else None}
+                for p in group_constitution.principles
+            ]
+            principles += [p for p in group_constitution.principles if p.id not in {q.id for q in principles}]
+        info["per_group_constitutions"] = per_group
+    in_constitution = [p.id for p in result.constitution.principles]
+    analysis = analyse_groups(
+        principles,
+        comparisons,
+        [*result.votes, *(v for v in test_votes if v.principle_id in set(in_constitution))],
+        grouping,
+        alpha=config.alpha,
+        seed=config.seed,
+        constitution_ids=in_constitution,
+    )
+    info.setdefault("pairs", f"{len(result.train)} training and {len(result.test)} held-out pairs")
+    analysis = dataclasses.replace(analysis, extra=info)
+    if store is not None:
+        store.save_groups(analysis.to_dict())
+    return analysis
+
+
+def evaluate_groups(
+    comparisons: Sequence[Comparison],
+    principles: Sequence[Principle],
+    llm: LLM,
+    *,
+    by: str,
+    bins: int | None = None,
+    mode: VoteMode = "generate",
+    batch_size: int = 40,
+    alpha: float = 0.05,
+    seed: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> GroupAnalysis:
+    """Vote each given principle on every pair, then its per-group statistics and difference tests (`icai.groups`)."""
+    from icai.groups import analyse_groups, group_labels
+
+    grouping = group_labels(comparisons, by, bins=bins)  # before any call: a wrong column costs nothing
+    votes = vote(comparisons, principles, llm, batch_size=batch_size, mode=mode)
+    analysis = analyse_groups(principles, comparisons, votes, grouping, alpha=alpha, seed=seed)
+    return dataclasses.replace(analysis, extra=dict(extra or {}, pairs=f"{len(comparisons)} pairs"))

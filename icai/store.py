@@ -11,6 +11,7 @@ Layout of a run directory:
   constitution.json  the result (schema icai.constitution/1)
   evaluation.json    held-out scores, when a test split was asked for
   report.html        the HTML report
+  groups.json        per-group statistics and difference tests (`icai run --by`; icai.groups)
   cache.sqlite       every LLM response, committed before use (resume never repeats a call)
   run.log            the log
   flipped/           the same for the flipped-label sanity run
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "run.lock"
-FINAL_OUTPUTS = ("constitution.json", "principles.csv", "evaluation.json", "test_votes.csv", "report.html")
+FINAL_OUTPUTS = ("constitution.json", "principles.csv", "evaluation.json", "test_votes.csv", "report.html", "groups.json")
 """Written at the end of a run from everything before: removed when a rerun changes the config."""
 RUN_FILES = (
     CONFIG_FILE,
@@ -309,6 +310,27 @@ class RunStore:
 
     def save_evaluation(self, evaluation: Mapping[str, Any]) -> None:
         write_json_atomic(self.path / "evaluation.json", dict(evaluation))
+
+    def save_groups(self, analysis: Mapping[str, Any]) -> Path:
+        """groups.json: per-group statistics of the run's principles (`icai.groups.GroupAnalysis.to_dict`)."""
+        return write_json_atomic(self.path / "groups.json", dict(analysis))
+
+    def read_comparisons(self) -> tuple[list[Comparison], list[Comparison]]:
+        """(train, test) from comparisons.csv, each with the input metadata columns it was saved with."""
+        frame = self.read_csv("comparisons.csv", ("id", "prompt", "text_a", "text_b", "preferred", "split"))
+        fixed = {"id", "prompt", "text_a", "text_b", "preferred", "split"}
+        extra = [c for c in frame.columns if c not in fixed]
+        train: list[Comparison] = []
+        test: list[Comparison] = []
+        for row in frame.to_dict("records"):
+            if row["preferred"] not in ("a", "b"):
+                raise DataError(f"{self.path / 'comparisons.csv'}: preferred must be a or b, not {row['preferred']!r}")
+            c = Comparison(
+                id=row["id"], text_a=row["text_a"], text_b=row["text_b"], preferred=row["preferred"], prompt=row["prompt"],
+                metadata={k.removeprefix("input_"): row[k] for k in extra if row[k] != ""},
+            )
+            (test if row["split"] == "test" else train).append(c)
+        return train, test
 
     def save_report(self, html: str) -> Path:
         return write_text_atomic(self.path / "report.html", html)
