@@ -184,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("data")
     v.add_argument("--format", dest="data_format", default="auto")
 
+    c = sub.add_parser(
+        "compare",
+        help="compare two runs (or two datasets, run first): matched principles, strength on each side, differences",
+    )
+    c.add_argument("a", metavar="RUN_A|DATA_A")
+    c.add_argument("b", metavar="RUN_B|DATA_B")
+    c.add_argument("--out", required=True, help="folder for compare.json, compare.html, the cross-test votes and cache")
+    c.add_argument("--yes", action="store_true", help="make the model calls the comparison needs without asking")
+    c.add_argument("--dry-run", action="store_true", help="print how many model calls the comparison needs; call nothing")
+    c.add_argument("--min-similarity", type=float, default=0.8, help="embedding similarity for two principles to match (default 0.8)")
+    _add_model_options(c, with_config=False)
+    _add_config_options(c)
+    c.set_defaults(model=None, embedder=None)  # default: the models the runs recorded
+
     rep = sub.add_parser("report", help="(re)write report.html for a run directory")
     rep.add_argument("run_dir")
 
@@ -513,11 +527,138 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _side_names(a: str, b: str) -> tuple[str, str]:
+    from pathlib import Path
+
+    names = (Path(a).stem or "A", Path(b).stem or "B")
+    return names if names[0] != names[1] else ("A", "B")
+
+
+def _run_data(data: str, out, args: argparse.Namespace, config, executor):  # type: ignore[no-untyped-def]
+    """`icai run DATA --out out` with the compare command's run options; the run directory."""
+    from icai.embed import get_embedder
+    from icai.io import load_comparisons
+    from icai.llm import ResponseCache
+    from icai.pipeline import dataset_hash, recorded_config, run
+    from icai.report import write_report
+    from icai.store import RunStore
+
+    comparisons = load_comparisons(data, format=args.data_format)
+    llm = _make_llm(args, executor)
+    embedder = get_embedder(config.embedder, executor=executor)
+    store = RunStore(out)
+    store.begin(
+        dataset_hash=dataset_hash(comparisons),
+        config=recorded_config(config, llm=llm, embedder=embedder).to_dict(),
+        version=__version__,
+        overwrite=False,
+    )
+    llm.cache = ResponseCache(store.cache_path)
+    try:
+        result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+        write_report(store.path)
+    finally:
+        llm.cache.close()
+        store.release()
+    print(f"{data}: run in {store.path}, {len(result.constitution)} principle(s), {llm.usage.calls} model calls")
+    return store.path
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from icai.compare import load_side
+    from icai.compare_report import render_compare
+    from icai.cost import estimate_run
+    from icai.embed import get_embedder
+    from icai.io import load_comparisons
+    from icai.llm import ResponseCache
+    from icai.llm.registry import capabilities_for
+    from icai.pipeline import RunConfig, compare_runs
+    from icai.store import CompareStore
+
+    if not 0 < args.min_similarity <= 1:
+        raise UsageError(f"--min-similarity must lie in (0, 1], not {args.min_similarity}")
+    inputs = [Path(args.a), Path(args.b)]
+    are_runs = [p.is_dir() and (p / "constitution.json").is_file() for p in inputs]
+    for p, is_run in zip(inputs, are_runs, strict=True):
+        if p.is_dir() and not is_run:
+            raise UsageError(f"{p} is a folder but not a finished icai run (no constitution.json)")
+    if any(are_runs) and not all(are_runs):
+        raise UsageError("compare two run directories or two data files, not one of each")
+    names = _side_names(args.a, args.b)
+    store = CompareStore(args.out)
+    with _executor(args) as executor:
+        if all(are_runs):
+            run_dirs = inputs
+        else:
+            if args.model is None:
+                args.model = RunConfig.model
+            if args.embedder is None:
+                args.embedder = RunConfig.embedder
+            config = run_config(args)
+            for data in inputs:
+                estimate = estimate_run(
+                    load_comparisons(data, format=args.data_format), config,
+                    capabilities=capabilities_for(config.model, base_url=args.base_url),
+                )
+                print(f"{data}: a run needs about {estimate.calls} model calls")
+            print("Then each constitution is tested on the other dataset's pairs (counted once the runs are done).")
+            if args.dry_run:
+                print("Dry run: no model calls were made.")
+                return 0
+            if not args.yes:
+                raise UsageError("comparing two datasets runs icai on both first; pass --yes to make those calls")
+            run_dirs = [_run_data(str(d), store.path / "runs" / n, args, config, executor) for d, n in zip(inputs, names, strict=True)]
+        side_a, side_b = load_side(run_dirs[0], name=names[0]), load_side(run_dirs[1], name=names[1])
+        if args.model is None:
+            if side_a.model != side_b.model:
+                raise UsageError(
+                    f"the runs used different models ({side_a.model}, {side_b.model}); name the one to cross-test with --model"
+                )
+            args.model = side_a.model
+        llm = _make_llm(args, executor)
+        embedder = get_embedder(args.embedder or side_a.embedder or RunConfig.embedder, executor=executor)
+        llm.cache = ResponseCache(store.cache_path)
+
+        def confirm(plan, calls: int) -> bool:  # type: ignore[no-untyped-def]
+            print(
+                f"Cross test: {plan.n_needed} new (principle, pair) votes, at most {calls} model calls with {llm.model}; "
+                f"{plan.n_reused} votes reused from the runs or an earlier compare."
+            )
+            if args.dry_run:
+                print("Dry run: no model calls were made.")
+                return False
+            if plan.n_needed and not args.yes:
+                if sys.stdin.isatty():
+                    return input("Make these calls? [y/N] ").strip().lower() in ("y", "yes")
+                raise UsageError("the comparison needs new model calls; pass --yes to make them (or --dry-run to count them)")
+            return True
+
+        try:
+            result = compare_runs(
+                side_a, side_b, llm=llm, embedder=embedder, store=store, confirm=confirm,
+                min_similarity=args.min_similarity, seed=args.seed,
+            )
+        finally:
+            llm.cache.close()
+    if result is None:
+        return 0
+    page = store.save_compare_report(render_compare(result.to_dict()))
+    print()
+    print(result.table())
+    for line in result.summary():
+        print(f"  {line}")
+    print(f"\n{llm.usage.calls} model calls ({llm.usage.cache_hits} from cache). Wrote {store.path / 'compare.json'} and {page}")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "annotate": cmd_annotate,
     "evaluate": cmd_evaluate,
     "validate": cmd_validate,
+    "compare": cmd_compare,
     "report": cmd_report,
     "export": cmd_export,
 }

@@ -377,3 +377,26 @@ def read_run_csv(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFra
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     return frame
+
+
+class CompareStore(RunStore):
+    """The output folder of `icai compare`: cross_a.csv / cross_b.csv (the cross-test votes on A's / B's pairs),
+    compare.json, compare.html and cache.sqlite. A run directory is refused, so a compare never writes into a run."""
+
+    FILES = ("cross_a.csv", "cross_b.csv", "compare.json", "compare.html", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "runs")
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if (path / CONFIG_FILE).is_file():
+            raise DataError(f"{path} is a run directory; choose another --out for the comparison")
+        if path.is_dir():
+            others = sorted(p.name for p in path.iterdir() if p.name not in self.FILES)
+            if others:
+                raise DataError(f"{path} is not empty and holds no icai comparison ({others[0]}); choose a new or empty --out")
+        super().__init__(path)
+
+    def save_compare(self, data: Mapping[str, Any]) -> Path:
+        return write_json_atomic(self.path / "compare.json", dict(data))
+
+    def save_compare_report(self, html: str) -> Path:
+        return write_text_atomic(self.path / "compare.html", html)
