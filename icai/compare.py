@@ -30,10 +30,11 @@ from icai.types import Comparison, Principle, Vote
 SCHEMA = "icai.compare/1"
 MIN_SIMILARITY = 0.8
 """Cosine similarity of two principle texts at or above which they may be the same principle."""
-MIN_VOTE_AGREEMENT = 0.8
-"""Share of jointly decided pairs on which two similar principles must pick the same response to be matched."""
+MIN_VOTE_AGREEMENT = 0.6
+"""Of the pairs either of two similar principles decides, the share on which both pick the same response for a match
+(two principles that apply to different pairs, or pick opposite responses, are different principles)."""
 MIN_JOINT = 5
-"""Jointly decided pairs needed before votes confirm or reject a match (fewer: similarity alone decides)."""
+"""Pairs decided by either principle needed before votes confirm or reject a match (fewer: similarity alone decides)."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,11 @@ class Match:
 
 
 def _agreement(x: np.ndarray, y: np.ndarray) -> tuple[float | None, int]:
-    both = (x != 0) & (y != 0)
-    n = int(both.sum())
-    return (float((x[both] == y[both]).mean()) if n else None, n)
+    """(share of the pairs either principle decides on which both pick the same response, those pairs)."""
+    either = (x != 0) | (y != 0)
+    n = int(either.sum())
+    same = int(((x == y) & (x != 0)).sum())
+    return (same / n if n else None, n)
 
 
 def match_principles(
@@ -96,8 +99,8 @@ def match_principles(
     min_vote_agreement: float = MIN_VOTE_AGREEMENT,
 ) -> list[Match]:
     """One-to-one matches, most similar first: the same text, or similarity >= min_similarity and, where both were
-    voted on at least MIN_JOINT common decided pairs (`voted`: each side's pairs with the votes on them), the same
-    pick on min_vote_agreement of them."""
+    voted on the same pairs (`voted`: each side's pairs with the votes on them), the same pick on min_vote_agreement
+    of the pairs either decides, on every side where either decides at least MIN_JOINT pairs."""
     if not a or not b:
         return []
     emb_a = embedder.encode([p.text for p in a])
@@ -106,7 +109,6 @@ def match_principles(
     ids = list(dict.fromkeys([*(p.id for p in a), *(p.id for p in b)]))
     # pairs are stacked side by side; ids may repeat across sides, so each side is read with its own votes
     blocks = [vote_values(ids, list({c.id: c for c in comps}.values()), vs)[0] for comps, vs in voted]
-    values = np.vstack(blocks) if blocks else np.zeros((0, len(ids)), dtype=np.int8)
     col = {pid: j for j, pid in enumerate(ids)}
     order = sorted(((i, j) for i in range(len(a)) for j in range(len(b))), key=lambda ij: -sim[ij])
     used_a: set[int] = set()
@@ -119,8 +121,12 @@ def match_principles(
         s = 1.0 if same else float(sim[i, j])
         if s < min_similarity:
             break
-        agreement, n_joint = _agreement(values[:, col[a[i].id]], values[:, col[b[j].id]]) if values.size else (None, 0)
-        if not same and n_joint >= MIN_JOINT and agreement is not None and agreement < min_vote_agreement:
+        # the same principle picks the same responses on any data: it must agree on each side where it decides enough
+        per_side = [_agreement(v[:, col[a[i].id]], v[:, col[b[j].id]]) for v in blocks]
+        judged = [(ag, n) for ag, n in per_side if ag is not None and n >= MIN_JOINT]
+        agreement = min((ag for ag, _ in judged), default=None)
+        n_joint = sum(n for _, n in per_side)
+        if not same and agreement is not None and agreement < min_vote_agreement:
             continue
         used_a.add(i)
         used_b.add(j)
