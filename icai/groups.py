@@ -344,7 +344,8 @@ def difference_test(
 ) -> tuple[float, tuple[float, float], float]:
     """(difference, bootstrap CI, permutation p) of mean(values | label == group) - mean(values | label == other).
 
-    other None: all labels but `group`. Only pairs in the two sides take part; the permutation shuffles their labels.
+    values are votes in {-1, 0, 1}. other None: all labels but `group`. Only pairs in the two sides take part; the
+    permutation shuffles their labels (`n_permutations` random relabellings; p counts the observed one too).
     """
     mask = np.ones(labels.shape, dtype=bool) if other is None else (labels == group) | (labels == other)
     x = values[mask].astype(float)
@@ -354,8 +355,11 @@ def difference_test(
     ci = _ci(_boot_means(a, n_boot, rng) - _boot_means(b, n_boot, rng))
     n, n_a = x.size, a.size
     total = x.sum()
-    perms = rng.permuted(np.tile(in_group, (n_permutations, 1)), axis=1)
-    sums_a = perms.astype(float) @ x
+    # a random relabelling puts a multivariate-hypergeometric number of the +1, 0 and -1 votes into the group:
+    # drawing those counts is the permutation distribution itself, without shuffling arrays
+    colors = np.array([(x == 1).sum(), (x == 0).sum(), (x == -1).sum()], dtype=np.int64)
+    draws = rng.multivariate_hypergeometric(colors, n_a, size=n_permutations)
+    sums_a = (draws[:, 0] - draws[:, 2]).astype(float)
     diffs = sums_a / n_a - (total - sums_a) / (n - n_a)
     p = float((1 + np.sum(np.abs(diffs) >= abs(observed) - 1e-12)) / (n_permutations + 1))
     return observed, ci, p
