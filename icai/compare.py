@@ -147,11 +147,21 @@ class CrossPlan:
     """(principle, pair) votes of the cross test found in the runs or a previous compare."""
 
 
-def _missing(principles: Sequence[Principle], pairs: Sequence[Comparison], known: set[tuple[str, str]]):  # type: ignore[no-untyped-def]
-    need = [(p, c) for p in principles for c in pairs if (c.id, p.id) not in known]
-    ps = tuple(p for p in principles if any(q.id == p.id for q, _ in need))
-    cs = tuple(c for c in pairs if any(d.id == c.id for _, d in need))
-    return (ps, cs), len(need), len(principles) * len(pairs) - len(need)
+def _missing(
+    principles: Sequence[Principle], pairs: Sequence[Comparison], known: set[tuple[str, str]]
+) -> tuple[tuple[tuple[Principle, ...], tuple[Comparison, ...]], int, int]:
+    """((principles lacking a vote on some pair, the pairs lacking one), votes needed, votes found)."""
+    need_p: set[str] = set()
+    need_c: set[str] = set()
+    n_need = 0
+    for p in principles:
+        for c in pairs:
+            if (c.id, p.id) not in known:
+                n_need += 1
+                need_p.add(p.id)
+                need_c.add(c.id)
+    found = len(principles) * len(pairs) - n_need
+    return (tuple(p for p in principles if p.id in need_p), tuple(c for c in pairs if c.id in need_c)), n_need, found
 
 
 def plan_cross_votes(a: Side, b: Side, *, known_a: Sequence[Vote] = (), known_b: Sequence[Vote] = ()) -> CrossPlan:

@@ -3,7 +3,8 @@
 With `model:NAME` each pair's label becomes "the response by NAME", as in Feedback Forensics' model-identity
 annotators, so a run learns what distinguishes NAME's responses. Pairs where NAME wrote neither response,
 or both, say nothing about NAME and are dropped (and counted). The human label is kept in the metadata
-as `human_preferred`, so `--by` can still split on it.
+as `human_preferred` (a or b) and `target_preferred` (yes where the human preferred NAME's response), so
+`--by target_preferred` splits NAME's distinguishing traits by whether the human labels rewarded them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from icai.types import Comparison, Side
 
 LABEL = "label"
 HUMAN_PREFERRED = "human_preferred"
+TARGET_PREFERRED = "target_preferred"
+"""Metadata set by `retarget`: "yes" where the human label preferred the target model's response, else "no"
+(so `--target model:NAME --by target_preferred` asks what NAME does in the pairs it wins and loses)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,8 @@ def retarget(
             neither += 1
             continue
         side: Side = "a" if a else "b"
-        kept.append(replace(c, preferred=side, metadata={**c.metadata, HUMAN_PREFERRED: c.preferred}))
+        won = "yes" if c.preferred == side else "no"
+        kept.append(replace(c, preferred=side, metadata={**c.metadata, HUMAN_PREFERRED: c.preferred, TARGET_PREFERRED: won}))
     if not kept:
         raise DataError(f"--target {target}: no pair has a response by {target.model} on exactly one side")
     return Retargeted(tuple(kept), target, n_dropped_neither=neither, n_dropped_both=both)

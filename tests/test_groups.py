@@ -13,7 +13,7 @@ import pytest
 from icai.cli import main
 from icai.errors import DataError
 from icai.groups import analyse_groups, group_labels
-from icai.target import HUMAN_PREFERRED, Target, retarget
+from icai.target import HUMAN_PREFERRED, TARGET_PREFERRED, Target, retarget
 from icai.types import Comparison, Principle, Vote
 
 P_CAT = Principle.from_text("Select the response that mentions 'cat' in its text.")
@@ -122,6 +122,7 @@ def test_target_model_relabels_to_the_models_side_and_counts_what_it_drops() -> 
     out = retarget(_arena_pairs(), "model:X")
     assert [c.preferred for c in out.comparisons] == ["a", "b"]
     assert [c.metadata[HUMAN_PREFERRED] for c in out.comparisons] == ["b", "b"]
+    assert [c.metadata[TARGET_PREFERRED] for c in out.comparisons] == ["no", "yes"]
     assert (out.n_dropped_neither, out.n_dropped_both) == (1, 1)
     assert "which response is X's" in (out.note() or "")
     assert retarget(_arena_pairs(), "label").comparisons == tuple(_arena_pairs())
@@ -211,3 +212,46 @@ def test_evaluate_by_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     printed = capsys.readouterr().out
     assert "Strength by annotator" in printed
     assert "'cat' in its text.\": strength +1.00 in A vs B" in printed
+
+
+def test_target_model_by_whether_the_humans_preferred_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """alpha's responses are recognised by 'certainly'; the humans reward alpha's responses when they hold 'example'."""
+    rng = random.Random(7)
+    rows = []
+    for i in range(120):
+        example = rng.random() < 0.5
+        alpha = "Certainly! Water it weekly." + (" For example, on Sundays." if example else "")
+        other = "Indeed, water it weekly." + ("" if example else " For example, on Sundays.")
+        swap = rng.random() < 0.5
+        rows.append({
+            "id": f"p{i}", "prompt": "How do I water a cactus?",
+            "text_a": other if swap else alpha, "text_b": alpha if swap else other,
+            # the human prefers the response with the example
+            "preferred_text": ("text_b" if swap else "text_a") if example else ("text_a" if swap else "text_b"),
+            "model_a": "gamma" if swap else "alpha", "model_b": "alpha" if swap else "gamma",
+        })
+    data = tmp_path / "arena.csv"
+    with data.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    args = ["run", str(data), "--out", str(out), *FAKE, "--target", "model:alpha", "--by", "target_preferred"]
+    assert main(args) == 0
+    assert "which response is alpha's; 120 pairs kept" in capsys.readouterr().out
+    constitution = json.loads((out / "constitution.json").read_text())
+    assert any("'certainly'" in p["text"] for p in constitution["principles"])
+    groups = json.loads((out / "groups.json").read_text())
+    assert groups["target"]["target"] == "model:alpha" and groups["groups"] == ["no", "yes"]
+    certainly = next(p for p in groups["principles"] if "'certainly'" in p["text"])
+    assert not any(t["significant"] for t in certainly["tests"])  # alpha always says it, won or lost
+    # alpha's example marks exactly the pairs alpha wins: a user principle, voted by evaluate
+    from icai.types import Constitution
+
+    mine = tmp_path / "mine.json"
+    example = Principle.from_text("Select the response that mentions 'example' in its text.")
+    Constitution((P_CAT, example)).save(mine)
+    evaluate = ["evaluate", str(data), "--constitution", str(mine), "--model", "fake/keyword", "--target", "model:alpha"]
+    assert main([*evaluate, "--by", "target_preferred"]) == 0
+    printed = capsys.readouterr().out
+    assert "'example' in its text.\": strength -1.00 in no vs yes +1.00" in printed
