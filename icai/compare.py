@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from icai.embed import Embedder
-from icai.groups import MIN_DECISIVE, _boot_means, _ci, difference_test, vote_values
+from icai.groups import MIN_DECISIVE, difference_test, strength_interval, vote_values
 from icai.stats import benjamini_hochberg, binomial_p
 from icai.store import RunStore
 from icai.types import Comparison, Principle, Vote
@@ -300,7 +300,7 @@ def _side_stats(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> SideSta
         n_for=n_for,
         n_against=n_against,
         strength=float(x.mean()) if x.size else None,
-        strength_ci=_ci(_boot_means(x, n_boot, rng)) if x.size else None,
+        strength_ci=strength_interval(x, n_boot, rng) if x.size else None,
         p_value=binomial_p(n_for, n_for + n_against),
     )
 

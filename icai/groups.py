@@ -327,6 +327,24 @@ def _boot_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
     return (counts[:, 2] - counts[:, 0]) / n
 
 
+def strength_interval(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the strength (mean of votes in {-1, 0, 1}).
+
+    When every vote is the same the bootstrap collapses to a point; the interval then comes from the
+    Wilson interval of the share of votes that are not that value (0 of n), so n = 3 and n = 300 differ.
+    """
+    values = set(np.unique(x).tolist())
+    if len(values) > 1:
+        return _ci(_boot_means(x, n_boot, rng))
+    (v,) = values
+    _, other = wilson_ci(0, int(x.size))  # the share of other votes that 0 of n cannot rule out
+    if v == 1:
+        return (1.0 - 2.0 * other, 1.0)
+    if v == -1:
+        return (-1.0, -1.0 + 2.0 * other)
+    return (-other, other)
+
+
 def _ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     lo, hi = np.quantile(samples, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
     return (float(lo), float(hi))
@@ -403,7 +421,7 @@ def analyse_groups(
             n_for, n_against = int((x == 1).sum()), int((x == -1).sum())
             decided = n_for + n_against
             strength = float(x.mean()) if x.size else None
-            s_ci = _ci(_boot_means(x, n_boot, rng)) if x.size else None
+            s_ci = strength_interval(x, n_boot, rng) if x.size else None
             per_group.append(
                 GroupStats(
                     group=name,

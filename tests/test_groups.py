@@ -255,3 +255,13 @@ def test_target_model_by_whether_the_humans_preferred_it(tmp_path: Path, capsys:
     assert main([*evaluate, "--by", "target_preferred"]) == 0
     printed = capsys.readouterr().out
     assert "'example' in its text.\": strength -1.00 in no vs yes +1.00" in printed
+
+
+def test_a_unanimous_group_gets_an_interval_that_narrows_with_its_size() -> None:
+    from icai.groups import strength_interval
+
+    rng = np.random.default_rng(0)
+    small, large = strength_interval(np.ones(3), 200, rng), strength_interval(np.ones(300), 200, rng)
+    assert small[1] == large[1] == 1.0 and small[0] < 0.5 < 0.95 < large[0]
+    lo, hi = strength_interval(np.zeros(40), 200, rng)
+    assert lo < 0 < hi and hi < 0.2
