@@ -209,7 +209,9 @@ class GroupAnalysis:
         """Plain sentences: the principles whose effect differs most, with the groups named; what was not tested."""
         lines = []
         top = self.top_differences()
-        if not top:
+        if not self.principles:
+            lines.append(f"No principle to split by {self.column}: the constitution is empty.")
+        elif not top:
             n = sum(t.tested for t in self.tests)
             lines.append(
                 f"No principle's strength differs significantly between groups of {self.column} "
