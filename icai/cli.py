@@ -155,6 +155,47 @@ def parse_pairs(text: str | None, flag: str, example: str) -> dict[str, str] | N
     return pairs
 
 
+def _add_group_options(p: argparse.ArgumentParser, *, per_group: bool = False) -> None:
+    """--by / --bins / --target and the model columns (icai.groups, icai.target)."""
+    g = p.add_argument_group("subgroups and targets")
+    g.add_argument("--by", metavar="COLUMN", help="per-group statistics of each principle by this metadata column, "
+                   "with a permutation test of each group's difference (BH-corrected)")
+    g.add_argument("--bins", type=int, metavar="N", help="with --by on a time or numeric column: N quantile bins (drift)")
+    if per_group:
+        g.add_argument("--per-group-constitution", action="store_true",
+                       help="with --by: also select a constitution per group from the shared votes (no new calls)")
+    g.add_argument("--target", default="label", help="label (the human preference, default) or model:NAME "
+                   "(the label becomes which response is NAME's; pairs where NAME is neither side or both are dropped)")
+    g.add_argument("--model-a-col", default="model_a", help="with --target model:NAME: column naming response a's model")
+    g.add_argument("--model-b-col", default="model_b", help="with --target model:NAME: column naming response b's model")
+
+
+def _targeted(args: argparse.Namespace, comparisons):  # type: ignore[no-untyped-def]
+    """The comparisons with --target's label and the grouping of --by checked, before any call is made."""
+    from icai.groups import group_labels
+    from icai.target import retarget
+
+    if args.bins is not None and args.by is None:
+        raise UsageError("--bins needs --by COLUMN")
+    if getattr(args, "per_group_constitution", False) and args.by is None:
+        raise UsageError("--per-group-constitution needs --by COLUMN")
+    targeted = retarget(comparisons, args.target, model_a_col=args.model_a_col, model_b_col=args.model_b_col)
+    if targeted.note():
+        print(f"Note: {targeted.note()}")
+    if args.by is not None:
+        group_labels(targeted.comparisons, args.by, bins=args.bins)
+    return targeted
+
+
+def _print_groups(analysis) -> None:  # type: ignore[no-untyped-def]
+    print()
+    print(analysis.table())
+    for line in analysis.summary():
+        print(f"  {line}")
+    for name, rows in (analysis.extra.get("per_group_constitutions") or {}).items():
+        print(f"Constitution of {analysis.column} = {name}: " + ("; ".join(r["text"] for r in rows) or "empty"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="icai", description="Inverse Constitutional AI: principles that explain preferences.")
     parser.add_argument("--version", action="version", version=f"icai {__version__}")
@@ -173,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(r)
     _add_model_options(r, with_config=False)
     _add_config_options(r)
+    _add_group_options(r, per_group=True)
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
     a.add_argument("data")
@@ -187,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(e, "seed")
     add_data_options(e)
     _add_model_options(e)
+    _add_group_options(e)
 
     v = sub.add_parser("validate", help="check a dataset: every problem in one table (exit 2 only for errors)")
     v.add_argument("data")
@@ -199,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="held-out share assumed when checking whether duplicates would straddle a split (default 0.3)",
     )
     v.add_argument("--seed", type=int, default=0, help="split seed for that check (default 0)")
+
+    c = sub.add_parser(
+        "compare",
+        help="compare two runs (or two datasets, run first): matched principles, strength on each side, differences",
+    )
+    c.add_argument("a", metavar="RUN_A|DATA_A")
+    c.add_argument("b", metavar="RUN_B|DATA_B")
+    c.add_argument("--out", required=True, help="folder for compare.json, compare.html, the cross-test votes and cache")
+    c.add_argument("--yes", action="store_true", help="make the model calls the comparison needs without asking")
+    c.add_argument("--dry-run", action="store_true", help="print how many model calls the comparison needs; call nothing")
+    c.add_argument("--min-similarity", type=float, default=0.8, help="embedding similarity for two principles to match (default 0.8)")
+    add_data_options(c)
+    _add_model_options(c, with_config=False)
+    _add_config_options(c)
+    c.set_defaults(model=None, embedder=None)  # default: the models the runs recorded
 
     rep = sub.add_parser("report", help="(re)write report.html for a run directory")
     rep.add_argument("run_dir")
@@ -302,7 +360,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.store import RunStore
 
     config = run_config(args)
-    comparisons = load_comparisons(args.data, **data_options(args))
+    targeted = _targeted(args, load_comparisons(args.data, **data_options(args)))
+    comparisons = list(targeted.comparisons)
     estimate = estimate_run(comparisons, config, capabilities=capabilities_for(config.model, base_url=args.base_url))
     if args.dry_run:
         print(estimate.table())
@@ -334,6 +393,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("icai").setLevel(logging.INFO)
         try:
             result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+            analysis = None
+            if args.by is not None:
+                from icai.pipeline import run_groups
+
+                analysis = run_groups(
+                    result, by=args.by, bins=args.bins, config=config, store=store,
+                    test_votes=store.load_votes("test_votes.csv") if store.has("test_votes.csv") else (),
+                    per_group_constitution=args.per_group_constitution, extra={"target": targeted.to_dict()},
+                )
+            else:
+                store.discard("groups.json")
             write_report(store.path)
         finally:
             logging.getLogger().removeHandler(handler)
@@ -346,6 +416,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.evaluation is not None:
         print()
         _print_scores(result.evaluation)
+    if analysis is not None:
+        _print_groups(analysis)
     u = result.usage
     spent = "" if llm.cost_usd is None else f", ${llm.cost_usd:.4f}"
     print(
@@ -458,10 +530,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from icai.types import Constitution
     from icai.vote import resolve_vote_mode
 
-    comparisons = load_comparisons(args.data, **data_options(args))
+    comparisons = list(_targeted(args, load_comparisons(args.data, **data_options(args))).comparisons)
     constitution = Constitution.load(args.constitution)
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
+        analysis = None
+        if args.by is not None:
+            from icai.pipeline import evaluate_groups
+
+            analysis = evaluate_groups(
+                comparisons, list(constitution.principles), llm, by=args.by, bins=args.bins,
+                mode=resolve_vote_mode(args.vote_mode, llm), seed=args.seed, extra={"target": args.target},
+            )
         evaluation = evaluate(
             comparisons,
             llm,
@@ -471,6 +551,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             mode=resolve_vote_mode(args.vote_mode, llm),
         )
     _print_scores(evaluation)
+    if analysis is not None:
+        _print_groups(analysis)
     return 0
 
 
@@ -516,11 +598,138 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _side_names(a: str, b: str) -> tuple[str, str]:
+    from pathlib import Path
+
+    names = (Path(a).stem or "A", Path(b).stem or "B")
+    return names if names[0] != names[1] else ("A", "B")
+
+
+def _run_data(data: str, out, args: argparse.Namespace, config, executor):  # type: ignore[no-untyped-def]
+    """`icai run DATA --out out` with the compare command's run options; the run directory."""
+    from icai.embed import get_embedder
+    from icai.io import load_comparisons
+    from icai.llm import ResponseCache
+    from icai.pipeline import dataset_hash, recorded_config, run
+    from icai.report import write_report
+    from icai.store import RunStore
+
+    comparisons = load_comparisons(data, **data_options(args))
+    llm = _make_llm(args, executor)
+    embedder = get_embedder(config.embedder, executor=executor)
+    store = RunStore(out)
+    store.begin(
+        dataset_hash=dataset_hash(comparisons),
+        config=recorded_config(config, llm=llm, embedder=embedder).to_dict(),
+        version=__version__,
+        overwrite=False,
+    )
+    llm.cache = ResponseCache(store.cache_path)
+    try:
+        result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+        write_report(store.path)
+    finally:
+        llm.cache.close()
+        store.release()
+    print(f"{data}: run in {store.path}, {len(result.constitution)} principle(s), {llm.usage.calls} model calls")
+    return store.path
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from icai.compare import load_side
+    from icai.compare_report import render_compare
+    from icai.cost import estimate_run
+    from icai.embed import get_embedder
+    from icai.io import load_comparisons
+    from icai.llm import ResponseCache
+    from icai.llm.registry import capabilities_for
+    from icai.pipeline import RunConfig, compare_runs
+    from icai.store import CompareStore
+
+    if not 0 < args.min_similarity <= 1:
+        raise UsageError(f"--min-similarity must lie in (0, 1], not {args.min_similarity}")
+    inputs = [Path(args.a), Path(args.b)]
+    are_runs = [p.is_dir() and (p / "constitution.json").is_file() for p in inputs]
+    for p, is_run in zip(inputs, are_runs, strict=True):
+        if p.is_dir() and not is_run:
+            raise UsageError(f"{p} is a folder but not a finished icai run (no constitution.json)")
+    if any(are_runs) and not all(are_runs):
+        raise UsageError("compare two run directories or two data files, not one of each")
+    names = _side_names(args.a, args.b)
+    store = CompareStore(args.out)
+    with _executor(args) as executor:
+        if all(are_runs):
+            run_dirs = inputs
+        else:
+            if args.model is None:
+                args.model = RunConfig.model
+            if args.embedder is None:
+                args.embedder = RunConfig.embedder
+            config = run_config(args)
+            for data in inputs:
+                estimate = estimate_run(
+                    load_comparisons(data, **data_options(args)), config,
+                    capabilities=capabilities_for(config.model, base_url=args.base_url),
+                )
+                print(f"{data}: a run needs about {estimate.calls} model calls")
+            print("Then each constitution is tested on the other dataset's pairs (counted once the runs are done).")
+            if args.dry_run:
+                print("Dry run: no model calls were made.")
+                return 0
+            if not args.yes:
+                raise UsageError("comparing two datasets runs icai on both first; pass --yes to make those calls")
+            run_dirs = [_run_data(str(d), store.path / "runs" / n, args, config, executor) for d, n in zip(inputs, names, strict=True)]
+        side_a, side_b = load_side(run_dirs[0], name=names[0]), load_side(run_dirs[1], name=names[1])
+        if args.model is None:
+            if side_a.model != side_b.model:
+                raise UsageError(
+                    f"the runs used different models ({side_a.model}, {side_b.model}); name the one to cross-test with --model"
+                )
+            args.model = side_a.model
+        llm = _make_llm(args, executor)
+        embedder = get_embedder(args.embedder or side_a.embedder or RunConfig.embedder, executor=executor)
+        llm.cache = ResponseCache(store.cache_path)
+
+        def confirm(plan, calls: int) -> bool:  # type: ignore[no-untyped-def]
+            print(
+                f"Cross test: {plan.n_needed} new (principle, pair) votes, at most {calls} model calls with {llm.model}; "
+                f"{plan.n_reused} votes reused from the runs or an earlier compare."
+            )
+            if args.dry_run:
+                print("Dry run: no model calls were made.")
+                return False
+            if plan.n_needed and not args.yes:
+                if sys.stdin.isatty():
+                    return input("Make these calls? [y/N] ").strip().lower() in ("y", "yes")
+                raise UsageError("the comparison needs new model calls; pass --yes to make them (or --dry-run to count them)")
+            return True
+
+        try:
+            result = compare_runs(
+                side_a, side_b, llm=llm, embedder=embedder, store=store, confirm=confirm,
+                min_similarity=args.min_similarity, seed=args.seed,
+            )
+        finally:
+            llm.cache.close()
+    if result is None:
+        return 0
+    page = store.save_compare_report(render_compare(result.to_dict()))
+    print()
+    print(result.table())
+    for line in result.summary():
+        print(f"  {line}")
+    print(f"\n{llm.usage.calls} model calls ({llm.usage.cache_hits} from cache). Wrote {store.path / 'compare.json'} and {page}")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "annotate": cmd_annotate,
     "evaluate": cmd_evaluate,
     "validate": cmd_validate,
+    "compare": cmd_compare,
     "report": cmd_report,
     "export": cmd_export,
 }

@@ -16,6 +16,7 @@ import icai.prompts as prompts
 from icai._version import __version__
 from icai.adaptive import vote_adaptive
 from icai.cluster import cluster
+from icai.compare import CompareResult, CrossPlan, Side
 from icai.embed import Embedder
 from icai.embed_vote import CascadeStats, cascade_vote, vote_by_embedding
 from icai.evaluate import (
@@ -26,6 +27,7 @@ from icai.evaluate import (
     forward_select,
     predict_from_votes,
 )
+from icai.groups import GroupAnalysis
 from icai.llm import DEFAULT_MODEL
 from icai.llm.base import ConfigError
 from icai.llm.client import LLM
@@ -33,7 +35,7 @@ from icai.prompts import MAX_RESPONSE_CHARS
 from icai.propose import propose, resolve_propose_style
 from icai.select import Selection, Stability, rank_key, select, selection_stability, significance_note
 from icai.split import propose_pool, train_test_split
-from icai.store import RunStore
+from icai.store import CompareStore, RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
 from icai.vote import VoteMode, resolve_vote_mode, vote
 
@@ -620,3 +622,165 @@ def _vote_stage(
 def _llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:
     """The LLM vote mode; with vote_mode="embedding" the judge still needs one, so it is resolved as "auto"."""
     return resolve_vote_mode("auto" if config.vote_mode == "embedding" else config.vote_mode, llm)
+
+
+# --- subgroups (issue 18): statistics per group of a metadata column, from the run's votes --------------------
+
+
+def run_groups(
+    result: RunResult,
+    *,
+    by: str,
+    config: RunConfig,
+    bins: int | None = None,
+    test_votes: Sequence[Vote] = (),
+    per_group_constitution: bool = False,
+    store: RunStore | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> GroupAnalysis:
+    """Per-group strength of the constitution's principles and the tests of their differences (`icai.groups`).
+
+    Uses the votes the run already made, no model calls: the training votes and, for the constitution's
+    principles, the held-out ones (`test_votes`, the run's test_votes.csv). With `per_group_constitution`, a
+    constitution is selected for each group from the shared training votes (`icai.select.select` on the
+    group's pairs) and its principles are analysed too. Saved as groups.json when a store is given.
+    """
+    from icai.groups import analyse_groups, group_labels
+
+    comparisons = [*result.train, *result.test]
+    grouping = group_labels(comparisons, by, bins=bins)
+    principles = list(result.constitution.principles)
+    info: dict[str, Any] = dict(extra or {})
+    if per_group_constitution:
+        per_group: dict[str, list[dict[str, Any]]] = {}
+        for name in grouping.groups:
+            members = [c for c in result.train if grouping.labels.get(c.id) == name]
+            if not members:
+                per_group[name] = []
+                continue
+            group_constitution, _, _ = select(
+                result.tested,
+                members,
+                result.votes,
+                method=config.selection,
+                max_principles=config.max_principles,
+                min_votes=config.min_votes,
+                min_gain=config.min_gain,
+                duplicate_agreement=config.duplicate_agreement,
+                alpha=config.alpha,
+            )
+            per_group[name] = [
+                {"id": p.id, "text": p.text, "strength": s.strength if (s := group_constitution.stats_for(p.id)) else None}
+                for p in group_constitution.principles
+            ]
+            principles += [p for p in group_constitution.principles if p.id not in {q.id for q in principles}]
+        info["per_group_constitutions"] = per_group
+    in_constitution = [p.id for p in result.constitution.principles]
+    analysis = analyse_groups(
+        principles,
+        comparisons,
+        [*result.votes, *(v for v in test_votes if v.principle_id in set(in_constitution))],
+        grouping,
+        alpha=config.alpha,
+        seed=config.seed,
+        constitution_ids=in_constitution,
+    )
+    info.setdefault("pairs", f"{len(result.train)} training and {len(result.test)} held-out pairs")
+    analysis = dataclasses.replace(analysis, extra=info)
+    if store is not None:
+        store.save_groups(analysis.to_dict())
+    return analysis
+
+
+def evaluate_groups(
+    comparisons: Sequence[Comparison],
+    principles: Sequence[Principle],
+    llm: LLM,
+    *,
+    by: str,
+    bins: int | None = None,
+    mode: VoteMode = "generate",
+    batch_size: int = 40,
+    alpha: float = 0.05,
+    seed: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> GroupAnalysis:
+    """Vote each given principle on every pair, then its per-group statistics and difference tests (`icai.groups`)."""
+    from icai.groups import analyse_groups, group_labels
+
+    grouping = group_labels(comparisons, by, bins=bins)  # before any call: a wrong column costs nothing
+    votes = vote(comparisons, principles, llm, batch_size=batch_size, mode=mode)
+    analysis = analyse_groups(principles, comparisons, votes, grouping, alpha=alpha, seed=seed)
+    return dataclasses.replace(analysis, extra=dict(extra or {}, pairs=f"{len(comparisons)} pairs"))
+
+
+# --- compare two runs (issue 18): cross-test each constitution on the other side's pairs -------------------------
+
+
+def side_config(side: Side) -> RunConfig:
+    """The RunConfig a side's run recorded (fields this version does not know are ignored)."""
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in side.config.items() if k in known})
+
+
+def cross_vote_calls(plan: CrossPlan, llm: LLM, config: RunConfig) -> int:
+    """Model calls the cross test of `plan` makes at most (fewer when the LLM cache holds some of them)."""
+    from icai.cost import _vote
+
+    mode = _llm_vote_mode(config, llm)
+    return sum(
+        _vote("compare", list(pairs), len(principles), config, mode, llm.capabilities).calls
+        for principles, pairs in (plan.a_on_b, plan.b_on_a)
+    )
+
+
+def compare_runs(
+    a: Side,
+    b: Side,
+    *,
+    llm: LLM,
+    embedder: Embedder,
+    store: CompareStore,
+    confirm: Callable[[CrossPlan, int], bool],
+    min_similarity: float = 0.8,
+    seed: int = 0,
+) -> CompareResult | None:
+    """Test each side's constitution on the other side's pairs, match the principles, and compare their strengths.
+
+    Votes that exist (the runs' own, or a previous compare's in `store`) are reused; `confirm(plan, calls)` is
+    asked before any model call and None is returned when it says no. Voting follows side A's recorded options
+    (vote mode, batch size). Writes cross_a.csv, cross_b.csv and compare.json into `store`.
+    """
+    from icai.compare import compare_sides, match_principles, plan_cross_votes
+
+    config = side_config(a)
+    known_a = store.load_votes("cross_a.csv") if store.has("cross_a.csv") else []
+    known_b = store.load_votes("cross_b.csv") if store.has("cross_b.csv") else []
+    plan = plan_cross_votes(a, b, known_a=known_a, known_b=known_b)
+    if not confirm(plan, cross_vote_calls(plan, llm, config)):
+        return None
+    mode = _llm_vote_mode(config, llm)
+    for (principles, pairs), known, name in ((plan.a_on_b, known_b, "cross_b.csv"), (plan.b_on_a, known_a, "cross_a.csv")):
+        if principles:
+            new = _vote_stage(pairs, principles, llm, embedder, config, mode, adaptive=False)
+            known += new
+            store.save_votes(known, name=name)
+    on_a, on_b = [*a.votes, *known_a], [*b.votes, *known_b]
+    matches = match_principles(
+        a.principles, b.principles, embedder, voted=[(a.comparisons, on_a), (b.comparisons, on_b)],
+        min_similarity=min_similarity,
+    )
+    result = compare_sides(a, b, matches, cross_a=known_a, cross_b=known_b, alpha=config.alpha, seed=seed)
+    result = dataclasses.replace(
+        result,
+        extra={
+            "runs": {a.name: a.path, b.name: b.path},
+            "model": llm.model,
+            "embedder": embedder.name,
+            "min_similarity": min_similarity,
+            "cross_votes": {"new": plan.n_needed, "reused": plan.n_reused},
+            "usage": llm.usage.as_dict(),
+        },
+    )
+    store.save_compare(result.to_dict())
+    return result

@@ -85,6 +85,7 @@ def render_report(run_dir: str | Path) -> str:
         _evaluation_section(run),
         _curve_section(run),
         _scatter_section(run),
+        groups_section(run.path),
         _length_section(run),
         _examples_section(run),
     ]
@@ -685,3 +686,103 @@ def _pair(row: Mapping[str, Any]) -> str:
             f'<div class="response{mark}"><span class="label">{tag}</span>{_e(_truncate(str(row["text_" + side])))}</div>'
         )
     return '<div class="pair">' + "".join(cells) + "</div>"
+
+
+# --- subgroups (icai.groups; `icai run --by`) -----------------------------------------------------
+
+
+def strength_plot(
+    rows: Sequence[tuple[str, Sequence[tuple[str, float | None, Sequence[float] | None]]]],
+    groups: Sequence[str],
+    *,
+    ordered: bool,
+    salt: str,
+    ylabel: str = "strength ((for \u2212 against) / votes)",
+) -> str:
+    """Strength of each principle (one series per row label) in each group, with interval bars, as inline SVG.
+
+    rows: (label, [(group, strength, (low, high)), ...]); ordered groups (time bins) are joined by lines.
+    """
+    fig = _new_figure(7.5, 3.2 + 0.15 * len(rows))
+    ax = fig.add_subplot()
+    xs = {g: k for k, g in enumerate(groups)}
+    width = 0.8 / max(len(rows), 1)
+    for r, (label, points) in enumerate(rows):
+        shift = 0.0 if ordered else (r - (len(rows) - 1) / 2) * width
+        px, py, lo, hi = [], [], [], []
+        for group, value, ci in points:
+            if value is None or group not in xs:
+                continue
+            px.append(xs[group] + shift)
+            py.append(value)
+            lo.append(max(value - ci[0], 0.0) if ci else 0.0)
+            hi.append(max(ci[1] - value, 0.0) if ci else 0.0)
+        ax.errorbar(
+            px, py, yerr=[lo, hi], fmt="o-" if ordered else "o", capsize=4, markersize=5, linewidth=1.2, label=label
+        )
+    ax.axhline(0, color=BASELINE_COLOR, linestyle="--", linewidth=1)
+    ax.set_xticks(list(xs.values()), [_truncate(g, 28) for g in groups], rotation=15 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
+    ax.set_ylim(-1.1, 1.1)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize=7)
+    return _svg(fig, salt)
+
+
+def groups_section(run_dir: str | Path) -> str:
+    """The report section of groups.json: per-group strength with CIs, the tests, the principles that differ most."""
+    store = RunStore.existing(run_dir)
+    if not store.has("groups.json"):
+        return ""  # the run was not split (`icai run --by COLUMN`)
+    head = '<section id="groups">\n<h2>Subgroups</h2>'
+    try:
+        data = store.read_json("groups.json")
+        groups = [str(g) for g in data["groups"]]
+        principles = list(data["principles"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{head}\n{_note(f'groups.json could not be read: {exc}')}\n</section>"
+    column = str(data.get("column", "?"))
+    target = (data.get("target") or {}).get("target", "label")
+    sizes = data.get("group_sizes") or {}
+    intro = (
+        f"<p>Pairs split by <code>{_e(column)}</code>"
+        + (f" into {len(groups)} quantile bins" if data.get("bins") else f" into {len(groups)} groups")
+        + f" ({_e(', '.join(f'{g}: {sizes.get(g, 0)}' for g in groups))}; {_e(data.get('pairs', ''))}). "
+        f"Label: {_e(target)}. Each group's strength is tested against the other pairs' by permutation "
+        f"({_e(data.get('n_permutations'))} shuffles), Benjamini-Hochberg corrected across principles \u00d7 groups; "
+        f"a group with fewer than {_e(data.get('min_decisive'))} decisive votes for a principle is shown, not tested.</p>"
+    )
+    summary = "".join(f"<li>{_e(line)}</li>" for line in data.get("summary", []))
+    rows = []
+    series = []
+    for p in principles:
+        by = {g["group"]: g for g in p.get("groups", [])}
+        cells = [_e(_truncate(str(p.get("text", "")), 160)) + ("" if p.get("in_constitution", True) else ' <span class="muted">(group constitution)</span>')]
+        for g in groups:
+            st = by.get(g)
+            if not st or st.get("strength") is None:
+                cells.append(DASH)
+                continue
+            small = int(st["n_for"]) + int(st["n_against"]) < int(data.get("min_decisive", 10))
+            cells.append(_with_ci(st["strength"], st.get("strength_ci")) + f'<span class="ci">n={st["n_for"] + st["n_against"]}{" (not tested)" if small else ""}</span>')
+        tests = [t for t in p.get("tests", []) if t.get("significant")]
+        cells.append(", ".join(f'<span class="flag">{_e(t["group"])}</span> q {_p(t["q_value"])}' for t in tests) or "no")
+        rows.append(cells)
+        series.append(
+            (
+                _truncate(str(p.get("text", "")), 60),
+                [(g, by[g].get("strength"), by[g].get("strength_ci")) for g in groups if g in by],
+            )
+        )
+    table = _table("groups-table", ["principle", *map(_e, groups), "differs (q)"], rows, set(range(1, len(groups) + 1)))
+    svg = strength_plot(series[:8], groups, ordered=bool(data.get("ordered")), salt="plot-groups")
+    caption = (
+        "Strength of each principle over time (quantile bins of " + column + "), 95% bootstrap intervals."
+        if data.get("ordered")
+        else "Strength of each principle in each group of " + column + ", 95% bootstrap intervals."
+    )
+    per_group = data.get("per_group_constitutions") or {}
+    extra = "".join(
+        f"<li><b>{_e(g)}</b>: {_e('; '.join(r['text'] for r in rows_) or 'empty')}</li>" for g, rows_ in per_group.items()
+    )
+    per_group_html = f"<h3>Constitution per group (from the shared votes)</h3><ul>{extra}</ul>" if per_group else ""
+    return f"{head}\n{intro}\n<ul>{summary}</ul>\n{table}\n{_figure('plot-groups', svg, caption)}\n{per_group_html}\n</section>"

@@ -11,6 +11,7 @@ Layout of a run directory:
   constitution.json  the result (schema icai.constitution/1)
   evaluation.json    held-out scores, when a test split was asked for
   report.html        the HTML report
+  groups.json        per-group statistics and difference tests (`icai run --by`; icai.groups)
   cache.sqlite       every LLM response, committed before use (resume never repeats a call)
   run.log            the log
   flipped/           the same for the flipped-label sanity run
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "run.lock"
-FINAL_OUTPUTS = ("constitution.json", "principles.csv", "evaluation.json", "test_votes.csv", "report.html")
+FINAL_OUTPUTS = ("constitution.json", "principles.csv", "evaluation.json", "test_votes.csv", "report.html", "groups.json")
 """Written at the end of a run from everything before: removed when a rerun changes the config."""
 RUN_FILES = (
     CONFIG_FILE,
@@ -310,6 +311,27 @@ class RunStore:
     def save_evaluation(self, evaluation: Mapping[str, Any]) -> None:
         write_json_atomic(self.path / "evaluation.json", dict(evaluation))
 
+    def save_groups(self, analysis: Mapping[str, Any]) -> Path:
+        """groups.json: per-group statistics of the run's principles (`icai.groups.GroupAnalysis.to_dict`)."""
+        return write_json_atomic(self.path / "groups.json", dict(analysis))
+
+    def read_comparisons(self) -> tuple[list[Comparison], list[Comparison]]:
+        """(train, test) from comparisons.csv, each with the input metadata columns it was saved with."""
+        frame = self.read_csv("comparisons.csv", ("id", "prompt", "text_a", "text_b", "preferred", "split"))
+        fixed = {"id", "prompt", "text_a", "text_b", "preferred", "split"}
+        extra = [c for c in frame.columns if c not in fixed]
+        train: list[Comparison] = []
+        test: list[Comparison] = []
+        for row in frame.to_dict("records"):
+            if row["preferred"] not in ("a", "b"):
+                raise DataError(f"{self.path / 'comparisons.csv'}: preferred must be a or b, not {row['preferred']!r}")
+            c = Comparison(
+                id=row["id"], text_a=row["text_a"], text_b=row["text_b"], preferred=row["preferred"], prompt=row["prompt"],
+                metadata={k.removeprefix("input_"): row[k] for k in extra if row[k] != ""},
+            )
+            (test if row["split"] == "test" else train).append(c)
+        return train, test
+
     def save_report(self, html: str) -> Path:
         return write_text_atomic(self.path / "report.html", html)
 
@@ -355,3 +377,26 @@ def read_run_csv(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFra
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     return frame
+
+
+class CompareStore(RunStore):
+    """The output folder of `icai compare`: cross_a.csv / cross_b.csv (the cross-test votes on A's / B's pairs),
+    compare.json, compare.html and cache.sqlite. A run directory is refused, so a compare never writes into a run."""
+
+    FILES = ("cross_a.csv", "cross_b.csv", "compare.json", "compare.html", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "runs")
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if (path / CONFIG_FILE).is_file():
+            raise DataError(f"{path} is a run directory; choose another --out for the comparison")
+        if path.is_dir():
+            others = sorted(p.name for p in path.iterdir() if p.name not in self.FILES)
+            if others:
+                raise DataError(f"{path} is not empty and holds no icai comparison ({others[0]}); choose a new or empty --out")
+        super().__init__(path)
+
+    def save_compare(self, data: Mapping[str, Any]) -> Path:
+        return write_json_atomic(self.path / "compare.json", dict(data))
+
+    def save_compare_report(self, html: str) -> Path:
+        return write_text_atomic(self.path / "compare.html", html)

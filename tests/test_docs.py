@@ -23,6 +23,10 @@ REQUIRED_KEYS: dict[str, list[str]] = {
     "recovery.json": ["summary", "runs", "sessions", "oracle_check", "rules"],
     "selection.json": ["date", "machine", "command", "summary.greedy", "summary.strength", "greedy_minus_strength", "runs"],
     "demo.json": ["date", "machine", "command", "wall_s", "principles", "held_out", "usage", "selection"],
+    "groups.json": [
+        "date", "machine", "command", "n_splits", "false_positives.share_p_below_alpha",
+        "false_positives.share_splits_with_any_significant", "power.by_effect",
+    ],
 }
 
 

@@ -15,7 +15,7 @@ nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["01_quickstart.ipynb", "02_real_dataset.ipynb", "03_use_a_constitution.ipynb"]
+NAMES = ["01_quickstart.ipynb", "02_real_dataset.ipynb", "03_use_a_constitution.ipynb", "04_compare.ipynb"]
 
 
 def _execute(nb: Any, out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -135,3 +135,21 @@ def test_use_a_constitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "model_graded_qa" in (exports / "constitution_scorer.py").read_text()
     pairs = json.loads((exports / "annotated_pairs.json").read_text())
     assert pairs["metadata"]["version"] == "2.0" and pairs["comparisons"]
+
+
+def test_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """notebooks/04_compare.ipynb (issue 18): fake annotator only, so it runs in seconds and in the fast suite."""
+    nb = _run("04_compare.ipynb", tmp_path, monkeypatch)
+    assert not _errors(nb)
+    groups = _text(_tagged(nb, "llmbar-groups"))
+    assert "Strength by subset" in groups and "GPTOut" in groups and "Natural" in groups
+    compared = json.loads((tmp_path / "natural-vs-adversarial" / "compare.json").read_text())
+    assert compared["schema"] == "icai.compare/1" and compared["a"] == "natural" and compared["rows"]
+    assert (tmp_path / "natural-vs-adversarial" / "compare.html").stat().st_size > 1000
+    assert "natural (100 pairs) vs adversarial (319 pairs)" in _text(_tagged(nb, "llmbar-compare"))
+    model = _text(_tagged(nb, "arena-model"))
+    assert "which response is alpha's" in model and "certainly" in model
+    drift = json.loads((tmp_path / "arena-human" / "groups.json").read_text())
+    assert drift["ordered"] and len(drift["groups"]) == 4
+    assert any("'example'" in line for line in drift["summary"])
+    assert drift["top_differences"]
