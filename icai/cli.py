@@ -74,13 +74,14 @@ def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, nam
     p.add_argument(flag, help=help_text, **kwargs)
 
 
-def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """Every RunConfig field with a flag, in one argument group per stage."""
+def _add_config_options(p: argparse.ArgumentParser, *, stages: Sequence[str] | None = None) -> None:
+    """Every RunConfig field with a flag, in one argument group per stage (`stages`: only those groups)."""
     from icai.pipeline import STAGES
 
-    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in STAGES}
+    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in (STAGES if stages is None else stages)}
     for name, f in _config_fields().items():
-        _add_config_option(groups[f.metadata["group"]], name)
+        if f.metadata["group"] in groups:
+            _add_config_option(groups[f.metadata["group"]], name)
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, with_config: bool = True) -> None:
@@ -122,8 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the run in --out when it was made from another dataset (its files are removed)",
     )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+    r.add_argument(
+        "--principles",
+        metavar="FILE",
+        help="your own principles (one per line, or a JSON list): voted beside the proposed ones, never clustered "
+        "away, origin user",
+    )
     _add_model_options(r, with_config=False)
     _add_config_options(r)
+
+    t = sub.add_parser(
+        "test",
+        help="test your own principles on preference data: no proposing, no clustering",
+        description="Vote the principles of --principles on every pair and report per-principle statistics with "
+        "confidence intervals and significance, a constitution selected from them, report.html and the usual run "
+        "directory (resumable, one run per directory). The embedder is used only by --vote-mode embedding and "
+        "--cascade.",
+    )
+    t.add_argument("data")
+    t.add_argument("--principles", metavar="FILE", required=True, help="one principle per line, or a JSON list")
+    t.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out when it was made from another dataset (its files are removed)",
+    )
+    t.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+    _add_model_options(t, with_config=False)
+    _add_config_options(t, stages=("models", "vote", "select", "evaluate"))
 
     a = sub.add_parser("annotate", help="predict preferences with a constitution")
     a.add_argument("data")
@@ -166,16 +193,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_options(args)
         return int(COMMANDS[args.command](args) or 0)
+    except BrokenPipeError:
+        return _closed_pipe()
     except (DataError, ConfigError, BudgetExceeded, UsageError) as exc:
         print(f"icai: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LLMError as exc:
-        resume = "; completed calls are cached, rerun the same command to resume" if args.command == "run" else ""
+        resume = "; completed calls are cached, rerun the same command to resume" if args.command in RESUMABLE else ""
         print(f"icai: model error: {exc}{resume}", file=sys.stderr)
         return EXIT_LLM
     except KeyboardInterrupt:
         print("icai: interrupted; completed calls are cached, rerun the same command to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"icai: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one sentence, and the traceback with --verbose
+        if args.verbose:
+            raise
+        print(
+            f"icai: internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+RESUMABLE = ("run", "test")
+"""Commands whose model calls are cached in a run directory."""
+
+EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a command whose reader went away."""
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`icai export ... | head`): end quietly, as a Unix filter does."""
+    import os
+
+    try:  # Python would report the failed flush of stdout at exit; point it at /dev/null instead
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_CLOSED_PIPE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -198,7 +264,11 @@ def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from icai.pipeline import OptionError, RunConfig
 
     try:
-        given = {name: getattr(args, config_dest(name)) for name in _config_fields() if config_flag(name) is not None}
+        given = {
+            name: getattr(args, config_dest(name))
+            for name in _config_fields()
+            if config_flag(name) is not None and hasattr(args, config_dest(name))
+        }
         return RunConfig(**given)
     except OptionError as exc:
         raise UsageError(f"{config_flag(exc.option) or exc.option} {exc.reason}") from None
@@ -233,6 +303,28 @@ def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-de
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    from icai.user_principles import read_principles_file
+
+    config = run_config(args)
+    if args.principles is not None:
+        config = dc.replace(config, principles=tuple(read_principles_file(args.principles)))
+    return _run_into_store(args, config)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """icai test: the run pipeline with principles_only (no propose, no cluster); a plain function of its options."""
+    import dataclasses as dc
+
+    from icai.user_principles import read_principles_file
+
+    config = dc.replace(run_config(args), principles=tuple(read_principles_file(args.principles)), principles_only=True)
+    return _run_into_store(args, config)
+
+
+def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+    """Load the data, run the pipeline into the run directory --out, print the result (icai run and icai test)."""
     from icai.cost import estimate_run
     from icai.embed import get_embedder
     from icai.io import load_comparisons
@@ -242,7 +334,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.report import write_report
     from icai.store import RunStore
 
-    config = run_config(args)
     comparisons = load_comparisons(args.data, format=args.data_format)
     estimate = estimate_run(comparisons, config, capabilities=capabilities_for(config.model, base_url=args.base_url))
     if args.dry_run:
@@ -255,10 +346,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_cost is not None and cost is not None and cost > args.max_cost:
         log.warning("the run may cost about $%.4f; it will stop before --max-cost $%g", cost, args.max_cost)
 
+    # icai test clusters nothing: its embedder is built only when a vote option uses one
+    needs_embedder = not config.principles_only or config.vote_mode == "embedding" or config.cascade
     # Executor, model and embedder are checked before the run directory is made, so a typo leaves no files behind.
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
-        embedder = get_embedder(args.embedder, executor=executor)
+        embedder = get_embedder(args.embedder if needs_embedder else "hash", executor=executor)
         store = RunStore(args.out)
         # before the cache and log are opened: refuses another run's folder (or a locked one), takes the lock
         store.begin(
@@ -283,7 +376,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             store.release()
     for note in result.constitution.metadata.get("notes", []):
         print(f"Note: {note}")
-    _print_constitution(result.constitution)
+    if config.principles_only:
+        _print_user_principles(result.constitution, title=f"Your {len(config.principles)} principles, tested on {len(result.train)} pairs")
+        print()
+        _print_constitution(result.constitution)
+    else:
+        _print_constitution(result.constitution)
+        if config.principles:
+            print()
+            _print_user_principles(result.constitution, title="Your principles (voted beside the proposed ones)")
     if result.evaluation is not None:
         print()
         _print_scores(result.evaluation)
@@ -300,6 +401,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             "answers in all (see the raw column of votes.csv)"
         )
     return 0
+
+
+def _print_user_principles(constitution, *, title: str) -> None:  # type: ignore[no-untyped-def]
+    """Every user principle with its statistics, selected or not (constitution.json `user_principles`)."""
+    from icai.types import stats_from_dict
+
+    rows = constitution.metadata.get("user_principles") or []
+    print(title)
+    for i, row in enumerate(rows, start=1):
+        place = (
+            f"constitution rank {row['rank']}"
+            if row.get("in_constitution")
+            else f"merged into {row['merged_into']}" if row.get("merged_into") else "not selected"
+        )
+        s = stats_from_dict(row["stats"]) if row.get("stats") else None
+        if s is None or s.agreement is None:
+            decided = "" if s is None else f"; for {s.n_for} / against {s.n_against} / abstain {s.n_abstain}"
+            print(f"{i:>2}. {row['text']}  [no decisive votes{decided}; {place}]")
+            continue
+        lo, hi = s.agreement_ci or (float("nan"), float("nan"))
+        q = f", q {s.q_value:.3f}" if s.q_value is not None else ""
+        print(
+            f"{i:>2}. {row['text']}  [{s.verdict or 'unrated'}{q}; agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), "
+            f"relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against} / abstain {s.n_abstain}; {place}]"
+        )
 
 
 def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
@@ -436,18 +562,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from icai.export import export
+    from icai.export import export, export_target
 
     text = export(args.constitution, args.export_format, args.out)
     if args.out is None:
-        print(text)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()  # a closed pipe (| head) is raised here, inside main's handler
     else:
-        print(f"wrote {args.out}")
+        print(f"wrote {export_target(args.out, args.export_format)}")
     return 0
 
 
 COMMANDS = {
     "run": cmd_run,
+    "test": cmd_test,
     "annotate": cmd_annotate,
     "evaluate": cmd_evaluate,
     "validate": cmd_validate,
