@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
     r.add_argument(
         "--principles",
+        dest="principles_file",
         metavar="FILE",
         help="your own principles (one per line, or a JSON list): voted beside the proposed ones, never clustered "
         "away, origin user",
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cascade.",
     )
     t.add_argument("data")
-    t.add_argument("--principles", metavar="FILE", required=True, help="one principle per line, or a JSON list")
+    t.add_argument("--principles", dest="principles_file", metavar="FILE", required=True, help="one principle per line, or a JSON list")
     t.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
     t.add_argument(
         "--overwrite",
@@ -152,15 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(t, with_config=False)
     _add_config_options(t, stages=("models", "vote", "select", "evaluate"))
 
-    a = sub.add_parser("annotate", help="predict preferences with a constitution")
+    a = sub.add_parser(
+        "annotate",
+        help="predict preferences with a constitution (labels optional)",
+        description="Predict which response of each pair the constitution prefers. Labels are optional: pairs "
+        "without one (no or an empty label column, a tie) are predicted; with labels, agreement is reported too.",
+    )
     a.add_argument("data")
-    a.add_argument("--constitution", required=True)
+    a.add_argument("--constitution", required=True, help="a constitution.json, or the run directory holding one")
     a.add_argument("--out", required=True, help="CSV of predictions")
     _add_model_options(a)
+    _add_config_option(a, "vote_batch_size")
 
     e = sub.add_parser("evaluate", help="score a constitution against labelled pairs, with baselines")
     e.add_argument("data")
-    e.add_argument("--constitution", required=True)
+    e.add_argument("--constitution", required=True, help="a constitution.json, or the run directory holding one")
     _add_config_option(e, "seed")
     _add_model_options(e)
 
@@ -308,8 +315,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.user_principles import read_principles_file
 
     config = run_config(args)
-    if args.principles is not None:
-        config = dc.replace(config, principles=tuple(read_principles_file(args.principles)))
+    if args.principles_file is not None:
+        config = dc.replace(config, principles=tuple(read_principles_file(args.principles_file)))
     return _run_into_store(args, config)
 
 
@@ -319,7 +326,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     from icai.user_principles import read_principles_file
 
-    config = dc.replace(run_config(args), principles=tuple(read_principles_file(args.principles)), principles_only=True)
+    config = dc.replace(run_config(args), principles=tuple(read_principles_file(args.principles_file)), principles_only=True)
     return _run_into_store(args, config)
 
 
@@ -467,13 +474,24 @@ def provenance(principle) -> str:  # type: ignore[no-untyped-def]
     return f"origin {principle.origin}" + (f", hint {hint}" if hint else "")
 
 
-def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
-    print("Held-out agreement (95% bootstrap CI)")
+def _print_scores(evaluation, *, title: str = "Held-out agreement") -> None:  # type: ignore[no-untyped-def]
+    from icai.stats import SMALL_N
+
+    print(f"{title} (95% CI: Wilson below {SMALL_N} pairs or when every pair scores the same, else bootstrap)")
     for s in evaluation.scores:
-        print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f})  n={s.n}")
+        print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f}, {s.ci_method})  n={s.n}")
+    n = min((s.n for s in evaluation.scores), default=0)
+    caveat = f"; only {n} pairs, so these intervals are rough" if n < SMALL_N else ""
     for name, (mean, ci) in evaluation.differences.items():
-        print(f"  {name} - default: {mean:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f})")
-    surface = evaluation.surface
+        print(f"  {name} - default: {mean:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f}, paired bootstrap{caveat})")
+    _print_surface(evaluation.surface)
+    if evaluation.explanations:
+        print("What each line is:")
+        for name, text in evaluation.explanations.items():
+            print(f"  {name}: {text}")
+
+
+def _print_surface(surface) -> None:  # type: ignore[no-untyped-def]
     if surface is None:
         return
     how = (
@@ -494,51 +512,121 @@ def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
+    """Predict preferences on pairs with or without labels; with labels, also their agreement with CIs."""
     import pandas as pd
 
-    from icai.evaluate import agreement_scores, judge
-    from icai.io import load_comparisons
+    from icai.evaluate import labelled_agreement, predict
+    from icai.export import constitution_file
+    from icai.io import load_comparisons_with_report
     from icai.types import Constitution, write_text_atomic
     from icai.vote import resolve_vote_mode
 
-    comparisons = load_comparisons(args.data, format=args.data_format)
-    constitution = Constitution.load(args.constitution)
+    comparisons, report = load_comparisons_with_report(args.data, format=args.data_format, allow_unlabelled=True)
+    constitution = Constitution.load(constitution_file(args.constitution))
+    if not constitution.principles:
+        raise UsageError(f"{args.constitution}: the constitution is empty; there are no principles to annotate with")
+    unlabelled = set(report.unlabelled_ids)
+    labelled = [c.id not in unlabelled for c in comparisons]
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
         mode = resolve_vote_mode(args.vote_mode, llm)
-        judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate", mode=mode)
-    frame = pd.DataFrame(
-        {
-            "id": [c.id for c in comparisons],
-            "predicted": [j.predicted for j in judgements],
-            "preferred": [c.preferred for c in comparisons],
-        }
+        predictions = predict(comparisons, llm, principles=constitution.principles, mode=mode, batch_size=args.batch_size)
+    columns: dict[str, list[object]] = {
+        "id": [p.comparison_id for p in predictions],
+        "predicted": [p.predicted for p in predictions],
+        "confidence": [p.confidence for p in predictions],
+        "confidence_kind": [p.confidence_kind for p in predictions],
+    }
+    for rank, _ in enumerate(constitution.principles, start=1):
+        columns[f"vote_{rank}"] = [p.principle_picks[rank - 1] for p in predictions]
+    columns["preferred"] = [c.preferred if has else "" for c, has in zip(comparisons, labelled, strict=True)]
+    frame = pd.DataFrame(columns)
+    target = write_text_atomic(args.out, frame.to_csv(index=False))
+    kind = predictions[0].confidence_kind if predictions else "vote_share"
+    how = (
+        "|debiased log-odds| in nats" if kind == "logprob_margin" else "share of the two presentation orders that agree"
     )
-    write_text_atomic(args.out, frame.to_csv(index=False))
-    print(f"wrote {len(frame)} predictions to {args.out}; agreement with labels {agreement_scores(judgements, comparisons).mean():.3f}")
+    print(f"wrote {len(frame)} predictions to {target} (predicted a/b/neither, confidence: {how}; vote_N: principle N's pick)")
+    for rank, principle in enumerate(constitution.principles, start=1):
+        print(f"  vote_{rank}: {principle.text}")
+    n_labelled = sum(labelled)
+    if not n_labelled:
+        print("No pair has a label, so no agreement is reported.")
+        return 0
+    agree = labelled_agreement(predictions, comparisons, labelled=labelled)
+    lo, hi = agree["ci"]
+    print(
+        f"Agreement with the labels of {agree['n']} labelled pairs: {agree['agreement']:.3f} "
+        f"(95% {agree['ci_method'].capitalize()} CI {lo:.3f}-{hi:.3f}; a 'neither' prediction counts 0.5)"
+        + (f"; {len(comparisons) - n_labelled} pairs without a label are predicted only" if n_labelled < len(comparisons) else "")
+    )
+    for rank, row in enumerate(agree["principles"], start=1):
+        if row["agreement"] is None:
+            print(f"  vote_{rank}: took no side on a labelled pair")
+        else:
+            print(
+                f"  vote_{rank}: agreement {row['agreement']:.2f} (95% Wilson CI {row['ci'][0]:.2f}-{row['ci'][1]:.2f}) "
+                f"on the {row['n_for'] + row['n_against']} labelled pairs it took a side on"
+            )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from icai.evaluate import evaluate
+    from icai.export import constitution_file
     from icai.io import load_comparisons
+    from icai.pipeline import dataset_hash
     from icai.types import Constitution
     from icai.vote import resolve_vote_mode
 
     comparisons = load_comparisons(args.data, format=args.data_format)
-    constitution = Constitution.load(args.constitution)
+    path = constitution_file(args.constitution)
+    constitution = Constitution.load(path)
+    meta = constitution.metadata
+    data_hash = dataset_hash(comparisons)
+    if data_hash in (meta.get("train_hash"), meta.get("dataset_hash")):
+        which = "training pairs" if data_hash == meta.get("train_hash") else "input (its training pairs included)"
+        print(f"Warning: this is the run's {which}: not a held-out estimate; evaluate on pairs the run never saw.")
+    else:
+        overlap = _training_overlap(comparisons, path)
+        if overlap:
+            print(
+                f"Warning: {overlap} of {len(comparisons)} pairs are training pairs of this run (comparisons.csv beside "
+                "the constitution): the scores are not a held-out estimate."
+            )
+    tested = meta.get("tested_principles")
+    candidates = [str(row["text"]) for row in tested] if isinstance(tested, list) else []
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
         evaluation = evaluate(
             comparisons,
             llm,
             constitution_texts=constitution.texts,
-            candidate_texts=constitution.texts,
+            candidate_texts=candidates,
             seed=args.seed,
             mode=resolve_vote_mode(args.vote_mode, llm),
+            random_omitted=f"{path} does not list its run's candidate principles (a constitution from an older icai)",
         )
-    _print_scores(evaluation)
+    _print_scores(evaluation, title="Agreement with the labels of these pairs")
     return 0
+
+
+def _training_overlap(comparisons, constitution_path) -> int:  # type: ignore[no-untyped-def]
+    """How many of `comparisons` are training pairs in the run directory holding the constitution (0 if unknown)."""
+    from icai.store import RunStore
+    from icai.types import DataError
+
+    try:
+        run = RunStore.existing(constitution_path.parent)
+        if not run.has("comparisons.csv"):
+            return 0
+        frame = run.read_csv("comparisons.csv", ("prompt", "text_a", "text_b", "split"))
+    except DataError:
+        return 0
+    train = {
+        (r.prompt, *sorted((r.text_a, r.text_b))) for r in frame.itertuples(index=False) if r.split == "train"
+    }
+    return sum((c.prompt, *sorted((c.text_a, c.text_b))) in train for c in comparisons)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

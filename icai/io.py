@@ -68,6 +68,9 @@ class LoadReport:
     n_loaded: int
     n_dropped_ties: int
     n_dropped_missing: int
+    unlabelled_ids: tuple[str, ...] = ()
+    """With ``allow_unlabelled=True``: ids of the pairs kept without a label (no or an empty label, or a tie);
+    their ``preferred`` is a placeholder "a" that means nothing. Their count is also in the two counts above."""
 
 
 def load_comparisons(source: Source, *, format: FormatName = "auto") -> list[Comparison]:
@@ -90,10 +93,17 @@ def load_comparisons(source: Source, *, format: FormatName = "auto") -> list[Com
     return comparisons
 
 
-def load_comparisons_with_report(source: Source, *, format: FormatName = "auto") -> tuple[list[Comparison], LoadReport]:
-    """Load comparisons like `load_comparisons`, and also return what was read and dropped."""
+def load_comparisons_with_report(
+    source: Source, *, format: FormatName = "auto", allow_unlabelled: bool = False
+) -> tuple[list[Comparison], LoadReport]:
+    """Load comparisons like `load_comparisons`, and also return what was read and dropped.
+
+    Args:
+        allow_unlabelled: keep pairs without a label (a missing or empty label column, a tie) instead of dropping
+            them, for predicting preferences (`icai annotate`); `LoadReport.unlabelled_ids` lists them.
+    """
     if isinstance(source, (str, os.PathLike)):
-        return _load_path(Path(source), format)
+        return _load_path(Path(source), format, allow_unlabelled=allow_unlabelled)
     import pandas as pd
 
     if not isinstance(source, pd.DataFrame):
@@ -103,7 +113,7 @@ def load_comparisons_with_report(source: Source, *, format: FormatName = "auto")
     label = "<DataFrame>"
     if format not in ("auto", "dataframe"):
         raise _error(label, f"a DataFrame needs format 'dataframe' or 'auto', not {format!r}")
-    collector = _Collector(label, "dataframe")
+    collector = _Collector(label, "dataframe", allow_unlabelled=allow_unlabelled)
     _collect_frame(source, collector)
     return collector.finish()
 
@@ -141,6 +151,8 @@ class _Collector:
     n_ties: int = 0
     n_missing: int = 0
     seen: dict[str, str] = field(default_factory=dict)
+    allow_unlabelled: bool = False
+    unlabelled: list[str] = field(default_factory=list)
 
     def add(
         self,
@@ -159,10 +171,13 @@ class _Collector:
         self.seen[id] = where
         if label is None:
             self.n_missing += 1
-            return
         if label == "tie":
             self.n_ties += 1
-            return
+        if label is None or label == "tie":
+            if not self.allow_unlabelled:
+                return
+            self.unlabelled.append(id)
+            label = "a"  # a placeholder: LoadReport.unlabelled_ids says which pairs have no label
         text_a = self.text(where, *texts[0])
         text_b = self.text(where, *texts[1])
         prompt_text = "" if _is_missing(prompt) else str(prompt)
@@ -197,11 +212,12 @@ class _Collector:
             n_loaded=len(self.comparisons),
             n_dropped_ties=self.n_ties,
             n_dropped_missing=self.n_missing,
+            unlabelled_ids=tuple(self.unlabelled),
         )
         return self.comparisons, report
 
 
-def _load_path(path: Path, format: str) -> tuple[list[Comparison], LoadReport]:
+def _load_path(path: Path, format: str, *, allow_unlabelled: bool = False) -> tuple[list[Comparison], LoadReport]:
     label = str(path)
     if format not in FORMATS and format != "auto":
         raise _error(
@@ -211,7 +227,7 @@ def _load_path(path: Path, format: str) -> tuple[list[Comparison], LoadReport]:
         raise _error(label, "format 'dataframe' needs a pandas DataFrame, not a file path")
     text = _read_text(path)
     fmt = _detect(path, text) if format == "auto" else format
-    collector = _Collector(label, fmt)
+    collector = _Collector(label, fmt, allow_unlabelled=allow_unlabelled)
     if fmt == "icai_csv":
         _collect_frame(_read_csv(text, collector), collector)
     elif fmt == "hh_jsonl":
@@ -295,13 +311,13 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
     if columns and re.fullmatch(r"Unnamed: 0(_level_0)?", columns[0]):
         frame, columns = frame.iloc[:, 1:], columns[1:]  # a saved pandas index, not data
     pref_col = next((c for c in ("preferred_text", "preferred") if c in columns), None)
-    missing = [c for c in ("text_a", "text_b") if c not in columns] + ([] if pref_col else ["preferred_text"])
+    unlabelled = pref_col is None and collector.allow_unlabelled
+    missing = [c for c in ("text_a", "text_b") if c not in columns] + ([] if pref_col or unlabelled else ["preferred_text"])
     if missing:
         found = ", ".join(map(repr, columns)) or "none"
         raise collector.error(f"missing required column(s) {', '.join(map(repr, missing))} (found: {found})")
-    assert pref_col is not None
     has_prompt, has_id = "prompt" in columns, "id" in columns
-    extra = [c for c in columns if c not in ("text_a", "text_b", pref_col, "prompt", "id")]
+    extra = [c for c in columns if c not in ("text_a", "text_b", pref_col or "preferred_text", "prompt", "id")]
     frame = frame.set_axis(columns, axis=1).astype(object)
     frame = frame.where(frame.notna(), None)
     for pos, (index, row) in enumerate(zip(frame.index, frame.to_dict("records"), strict=True), start=1):
@@ -318,7 +334,7 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
         collector.add(
             where,
             id=cid,
-            label=_parse_preferred(row[pref_col], collector, where, pref_col),
+            label=None if pref_col is None else _parse_preferred(row[pref_col], collector, where, pref_col),
             texts=(("text_a", text_a), ("text_b", text_b)),
             prompt=prompt,
             metadata={c: row[c] for c in extra},
@@ -425,12 +441,12 @@ def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
 
 def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
     for index, (where, raw) in enumerate(records):
-        record = _require(raw, _ALPACA_KEYS, collector, where)
+        record = _require(raw, _ALPACA_KEYS[:3] if collector.allow_unlabelled else _ALPACA_KEYS, collector, where)
         cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
         collector.add(
             where,
             id=cid,
-            label=_alpaca_label(record["preference"], collector, where),
+            label=_alpaca_label(record.get("preference"), collector, where),
             texts=(("output_1", record["output_1"]), ("output_2", record["output_2"])),
             prompt=record["instruction"],
             metadata={k: v for k, v in record.items() if k not in (*_ALPACA_KEYS, "id")},
