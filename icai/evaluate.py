@@ -317,7 +317,7 @@ def evaluate(
     k = len(constitution_texts)
     pool = list(dict.fromkeys(candidate_texts))
     explanations = {
-        "constitution": f"the judge told to follow the constitution's {k} principles",
+        "constitution": f"the judge told to follow the constitution's {_count(k, 'principle')}",
         BASELINE: "the same judge with no principles: each gain below is measured against it",
     }
     if k and pool:
@@ -325,8 +325,8 @@ def evaluate(
         log.info("random constitution: %s", drawn)
         judged["random"] = (judge(test, llm, principles=drawn, desc="judge: random", mode=mode), list(test))
         explanations["random"] = (
-            f"the same judge following {len(drawn)} principles drawn at random (seed {seed}) from the run's "
-            f"{len(pool)} candidate principles: what choosing them by their votes adds"
+            f"the same judge following {_count(len(drawn), 'principle')} drawn at random (seed {seed}) from the "
+            f"run's {_count(len(pool), 'candidate principle')}: what choosing them by their votes adds"
         )
     elif k:
         explanations["random"] = "omitted: " + (random_omitted or "no candidate principles to draw from")
@@ -365,6 +365,10 @@ def evaluate(
         )
         baseline = dataclasses.replace(surface[1], constitution_minus_surface=versus)
     return Evaluation(scores, differences, surface=baseline, explanations=explanations)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _surface(

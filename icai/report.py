@@ -537,6 +537,10 @@ def _evaluation_section(run: Run) -> str:
         ),
         _table("scores", ["annotator", "agreement [95% CI]", "n", "invalid"], rows, numeric={1, 2, 3}),
     ]
+    explanations = (run.evaluation or {}).get("explanations")
+    if isinstance(explanations, Mapping) and explanations:
+        items = "".join(f"<li><b>{_e(name)}</b>: {_e(text)}</li>" for name, text in explanations.items())
+        parts.append(f'<ul id="score-explanations" class="muted">{items}</ul>')
     differences = (run.evaluation or {}).get("differences") or {}
     if isinstance(differences, Mapping) and differences:
         diff_rows = [

@@ -263,6 +263,7 @@ def test_evaluate_warns_on_training_data_and_explains_each_baseline(
     out = tmp_path / "run"
     assert main(["run", str(aligned_csv), "--out", str(out), *FAKE, "--test-size", "0.3"]) == 0
     n_tested = len(_json(out / "constitution.json")["tested_principles"])
+    assert 'id="score-explanations"' in (out / "report.html").read_text(encoding="utf-8")
     capsys.readouterr()
     evaluate_argv = ["evaluate", str(aligned_csv), "--constitution", str(out / "constitution.json"), "--model", "fake/keyword"]
     assert main(evaluate_argv) == 0
