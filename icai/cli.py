@@ -513,6 +513,8 @@ def _print_surface(surface) -> None:  # type: ignore[no-untyped-def]
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     """Predict preferences on pairs with or without labels; with labels, also their agreement with CIs."""
+    from pathlib import Path
+
     import pandas as pd
 
     from icai.evaluate import labelled_agreement, predict
@@ -521,6 +523,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from icai.types import Constitution, write_text_atomic
     from icai.vote import resolve_vote_mode
 
+    if Path(args.out).is_dir():  # refused before any model call is paid for
+        raise UsageError(f"{args.out} is a directory; give a file name to write")
     comparisons, report = load_comparisons_with_report(args.data, format=args.data_format, allow_unlabelled=True)
     constitution = Constitution.load(constitution_file(args.constitution))
     if not constitution.principles:
