@@ -279,7 +279,8 @@ def to_inspect_scorer(constitution: Constitution) -> str:
         "\n"
         "# Provenance of each principle (not shown to the grader): origin = who wrote it, hint = what it saw.\n"
         f"PRINCIPLE_ORIGINS = [\n{origins}]\n"
-        "\n"
+        + "".join(f"# {line}\n" for line in unselected_user_lines(constitution))
+        + "\n"
         f"INSTRUCTIONS = {instructions!r}\n"
         "\n"
         "\n"
@@ -295,7 +296,22 @@ def provenance_comments(constitution: Constitution, *, prefix: str = "# ") -> st
     lines = [f"{prefix}Provenance (origin = who wrote the principle, hint = what the writer was shown):"]
     for rank, p in enumerate(constitution.principles, start=1):
         lines.append(f"{prefix}  {rank}. origin {_one_line(p.origin)}" + (f", hint {_one_line(p.hint)}" if p.hint else ""))
+    lines.extend(f"{prefix}{line}" for line in unselected_user_lines(constitution))
     return "\n".join(lines) + "\n"
+
+
+def unselected_user_lines(constitution: Constitution) -> list[str]:
+    """Comment lines naming the user's principles that were tested but not selected (none: no lines)."""
+    rows = [r for r in constitution.metadata.get("user_principles") or [] if not r.get("in_constitution")]
+    if not rows:
+        return []
+    lines = ["Your principles tested but not selected (not given to the grader):"]
+    for row in rows:
+        stats = row.get("stats") or {}
+        agreement = stats.get("agreement")
+        detail = "no decisive votes" if agreement is None else f"agreement {agreement:.2f}, {stats.get('verdict') or 'unrated'}"
+        lines.append(f"  - {_one_line(str(row['text']))} ({detail})")
+    return lines
 
 
 def _principle_lines(constitution: Constitution) -> list[str]:

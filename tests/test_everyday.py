@@ -136,6 +136,10 @@ def test_icai_test_votes_only_the_given_principles_in_a_run_directory(
     assert main(["export", str(out), "--format", "annotated-pairs", "--out", str(tmp_path / "ap.json")]) == 0
     annotators = _json(tmp_path / "ap.json")["annotators"]
     assert {a.get("description") for a in annotators.values()} >= {WASHINGTON, SHORTER, BANANA}
+    capsys.readouterr()
+    assert main(["export", str(out), "--format", "promptfoo"]) == 0
+    comments = capsys.readouterr().out.split("defaultTest")[0]
+    assert "Your principles tested but not selected" in comments and BANANA in comments
 
     # the run-directory conventions: a rerun resumes from the cache, another dataset is refused without --overwrite
     capsys.readouterr()
