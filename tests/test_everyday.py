@@ -320,11 +320,13 @@ def test_the_random_baseline_is_not_the_constitution_reordered() -> None:
 # --- no tracebacks --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def run_dir(aligned_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    out = tmp_path / "run"
-    assert main(["run", str(aligned_csv), "--out", str(out), *FAKE]) == 0
-    capsys.readouterr()
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fake run shared by the traceback tests (they only read it)."""
+    from testdata import data_file
+
+    out = tmp_path_factory.mktemp("everyday") / "run"
+    assert main(["run", str(data_file("synthetic_data_aligned_vqvtb.csv")), "--out", str(out), *FAKE]) == 0
     return out
 
 
