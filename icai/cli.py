@@ -74,13 +74,14 @@ def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, nam
     p.add_argument(flag, help=help_text, **kwargs)
 
 
-def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """Every RunConfig field with a flag, in one argument group per stage."""
+def _add_config_options(p: argparse.ArgumentParser, *, stages: Sequence[str] | None = None) -> None:
+    """Every RunConfig field with a flag, in one argument group per stage (`stages`: only those groups)."""
     from icai.pipeline import STAGES
 
-    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in STAGES}
+    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in (STAGES if stages is None else stages)}
     for name, f in _config_fields().items():
-        _add_config_option(groups[f.metadata["group"]], name)
+        if f.metadata["group"] in groups:
+            _add_config_option(groups[f.metadata["group"]], name)
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, with_config: bool = True) -> None:
@@ -212,20 +213,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
     add_data_options(r)
+    r.add_argument(
+        "--principles",
+        dest="principles_file",
+        metavar="FILE",
+        help="your own principles (one per line, or a JSON list): voted beside the proposed ones, never clustered "
+        "away, origin user",
+    )
     _add_model_options(r, with_config=False)
     _add_config_options(r)
     _add_group_options(r, per_group=True)
 
-    a = sub.add_parser("annotate", help="predict preferences with a constitution")
+    t = sub.add_parser(
+        "test",
+        help="test your own principles on preference data: no proposing, no clustering",
+        description="Vote the principles of --principles on every pair and report per-principle statistics with "
+        "confidence intervals and significance, a constitution selected from them, report.html and the usual run "
+        "directory (resumable, one run per directory). The embedder is used only by --vote-mode embedding and "
+        "--cascade.",
+    )
+    t.add_argument("data")
+    t.add_argument("--principles", dest="principles_file", metavar="FILE", required=True, help="one principle per line, or a JSON list")
+    t.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out when it was made from another dataset (its files are removed)",
+    )
+    t.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+    add_data_options(t)
+    _add_model_options(t, with_config=False)
+    _add_config_options(t, stages=("models", "vote", "select", "evaluate"))
+    _add_group_options(t, per_group=True)
+
+    a = sub.add_parser(
+        "annotate",
+        help="predict preferences with a constitution (labels optional)",
+        description="Predict which response of each pair the constitution prefers. Labels are optional: pairs "
+        "without one (no or an empty label column, a tie) are predicted; with labels, agreement is reported too.",
+    )
     a.add_argument("data")
-    a.add_argument("--constitution", required=True)
+    a.add_argument("--constitution", required=True, help="a constitution.json, or the run directory holding one")
     a.add_argument("--out", required=True, help="CSV of predictions")
     add_data_options(a)
     _add_model_options(a)
+    _add_config_option(a, "vote_batch_size")
 
     e = sub.add_parser("evaluate", help="score a constitution against labelled pairs, with baselines")
     e.add_argument("data")
-    e.add_argument("--constitution", required=True)
+    e.add_argument("--constitution", required=True, help="a constitution.json, or the run directory holding one")
     _add_config_option(e, "seed")
     add_data_options(e)
     _add_model_options(e)
@@ -283,16 +319,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_options(args)
         return int(COMMANDS[args.command](args) or 0)
+    except BrokenPipeError:
+        return _closed_pipe()
     except (DataError, ConfigError, BudgetExceeded, UsageError) as exc:
         print(f"icai: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LLMError as exc:
-        resume = "; completed calls are cached, rerun the same command to resume" if args.command == "run" else ""
+        resume = "; completed calls are cached, rerun the same command to resume" if args.command in RESUMABLE else ""
         print(f"icai: model error: {exc}{resume}", file=sys.stderr)
         return EXIT_LLM
     except KeyboardInterrupt:
         print("icai: interrupted; completed calls are cached, rerun the same command to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"icai: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one sentence, and the traceback with --verbose
+        if args.verbose:
+            raise
+        print(
+            f"icai: internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+RESUMABLE = ("run", "test")
+"""Commands whose model calls are cached in a run directory."""
+
+EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a command whose reader went away."""
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (`icai export ... | head`): end quietly, as a Unix filter does."""
+    import os
+
+    try:  # Python would report the failed flush of stdout at exit; point it at /dev/null instead
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_CLOSED_PIPE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -315,7 +390,11 @@ def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from icai.pipeline import OptionError, RunConfig
 
     try:
-        given = {name: getattr(args, config_dest(name)) for name in _config_fields() if config_flag(name) is not None}
+        given = {
+            name: getattr(args, config_dest(name))
+            for name in _config_fields()
+            if config_flag(name) is not None and hasattr(args, config_dest(name))
+        }
         return RunConfig(**given)
     except OptionError as exc:
         raise UsageError(f"{config_flag(exc.option) or exc.option} {exc.reason}") from None
@@ -350,6 +429,28 @@ def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-de
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    from icai.user_principles import read_principles_file
+
+    config = run_config(args)
+    if args.principles_file is not None:
+        config = dc.replace(config, principles=tuple(read_principles_file(args.principles_file)))
+    return _run_into_store(args, config)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """icai test: the run pipeline with principles_only (no propose, no cluster); a plain function of its options."""
+    import dataclasses as dc
+
+    from icai.user_principles import read_principles_file
+
+    config = dc.replace(run_config(args), principles=tuple(read_principles_file(args.principles_file)), principles_only=True)
+    return _run_into_store(args, config)
+
+
+def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+    """Load the data, run the pipeline into the run directory --out, print the result (icai run and icai test)."""
     from icai.cost import estimate_run
     from icai.embed import get_embedder
     from icai.io import load_comparisons
@@ -359,7 +460,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from icai.report import write_report
     from icai.store import RunStore
 
-    config = run_config(args)
     targeted = _targeted(args, load_comparisons(args.data, **data_options(args)))
     comparisons = list(targeted.comparisons)
     estimate = estimate_run(comparisons, config, capabilities=capabilities_for(config.model, base_url=args.base_url))
@@ -373,10 +473,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_cost is not None and cost is not None and cost > args.max_cost:
         log.warning("the run may cost about $%.4f; it will stop before --max-cost $%g", cost, args.max_cost)
 
+    # icai test clusters nothing: its embedder is built only when a vote option uses one
+    needs_embedder = not config.principles_only or config.vote_mode == "embedding" or config.cascade
     # Executor, model and embedder are checked before the run directory is made, so a typo leaves no files behind.
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
-        embedder = get_embedder(args.embedder, executor=executor)
+        embedder = get_embedder(args.embedder if needs_embedder else "hash", executor=executor)
         store = RunStore(args.out)
         # before the cache and log are opened: refuses another run's folder (or a locked one), takes the lock
         store.begin(
@@ -412,7 +514,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             store.release()
     for note in result.constitution.metadata.get("notes", []):
         print(f"Note: {note}")
-    _print_constitution(result.constitution)
+    if config.principles_only:
+        _print_user_principles(result.constitution, title=f"Your {len(config.principles)} principles, tested on {len(result.train)} pairs")
+        print()
+        _print_constitution(result.constitution)
+    else:
+        _print_constitution(result.constitution)
+        if config.principles:
+            print()
+            _print_user_principles(result.constitution, title="Your principles (voted beside the proposed ones)")
     if result.evaluation is not None:
         print()
         _print_scores(result.evaluation)
@@ -431,6 +541,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             "answers in all (see the raw column of votes.csv)"
         )
     return 0
+
+
+def _print_user_principles(constitution, *, title: str) -> None:  # type: ignore[no-untyped-def]
+    """Every user principle with its statistics, selected or not (constitution.json `user_principles`)."""
+    from icai.types import stats_from_dict
+
+    rows = constitution.metadata.get("user_principles") or []
+    print(title)
+    for i, row in enumerate(rows, start=1):
+        place = (
+            f"constitution rank {row['rank']}"
+            if row.get("in_constitution")
+            else f"merged into {row['merged_into']}" if row.get("merged_into") else "not selected"
+        )
+        s = stats_from_dict(row["stats"]) if row.get("stats") else None
+        if s is None or s.agreement is None:
+            decided = "" if s is None else f"; for {s.n_for} / against {s.n_against} / abstain {s.n_abstain}"
+            print(f"{i:>2}. {row['text']}  [no decisive votes{decided}; {place}]")
+            continue
+        lo, hi = s.agreement_ci or (float("nan"), float("nan"))
+        q = f", q {s.q_value:.3f}" if s.q_value is not None else ""
+        print(
+            f"{i:>2}. {row['text']}  [{s.verdict or 'unrated'}{q}; agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), "
+            f"relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against} / abstain {s.n_abstain}; {place}]"
+        )
 
 
 def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
@@ -472,13 +607,24 @@ def provenance(principle) -> str:  # type: ignore[no-untyped-def]
     return f"origin {principle.origin}" + (f", hint {hint}" if hint else "")
 
 
-def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
-    print("Held-out agreement (95% bootstrap CI)")
+def _print_scores(evaluation, *, title: str = "Held-out agreement") -> None:  # type: ignore[no-untyped-def]
+    from icai.stats import SMALL_N
+
+    print(f"{title} (95% CI: Wilson below {SMALL_N} pairs or when every pair scores the same, else bootstrap)")
     for s in evaluation.scores:
-        print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f})  n={s.n}")
+        print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f}, {s.ci_method})  n={s.n}")
+    n = min((s.n for s in evaluation.scores), default=0)
+    caveat = f"; only {n} pairs, so these intervals are rough" if n < SMALL_N else ""
     for name, (mean, ci) in evaluation.differences.items():
-        print(f"  {name} - default: {mean:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f})")
-    surface = evaluation.surface
+        print(f"  {name} - default: {mean:+.3f} ({ci[0]:+.3f} to {ci[1]:+.3f}, paired bootstrap{caveat})")
+    _print_surface(evaluation.surface)
+    if evaluation.explanations:
+        print("What each line is:")
+        for name, text in evaluation.explanations.items():
+            print(f"  {name}: {text}")
+
+
+def _print_surface(surface) -> None:  # type: ignore[no-untyped-def]
     if surface is None:
         return
     how = (
@@ -499,39 +645,94 @@ def _print_scores(evaluation) -> None:  # type: ignore[no-untyped-def]
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
+    """Predict preferences on pairs with or without labels; with labels, also their agreement with CIs."""
+    from pathlib import Path
+
     import pandas as pd
 
-    from icai.evaluate import agreement_scores, judge
-    from icai.io import load_comparisons
+    from icai.evaluate import labelled_agreement, predict
+    from icai.export import constitution_file
+    from icai.io import load_comparisons_with_report
     from icai.types import Constitution, write_text_atomic
     from icai.vote import resolve_vote_mode
 
-    comparisons = load_comparisons(args.data, **data_options(args))
-    constitution = Constitution.load(args.constitution)
+    if Path(args.out).is_dir():  # refused before any model call is paid for
+        raise UsageError(f"{args.out} is a directory; give a file name to write")
+    comparisons, report = load_comparisons_with_report(args.data, **data_options(args), allow_unlabelled=True)
+    constitution = Constitution.load(constitution_file(args.constitution))
+    if not constitution.principles:
+        raise UsageError(f"{args.constitution}: the constitution is empty; there are no principles to annotate with")
+    unlabelled = set(report.unlabelled_ids)
+    labelled = [c.id not in unlabelled for c in comparisons]
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
         mode = resolve_vote_mode(args.vote_mode, llm)
-        judgements = judge(comparisons, llm, principles=constitution.texts, desc="annotate", mode=mode)
-    frame = pd.DataFrame(
-        {
-            "id": [c.id for c in comparisons],
-            "predicted": [j.predicted for j in judgements],
-            "preferred": [c.preferred for c in comparisons],
-        }
+        predictions = predict(comparisons, llm, principles=constitution.principles, mode=mode, batch_size=args.batch_size)
+    columns: dict[str, list[object]] = {
+        "id": [p.comparison_id for p in predictions],
+        "predicted": [p.predicted for p in predictions],
+        "confidence": [p.confidence for p in predictions],
+        "confidence_kind": [p.confidence_kind for p in predictions],
+    }
+    for rank, _ in enumerate(constitution.principles, start=1):
+        columns[f"vote_{rank}"] = [p.principle_picks[rank - 1] for p in predictions]
+    columns["preferred"] = [c.preferred if has else "" for c, has in zip(comparisons, labelled, strict=True)]
+    frame = pd.DataFrame(columns)
+    target = write_text_atomic(args.out, frame.to_csv(index=False))
+    kind = predictions[0].confidence_kind if predictions else "vote_share"
+    how = (
+        "|debiased log-odds| in nats" if kind == "logprob_margin" else "share of the two presentation orders that agree"
     )
-    write_text_atomic(args.out, frame.to_csv(index=False))
-    print(f"wrote {len(frame)} predictions to {args.out}; agreement with labels {agreement_scores(judgements, comparisons).mean():.3f}")
+    print(f"wrote {len(frame)} predictions to {target} (predicted a/b/neither, confidence: {how}; vote_N: principle N's pick)")
+    for rank, principle in enumerate(constitution.principles, start=1):
+        print(f"  vote_{rank}: {principle.text}")
+    n_labelled = sum(labelled)
+    if not n_labelled:
+        print("No pair has a label, so no agreement is reported.")
+        return 0
+    agree = labelled_agreement(predictions, comparisons, labelled=labelled)
+    lo, hi = agree["ci"]
+    print(
+        f"Agreement with the labels of {agree['n']} labelled pairs: {agree['agreement']:.3f} "
+        f"(95% {agree['ci_method'].capitalize()} CI {lo:.3f}-{hi:.3f}; a 'neither' prediction counts 0.5)"
+        + (f"; {len(comparisons) - n_labelled} pairs without a label are predicted only" if n_labelled < len(comparisons) else "")
+    )
+    for rank, row in enumerate(agree["principles"], start=1):
+        if row["agreement"] is None:
+            print(f"  vote_{rank}: took no side on a labelled pair")
+        else:
+            print(
+                f"  vote_{rank}: agreement {row['agreement']:.2f} (95% Wilson CI {row['ci'][0]:.2f}-{row['ci'][1]:.2f}) "
+                f"on the {row['n_for'] + row['n_against']} labelled pairs it took a side on"
+            )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from icai.evaluate import evaluate
+    from icai.export import constitution_file
     from icai.io import load_comparisons
+    from icai.pipeline import dataset_hash
     from icai.types import Constitution
     from icai.vote import resolve_vote_mode
 
     comparisons = list(_targeted(args, load_comparisons(args.data, **data_options(args))).comparisons)
-    constitution = Constitution.load(args.constitution)
+    path = constitution_file(args.constitution)
+    constitution = Constitution.load(path)
+    meta = constitution.metadata
+    data_hash = dataset_hash(comparisons)
+    if data_hash in (meta.get("train_hash"), meta.get("dataset_hash")):
+        which = "training pairs" if data_hash == meta.get("train_hash") else "input (its training pairs included)"
+        print(f"Warning: this is the run's {which}: not a held-out estimate; evaluate on pairs the run never saw.")
+    else:
+        overlap = _training_overlap(comparisons, path)
+        if overlap:
+            print(
+                f"Warning: {overlap} of {len(comparisons)} pairs are training pairs of this run (comparisons.csv beside "
+                "the constitution): the scores are not a held-out estimate."
+            )
+    tested = meta.get("tested_principles")
+    candidates = [str(row["text"]) for row in tested] if isinstance(tested, list) else []
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
         analysis = None
@@ -546,14 +747,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             comparisons,
             llm,
             constitution_texts=constitution.texts,
-            candidate_texts=constitution.texts,
+            candidate_texts=candidates,
             seed=args.seed,
             mode=resolve_vote_mode(args.vote_mode, llm),
+            random_omitted=f"{path} does not list its run's candidate principles (a constitution from an older icai)",
         )
-    _print_scores(evaluation)
+    _print_scores(evaluation, title="Agreement with the labels of these pairs")
     if analysis is not None:
         _print_groups(analysis)
     return 0
+
+
+def _training_overlap(comparisons, constitution_path) -> int:  # type: ignore[no-untyped-def]
+    """How many of `comparisons` are training pairs in the run directory holding the constitution (0 if unknown)."""
+    from icai.store import RunStore
+    from icai.types import DataError
+
+    try:
+        run = RunStore.existing(constitution_path.parent)
+        if not run.has("comparisons.csv"):
+            return 0
+        frame = run.read_csv("comparisons.csv", ("prompt", "text_a", "text_b", "split"))
+    except DataError:
+        return 0
+    train = {
+        (r.prompt, *sorted((r.text_a, r.text_b))) for r in frame.itertuples(index=False) if r.split == "train"
+    }
+    return sum((c.prompt, *sorted((c.text_a, c.text_b))) in train for c in comparisons)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -588,13 +808,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from icai.export import export
+    from icai.export import export, export_target
 
     text = export(args.constitution, args.export_format, args.out)
     if args.out is None:
-        print(text)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()  # a closed pipe (| head) is raised here, inside main's handler
     else:
-        print(f"wrote {args.out}")
+        print(f"wrote {export_target(args.out, args.export_format)}")
     return 0
 
 
@@ -726,6 +947,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "test": cmd_test,
     "annotate": cmd_annotate,
     "evaluate": cmd_evaluate,
     "validate": cmd_validate,

@@ -143,18 +143,19 @@ def estimate_run(
     mode = resolve_mode(capabilities, config.vote_mode)
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
     pool = propose_pool(train, config)
-    n_principles = min(config.n_clusters, len(pool) * config.proposals_per_pair)
-    stages = [
-        _propose(pool, config, capabilities, form_from=train),
-        _learn_vote("vote", train, n_principles, config, mode, capabilities),
-    ]
+    # the user's principles bypass clustering (icai.pipeline.with_user_principles); icai test proposes nothing
+    proposed = 0 if config.principles_only else min(config.n_clusters, len(pool) * config.proposals_per_pair)
+    n_principles = proposed + len(config.principles)
+    stages = [] if config.principles_only else [_propose(pool, config, capabilities, form_from=train)]
+    stages.append(_learn_vote("vote", train, n_principles, config, mode, capabilities))
     if test:
         if config.flip_check:
             flipped = [c.with_preferred(c.rejected) for c in train]
-            stages += [
-                _propose(propose_pool(flipped, config), config, capabilities, stage="propose (flipped)", form_from=flipped),
-                _learn_vote("vote (flipped)", flipped, n_principles, config, mode, capabilities),
-            ]
+            if not config.principles_only:
+                stages.append(
+                    _propose(propose_pool(flipped, config), config, capabilities, stage="propose (flipped)", form_from=flipped)
+                )
+            stages.append(_learn_vote("vote (flipped)", flipped, n_principles, config, mode, capabilities))
         n_constitution = min(config.max_principles, n_principles)
         judged = [n_constitution, 0] + ([n_constitution] if n_constitution else [])
         if config.flip_check:

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,11 +22,11 @@ from icai.parse import parse_verdict
 from icai.prompts import judge_request
 from icai.select import VoteMatrix, greedy
 from icai.split import train_test_split as train_test_split  # re-exported: its old home
-from icai.stats import bootstrap_ci, direction, paired_bootstrap_diff
+from icai.stats import direction, paired_bootstrap_diff, score_ci, wilson_interval
 from icai.surface import SurfaceBaseline, cross_val_picks, fit_surface
 from icai.surface import agreement as surface_agreement
-from icai.types import Comparison, Pick, Vote
-from icai.vote import VoteMode
+from icai.types import Comparison, Pick, Principle, Vote
+from icai.vote import VoteMode, vote
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class Judgement:
     """The side with more picks; "neither" on a tie, "invalid" when no pick was valid."""
     picks: tuple[Pick, ...]
     """Raw picks in the comparison's own a/b terms (for LLM judges: original order, then swapped)."""
+    margin: float | None = None
+    """Log-prob judges: the debiased log-odds of A over B in nats (positive favours a); None otherwise."""
 
 
 
@@ -74,7 +76,7 @@ def judge(
         if logprob:
             margin = debiased_margin(completions[2 * i].choice_logprobs, completions[2 * i + 1].choice_logprobs)
             pick = margin_pick(margin, threshold=0.0)
-            out.append(Judgement(c.id, pick, (pick,)))
+            out.append(Judgement(c.id, pick, (pick,), margin))
             continue
         first = parse_verdict(completions[2 * i].text)
         second = SWAP[parse_verdict(completions[2 * i + 1].text)]
@@ -181,6 +183,8 @@ class Score:
     ci: tuple[float, float]
     n: int
     n_invalid: int
+    ci_method: str = "bootstrap"
+    """"wilson" (below `icai.stats.SMALL_N` pairs, or when every pair scored the same) or "bootstrap"."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,23 +193,30 @@ class Score:
             "ci": list(self.ci),
             "n": self.n,
             "n_invalid": self.n_invalid,
+            "ci_method": self.ci_method,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Score:
         lo, hi = data["ci"]
         return cls(
-            data["name"], float(data["agreement"]), (float(lo), float(hi)), int(data["n"]), int(data["n_invalid"])
+            data["name"],
+            float(data["agreement"]),
+            (float(lo), float(hi)),
+            int(data["n"]),
+            int(data["n_invalid"]),
+            str(data.get("ci_method", "bootstrap")),
         )
 
 
 def score(name: str, judgements: Sequence[Judgement], comparisons: Sequence[Comparison], *, seed: int = 0) -> Score:
-    """Agreement of `judgements` with the labels of `comparisons`, with a percentile bootstrap CI."""
+    """Agreement of `judgements` with the labels of `comparisons`, with a 95% CI (`icai.stats.score_ci`)."""
     values = agreement_scores(judgements, comparisons)
     ids = {c.id for c in comparisons}
     n_invalid = sum(1 for j in judgements if j.comparison_id in ids and j.predicted == "invalid")
     mean = float(values.mean()) if values.size else math.nan
-    return Score(name, mean, bootstrap_ci(values, seed=seed), len(comparisons), n_invalid)
+    ci, method = score_ci(values, seed=seed)
+    return Score(name, mean, ci, len(comparisons), n_invalid, method)
 
 
 @dataclass(frozen=True)
@@ -217,6 +228,8 @@ class Evaluation:
     curve: SelectionCurve | None = None
     surface: SurfaceBaseline | None = None
     """How the "surface" score was fitted, its weights, and constitution - surface (None when not computed)."""
+    explanations: Mapping[str, str] = field(default_factory=dict)
+    """Score name -> one sentence saying what that annotator is (printed under the scores)."""
 
     def score_for(self, name: str) -> Score | None:
         return next((s for s in self.scores if s.name == name), None)
@@ -244,6 +257,7 @@ class Evaluation:
             "differences": {k: {"mean": m, "ci": [lo, hi]} for k, (m, (lo, hi)) in self.differences.items()},
             "curve": self.curve.to_dict() if self.curve is not None else None,
             "surface": self.surface.to_dict() if self.surface is not None else None,
+            "explanations": dict(self.explanations),
         }
 
     @classmethod
@@ -259,6 +273,7 @@ class Evaluation:
             differences,
             SelectionCurve.from_dict(curve) if curve is not None else None,
             SurfaceBaseline.from_dict(surface) if surface is not None else None,
+            dict(data.get("explanations") or {}),
         )
 
 
@@ -272,6 +287,7 @@ def evaluate(
     flipped_constitution_texts: Sequence[str] | None = None,
     mode: VoteMode = "generate",
     train: Sequence[Comparison] | None = None,
+    random_omitted: str | None = None,
 ) -> Evaluation:
     """Judge `test` with the constitution and with baselines, and score each against the labels.
 
@@ -287,6 +303,8 @@ def evaluate(
     fitted on `train` and scored on `test`; without `train` (or with an empty one),
     cross-validated on `test` itself (left out for fewer than two test pairs).
     `Evaluation.surface` holds its weights and the paired difference constitution - surface.
+    `Evaluation.explanations` says in one sentence what each score is; `random_omitted` is the reason given
+    when there are no candidates to draw the random baseline from.
     """
     if not test:
         raise ValueError("evaluate needs at least one test comparison")
@@ -297,18 +315,40 @@ def evaluate(
     default = judge(test, llm, desc="judge: default", mode=mode)
     judged[BASELINE] = (default, list(test))
     k = len(constitution_texts)
-    pool = list(candidate_texts)
+    pool = list(dict.fromkeys(candidate_texts))
+    explanations = {
+        "constitution": f"the judge told to follow the constitution's {_count(k, 'principle')}",
+        BASELINE: "the same judge with no principles: each gain below is measured against it",
+    }
     if k and pool:
         drawn = random.Random(seed).sample(pool, min(k, len(pool)))
         log.info("random constitution: %s", drawn)
         judged["random"] = (judge(test, llm, principles=drawn, desc="judge: random", mode=mode), list(test))
+        explanations["random"] = (
+            f"the same judge following {_count(len(drawn), 'principle')} drawn at random (seed {seed}) from the "
+            f"run's {_count(len(pool), 'candidate principle')}: what choosing them by their votes adds"
+        )
+    elif k:
+        explanations["random"] = "omitted: " + (random_omitted or "no candidate principles to draw from")
     surface = _surface(test, train, seed=seed)
     if surface is not None:
         judged[SURFACE] = (surface[0], list(test))
+    if surface is not None:
+        explanations[SURFACE] = (
+            "no model: a logistic regression on length and style differences of the two responses"
+        )
     if flipped_constitution_texts is not None:
         flipped = judge(test, llm, principles=flipped_constitution_texts, desc="judge: flipped", mode=mode)
         judged["flipped"] = (flipped, flipped_test)
         judged["constitution_vs_flipped_labels"] = (constitution, flipped_test)
+        explanations["flipped"] = (
+            "a constitution learnt from the same training pairs with every label flipped, scored against the "
+            "flipped labels: a sound method recovers the opposite rules, so this should score about as high"
+        )
+        explanations["constitution_vs_flipped_labels"] = (
+            "the constitution's own verdicts scored against the flipped labels: 1 - its agreement, a check that "
+            "the labels, not the judge, drive the score"
+        )
 
     scores = tuple(score(name, js, comps, seed=seed) for name, (js, comps) in judged.items())
     differences: dict[str, tuple[float, tuple[float, float]]] = {}
@@ -324,7 +364,11 @@ def evaluate(
             agreement_scores(constitution, test), agreement_scores(surface[0], test), seed=seed
         )
         baseline = dataclasses.replace(surface[1], constitution_minus_surface=versus)
-    return Evaluation(scores, differences, surface=baseline)
+    return Evaluation(scores, differences, surface=baseline, explanations=explanations)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _surface(
@@ -345,3 +389,90 @@ def _surface(
         weights = fit_surface(test, seed=seed).weights()
         info = SurfaceBaseline("cross-validated", 0, weights, float(surface_agreement(picks, test).mean()), None)
     return [Judgement(c.id, p, (p,)) for c, p in zip(test, picks, strict=True)], info
+
+
+ConfidenceKind = Literal["logprob_margin", "vote_share"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted preference on one pair, how sure the judge was, and each principle's own pick."""
+
+    comparison_id: str
+    predicted: Pick
+    """The constitution-following judge's verdict (`judge`): "a", "b", "neither" (no side), or "invalid"."""
+    confidence: float | None
+    """logprob_margin: |debiased log-odds of a over b| in nats (0: no opinion); vote_share: the share of the
+    judge's answers, one per presentation order, that name the predicted side (1.0: both orders agree; 0.5: split).
+    None when no answer was readable."""
+    confidence_kind: ConfidenceKind
+    principle_picks: tuple[Pick, ...]
+    """One pick per principle, in the order given: the side it selects over both orders ("neither" when it does
+    not apply, "invalid" when unreadable)."""
+
+
+def predict(
+    comparisons: Sequence[Comparison],
+    llm: LLM,
+    *,
+    principles: Sequence[Principle],
+    mode: VoteMode = "generate",
+    batch_size: int = 40,
+) -> list[Prediction]:
+    """Predict the preferred response of each pair (labels are not read): the judge's verdict with the principles,
+    its confidence, and each principle's vote (`icai.vote.vote`, both orders)."""
+    judgements = judge(comparisons, llm, principles=[p.text for p in principles], desc="annotate: judge", mode=mode)
+    votes = vote(comparisons, principles, llm, batch_size=batch_size, mode=mode) if principles else []
+    picks_of = {(v.comparison_id, v.principle_id): debiased_pick(v.picks) for v in votes}
+    out = []
+    for c, j in zip(comparisons, judgements, strict=True):
+        confidence: float | None
+        if mode == "logprob":
+            kind: ConfidenceKind = "logprob_margin"
+            confidence = None if j.margin is None else abs(j.margin)
+        else:
+            kind = "vote_share"
+            valid = [p for p in j.picks if p != "invalid"]
+            named = j.predicted if j.predicted in ("a", "b") else None
+            confidence = (
+                None if not valid else (sum(p == named for p in valid) / len(valid) if named else 0.5)
+            )
+        principle_picks = tuple(picks_of.get((c.id, p.id), "invalid") for p in principles)
+        out.append(Prediction(c.id, j.predicted, confidence, kind, principle_picks))
+    return out
+
+
+def labelled_agreement(
+    predictions: Sequence[Prediction], comparisons: Sequence[Comparison], *, labelled: Sequence[bool]
+) -> dict[str, Any]:
+    """Agreement of the predictions, and of each principle's decisive picks, with the labels of the labelled pairs.
+
+    Returns {"n", "agreement", "ci", "ci_method", "principles": [{"n_for", "n_against", "agreement", "ci"}]};
+    a prediction of "neither" or "invalid" scores 0.5 (as in `agreement_scores`); intervals are Wilson's below
+    `icai.stats.SMALL_N` pairs, else bootstrap.
+    """
+    pairs = [(p, c) for p, c, has in zip(predictions, comparisons, labelled, strict=True) if has]
+    judgements = [Judgement(p.comparison_id, p.predicted, ()) for p, _ in pairs]
+    values = agreement_scores(judgements, [c for _, c in pairs])
+    ci, method = score_ci(values)
+    per_principle = []
+    k = len(predictions[0].principle_picks) if predictions else 0
+    for i in range(k):
+        n_for = sum(p.principle_picks[i] == c.preferred for p, c in pairs)
+        n_against = sum(p.principle_picks[i] == c.rejected for p, c in pairs)
+        decided = n_for + n_against
+        per_principle.append(
+            {
+                "n_for": n_for,
+                "n_against": n_against,
+                "agreement": n_for / decided if decided else None,
+                "ci": list(wilson_interval(n_for, decided)) if decided else None,
+            }
+        )
+    return {
+        "n": len(pairs),
+        "agreement": float(values.mean()) if values.size else None,
+        "ci": list(ci),
+        "ci_method": method,
+        "principles": per_principle,
+    }

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -26,7 +27,7 @@ from icai.annotated_pairs import (
 )
 from icai.prompts import _BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
 from icai.store import RunStore, read_run_csv  # noqa: F401 (read_run_csv: re-exported, its home is the store)
-from icai.types import Comparison, Constitution, DataError, Pick, Side, Vote, write_text_atomic
+from icai.types import Comparison, Constitution, DataError, Pick, Principle, Side, Vote, write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,6 +84,7 @@ def to_annotated_pairs(
     *,
     dataset_name: str,
     created_at: datetime | None = None,
+    also: Sequence[Principle] = (),
 ) -> dict[str, Any]:
     """AnnotatedPairs v2.0 as Feedback Forensics reads it: the human label plus one annotator per principle.
 
@@ -98,10 +100,14 @@ def to_annotated_pairs(
 
     Args:
         created_at: timestamp to record; now (UTC) when omitted.
+        also: principles outside the constitution to export as annotators too (the user's own principles
+            that were not selected: every output shows them).
     """
     _require_columns(comparisons_frame, COMPARISON_COLUMNS, "comparisons table")
     _require_columns(votes_frame, VOTE_COLUMNS, "votes table")
-    annotator_of = _principle_annotator_ids(constitution)
+    in_constitution = {p.id for p in constitution.principles}
+    principles = [*constitution.principles, *(p for p in also if p.id not in in_constitution)]
+    annotator_of = _principle_annotator_ids(principles)
     votes = _votes_by_comparison(votes_frame, set(annotator_of))
     meta_keys = [c for c in comparisons_frame.columns if c not in COMPARISON_COLUMNS and c not in MODEL_COLUMNS]
     model_keys = [c for c in MODEL_COLUMNS if c in comparisons_frame.columns]
@@ -142,13 +148,14 @@ def to_annotated_pairs(
             "type": DEFAULT_ANNOTATOR_TYPE,
         }
     }
-    for principle in constitution.principles:
+    for principle in principles:
         # origin and hint are extra keys: Feedback Forensics' loader reads annotators with .get and ignores them
         annotators[annotator_of[principle.id]] = {
             "description": principle.text,
             "type": PRINCIPLE_ANNOTATOR_TYPE,
             "origin": principle.origin,
             **({"hint": principle.hint} if principle.hint else {}),
+            **({} if principle.id in in_constitution else {"in_constitution": "no"}),
         }
 
     stamp = (created_at or datetime.now(UTC)).astimezone(UTC)
@@ -169,11 +176,11 @@ def to_annotated_pairs(
     }
 
 
-def _principle_annotator_ids(constitution: Constitution) -> dict[str, str]:
+def _principle_annotator_ids(principles: Sequence[Principle]) -> dict[str, str]:
     """principle id -> annotator id (MD5 of the text), refusing two principles with one id."""
     out: dict[str, str] = {}
     taken = {DEFAULT_ANNOTATOR_ID: "the default annotator"}
-    for principle in constitution.principles:
+    for principle in principles:
         aid = annotator_id(principle.text)
         if aid in taken:
             raise DataError(
@@ -272,7 +279,8 @@ def to_inspect_scorer(constitution: Constitution) -> str:
         "\n"
         "# Provenance of each principle (not shown to the grader): origin = who wrote it, hint = what it saw.\n"
         f"PRINCIPLE_ORIGINS = [\n{origins}]\n"
-        "\n"
+        + "".join(f"# {line}\n" for line in unselected_user_lines(constitution))
+        + "\n"
         f"INSTRUCTIONS = {instructions!r}\n"
         "\n"
         "\n"
@@ -288,7 +296,22 @@ def provenance_comments(constitution: Constitution, *, prefix: str = "# ") -> st
     lines = [f"{prefix}Provenance (origin = who wrote the principle, hint = what the writer was shown):"]
     for rank, p in enumerate(constitution.principles, start=1):
         lines.append(f"{prefix}  {rank}. origin {_one_line(p.origin)}" + (f", hint {_one_line(p.hint)}" if p.hint else ""))
+    lines.extend(f"{prefix}{line}" for line in unselected_user_lines(constitution))
     return "\n".join(lines) + "\n"
+
+
+def unselected_user_lines(constitution: Constitution) -> list[str]:
+    """Comment lines naming the user's principles that were tested but not selected (none: no lines)."""
+    rows = [r for r in constitution.metadata.get("user_principles") or [] if not r.get("in_constitution")]
+    if not rows:
+        return []
+    lines = ["Your principles tested but not selected (not given to the grader):"]
+    for row in rows:
+        stats = row.get("stats") or {}
+        agreement = stats.get("agreement")
+        detail = "no decisive votes" if agreement is None else f"agreement {agreement:.2f}, {stats.get('verdict') or 'unrated'}"
+        lines.append(f"  - {_one_line(str(row['text']))} ({detail})")
+    return lines
 
 
 def _principle_lines(constitution: Constitution) -> list[str]:
@@ -323,10 +346,10 @@ def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None 
     """
     if fmt not in FORMATS:
         raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    path = Path(constitution_path)
+    path = constitution_file(constitution_path)
     constitution = Constitution.load(path)
     if fmt == "annotated-pairs":
-        run = RunStore.existing(path.parent)
+        run = _run_beside(path, fmt)
         comparisons = run.read_csv("comparisons.csv", COMPARISON_COLUMNS)
         votes = run.read_csv("votes.csv", VOTE_COLUMNS)
         if run.has("test_votes.csv"):
@@ -336,7 +359,7 @@ def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None 
             test_votes = run.read_csv("test_votes.csv", VOTE_COLUMNS)
             votes = pd.concat([votes, test_votes], ignore_index=True)
         name = str(constitution.metadata.get("dataset_name") or f"icai run {path.parent.name}")
-        data = to_annotated_pairs(constitution, comparisons, votes, dataset_name=name)
+        data = to_annotated_pairs(constitution, comparisons, votes, dataset_name=name, also=user_principles_of(constitution))
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     elif fmt == "prompt":
         text = to_judge_prompt(constitution)
@@ -347,9 +370,63 @@ def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None 
     else:
         text = _export_pairwise_or_reward(constitution, fmt, path)
     if out_path is not None:
-        write_text_atomic(out_path, text)
-        log.info("wrote %s export to %s", fmt, out_path)
+        target = export_target(out_path, fmt)
+        write_text_atomic(target, text)
+        log.info("wrote %s export to %s", fmt, target)
     return text
+
+
+DEFAULT_FILE_NAMES: dict[str, str] = {
+    "annotated-pairs": "constitution.annotated_pairs.json",
+    "prompt": "constitution.prompt.txt",
+    "promptfoo": "constitution.promptfoo.yaml",
+    "inspect": "constitution_scorer.py",
+    "pairwise-prompt": "pairwise_judge.json",
+    "pairwise-inspect": "pairwise_judge.py",
+    "pairwise-promptfoo": "pairwise.yaml",
+    "reward-weights": "reward.json",
+}
+"""The file an export gets when --out names an existing directory."""
+
+
+def export_target(out_path: str | Path, fmt: str) -> Path:
+    """Where an export to `out_path` goes: the path itself, or `DEFAULT_FILE_NAMES[fmt]` inside it when it is a folder."""
+    out = Path(out_path)
+    return out / DEFAULT_FILE_NAMES[fmt] if out.is_dir() else out
+
+
+def constitution_file(path: str | Path) -> Path:
+    """The constitution.json of `path`: the file itself, or the one inside a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        inside = path / "constitution.json"
+        if not inside.is_file():
+            raise DataError(f"{path} is a directory without a constitution.json; give a constitution file or a run directory")
+        return inside
+    return path
+
+
+RUN_TABLES = ("comparisons.csv", "votes.csv")
+"""The run files the annotated-pairs and reward-weights exports read beside constitution.json."""
+
+
+def _run_beside(path: Path, fmt: str) -> RunStore:
+    """The run directory holding `path`, refused in one sentence when the tables an export needs are not there."""
+    run = RunStore.existing(path.parent)
+    missing = [name for name in RUN_TABLES if not run.has(name)]
+    if missing:
+        raise DataError(
+            f"the {fmt} export reads the run's votes and pairs, but {run.path} has no {' or '.join(missing)} beside "
+            f"{path.name}: export from the run directory, or copy {', '.join(RUN_TABLES)} (and test_votes.csv, "
+            "if any) next to the constitution"
+        )
+    return run
+
+
+def user_principles_of(constitution: Constitution) -> list[Principle]:
+    """The user's principles recorded with a constitution (constitution.json `user_principles`), selected or not."""
+    rows = constitution.metadata.get("user_principles") or []
+    return [Principle(id=str(r["id"]), text=str(r["text"]), origin=str(r.get("origin", "user"))) for r in rows]
 
 
 # --- pairwise judge and reward weights ------------------------------------------------------
@@ -788,7 +865,7 @@ def _export_pairwise_or_reward(constitution: Constitution, fmt: str, path: Path)
     if fmt == "pairwise-promptfoo":
         return to_pairwise_promptfoo_yaml(constitution)
     if fmt == "reward-weights":
-        run = RunStore.existing(path.parent)
+        run = _run_beside(path, fmt)
         comparisons = run.read_csv("comparisons.csv", COMPARISON_COLUMNS)
         votes = run.read_csv("votes.csv", REWARD_VOTE_COLUMNS)
         test_votes = run.read_csv("test_votes.csv", REWARD_VOTE_COLUMNS) if run.has("test_votes.csv") else None

@@ -97,6 +97,9 @@ class LoadReport:
     """Rows skipped for a problem (only `scan_comparisons` skips rows; a load stops at the first)."""
     notes: tuple[str, ...] = ()
     """How the shape was read, where it matters (ties, which side is A)."""
+    unlabelled_ids: tuple[str, ...] = ()
+    """With ``allow_unlabelled=True``: ids of the pairs kept without a label (no or an empty label, or a tie);
+    their ``preferred`` is a placeholder "a" that means nothing. Their count is also in the two counts above."""
 
 
 class RowError(DataError):
@@ -146,9 +149,15 @@ def load_comparisons_with_report(
     format: FormatName = "auto",
     columns: Mapping[str, str] | None = None,
     label_map: Mapping[str, str] | None = None,
+    allow_unlabelled: bool = False,
 ) -> tuple[list[Comparison], LoadReport]:
-    """Load comparisons like `load_comparisons`, and also return what was read and dropped."""
-    collector = _load(source, format, columns, label_map, lenient=False)
+    """Load comparisons like `load_comparisons`, and also return what was read and dropped.
+
+    Args:
+        allow_unlabelled: keep pairs without a label (a missing or empty label column, a tie) instead of dropping
+            them, for predicting preferences (`icai annotate`); `LoadReport.unlabelled_ids` lists them.
+    """
+    collector = _load(source, format, columns, label_map, lenient=False, allow_unlabelled=allow_unlabelled)
     return collector.finish()
 
 
@@ -175,10 +184,11 @@ def _load(
     label_map: Mapping[str, str] | None,
     *,
     lenient: bool,
+    allow_unlabelled: bool = False,
 ) -> _Collector:
     if isinstance(source, (str, os.PathLike)):
         label = str(source)
-        collector = _Collector(label, format, problems=[] if lenient else None)
+        collector = _Collector(label, format, problems=[] if lenient else None, allow_unlabelled=allow_unlabelled)
         collector.label_map = shapes.check_label_map(label, label_map)
         _load_path(Path(source), format, shapes.check_columns(label, columns), collector)
         return collector
@@ -192,7 +202,9 @@ def _load(
     mapping = shapes.check_columns(label, columns)
     if format not in ("auto", "dataframe") and not (format in ("dpo", "arena") or mapping):
         raise _error(label, f"a DataFrame needs format 'dataframe' or 'auto', not {format!r}")
-    collector = _Collector(label, "dataframe", problems=[] if lenient else None, container="dataframe")
+    collector = _Collector(
+        label, "dataframe", problems=[] if lenient else None, container="dataframe", allow_unlabelled=allow_unlabelled
+    )
     collector.label_map = shapes.check_label_map(label, label_map)
     frame_columns = [str(c) for c in source.columns]
     shape = _shape(frame_columns, "icai_csv" if format == "dataframe" else format, mapping)
@@ -244,6 +256,8 @@ class _Collector:
     """The caller's label words (``--label-map``), lower-cased, tried before a format's own."""
     notes: list[str] = field(default_factory=list)
     n_invalid: int = 0
+    allow_unlabelled: bool = False
+    unlabelled: list[str] = field(default_factory=list)
 
     @contextlib.contextmanager
     def row(self, where: str) -> Iterator[None]:
@@ -275,10 +289,13 @@ class _Collector:
         self.seen[id] = where
         if label is None:
             self.n_missing += 1
-            return
         if label == "tie":
             self.n_ties += 1
-            return
+        if label is None or label == "tie":
+            if not self.allow_unlabelled:
+                return
+            self.unlabelled.append(id)
+            label = "a"  # a placeholder: LoadReport.unlabelled_ids says which pairs have no label
         text_a = self.text(where, *texts[0])
         text_b = self.text(where, *texts[1])
         prompt_text = "" if _is_missing(prompt) else str(prompt)
@@ -328,6 +345,7 @@ class _Collector:
             container=self.container,
             n_invalid=self.n_invalid,
             notes=tuple(dict.fromkeys(self.notes)),
+            unlabelled_ids=tuple(self.unlabelled),
         )
         return self.comparisons, report
 
@@ -548,13 +566,13 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
     if columns and re.fullmatch(r"Unnamed: 0(_level_0)?", columns[0]):
         frame, columns = frame.iloc[:, 1:], columns[1:]  # a saved pandas index, not data
     pref_col = next((c for c in ("preferred_text", "preferred") if c in columns), None)
-    missing = [c for c in ("text_a", "text_b") if c not in columns] + ([] if pref_col else ["preferred_text"])
+    unlabelled = pref_col is None and collector.allow_unlabelled
+    missing = [c for c in ("text_a", "text_b") if c not in columns] + ([] if pref_col or unlabelled else ["preferred_text"])
     if missing:
         found = ", ".join(map(repr, columns)) or "none"
         raise collector.error(f"missing required column(s) {', '.join(map(repr, missing))} (found: {found})")
-    assert pref_col is not None
     has_prompt, has_id = "prompt" in columns, "id" in columns
-    extra = [c for c in columns if c not in ("text_a", "text_b", pref_col, "prompt", "id")]
+    extra = [c for c in columns if c not in ("text_a", "text_b", pref_col or "preferred_text", "prompt", "id")]
     frame = frame.set_axis(columns, axis=1).astype(object)
     frame = frame.where(frame.notna(), None)
     for pos, (index, row) in enumerate(zip(frame.index, frame.to_dict("records"), strict=True), start=1):
@@ -572,7 +590,7 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
             collector.add(
                 where,
                 id=cid,
-                label=_parse_preferred(row[pref_col], collector, where, pref_col),
+                label=None if pref_col is None else _parse_preferred(row[pref_col], collector, where, pref_col),
                 texts=(("text_a", shapes.conversation_text(text_a)), ("text_b", shapes.conversation_text(text_b))),
                 prompt=shapes.conversation_text(prompt),
                 metadata={c: row[c] for c in extra},
@@ -712,12 +730,12 @@ def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
 def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
     for index, (where, raw) in enumerate(records):
         with collector.row(where):
-            record = _require(raw, _ALPACA_KEYS, collector, where)
+            record = _require(raw, _ALPACA_KEYS[:3] if collector.allow_unlabelled else _ALPACA_KEYS, collector, where)
             cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
             collector.add(
                 where,
                 id=cid,
-                label=_alpaca_label(record["preference"], collector, where),
+                label=_alpaca_label(record.get("preference"), collector, where),
                 texts=(("output_1", record["output_1"]), ("output_2", record["output_2"])),
                 prompt=record["instruction"],
                 metadata={k: v for k, v in record.items() if k not in (*_ALPACA_KEYS, "id")},

@@ -36,7 +36,8 @@ from icai.propose import propose, resolve_propose_style
 from icai.select import Selection, Stability, rank_key, select, selection_stability, significance_note
 from icai.split import propose_pool, train_test_split
 from icai.store import CompareStore, RunStore
-from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
+from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, stats_to_dict
+from icai.user_principles import USER_ORIGIN, user_principles
 from icai.vote import VoteMode, resolve_vote_mode, vote
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,18 @@ class RunConfig:
     (off by default: such rules are not a model's reading of the pair; `icai run --propose-fallback`)."""
     # cluster ----------------------------------------------------------------------------------
     n_clusters: int = _option(40, group="cluster", help="candidate principles kept after clustering", check=("positive",))
+    principles: tuple[str, ...] = _option(
+        (),
+        group="cluster",
+        help="your own principles (icai run --principles FILE): origin user, never clustered away, voted like the others",
+        flag=None,
+    )
+    """The user's principles (`icai.user_principles`): added to the cluster representatives, so never clustered
+    away; voted and selected like the others; their statistics are kept in constitution.json `user_principles`."""
+    principles_only: bool = _option(
+        False, group="cluster", help="vote only `principles`: no proposing, no clustering (icai test)", flag=None
+    )
+    """Test the user's principles only (`icai test`): propose and cluster are skipped; vote, select and evaluate run."""
     # vote -------------------------------------------------------------------------------------
     vote_mode: Literal["auto", "generate", "logprob", "embedding"] = _option(
         "auto",
@@ -246,9 +259,16 @@ class RunConfig:
         hints = get_type_hints(RunConfig)
         for f in dataclasses.fields(self):
             _check_field(f, hints[f.name], getattr(self, f.name))
+        if isinstance(self.principles, str) or not all(isinstance(t, str) and t.strip() for t in self.principles):
+            raise OptionError("principles", "must be a list of non-empty texts")
+        object.__setattr__(self, "principles", tuple(self.principles))  # a JSON list (config.json) becomes a tuple
+        if self.principles_only and not self.principles:
+            raise OptionError("principles_only", "needs principles to test; none were given")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["principles"] = list(self.principles)  # as config.json holds it, so a resumed run compares equal
+        return data
 
     def group(self, stage: str) -> dict[str, Any]:
         """The options that change `stage`'s output under this config (what its fingerprint hashes)."""
@@ -417,6 +437,9 @@ def _run(
         "version": __version__,
         "candidate_origins": {o: sum(p.origin == o for p in result.candidates) for o in sorted({p.origin for p in result.candidates})},
         "candidate_hints": {h or "none": sum(p.hint == h for p in result.candidates) for h in sorted({p.hint for p in result.candidates})},
+        "train_hash": dataset_hash(train),
+        "tested_principles": [{"id": p.id, "text": p.text, "origin": p.origin} for p in result.tested],
+        "user_principles": user_principle_rows(result),
         "notes": trust_notes(result.constitution, len(train), evaluation, alpha=config.alpha),
         "selection": result.selection.to_dict() if result.selection else None,
         "stability": result.stability.to_dict() if result.stability else None,
@@ -449,6 +472,14 @@ def _learn(
     train: Sequence[Comparison], llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
 ) -> RunResult:
     data = dataset_hash(train)
+    if config.principles_only:
+        # icai test: the user's principles are the candidates; nothing is proposed or clustered
+        fp_cluster = stage_fingerprint("cluster", data, config, "principles only")
+        candidates = tested = user_principles(config.principles)
+        if store is not None:
+            store.save_clusters(candidates, tested)
+            store.mark_done("cluster", fp_cluster)
+        return _vote_and_select(train, candidates, tested, fp_cluster, llm, embedder, config, store)
     style = resolve_propose_style(config.propose_style, llm.capabilities)
     fp_propose = stage_fingerprint("propose", data, config, llm.model, style)
     if store is not None and store.is_done("propose", fp_propose):
@@ -474,11 +505,40 @@ def _learn(
         candidates, tested = store.load_clusters()
     else:
         clustering = cluster(proposals, embedder, n_clusters=config.n_clusters, seed=config.seed)
-        candidates, tested = list(clustering.candidates), list(clustering.representatives)
+        candidates, tested = with_user_principles(
+            clustering.candidates, clustering.representatives, user_principles(config.principles)
+        )
         if store is not None:
             store.save_clusters(candidates, tested)
             store.mark_done("cluster", fp_cluster)
+    return _vote_and_select(train, candidates, tested, fp_cluster, llm, embedder, config, store)
 
+
+def with_user_principles(
+    candidates: Sequence[Principle], representatives: Sequence[Principle], user: Sequence[Principle]
+) -> tuple[list[Principle], list[Principle]]:
+    """Candidates and tested principles with the user's appended: they bypass clustering, so none is clustered away.
+
+    A proposed principle with the same text (the same id) as a user principle gives way to the user's.
+    """
+    ids = {p.id for p in user}
+    return (
+        [p for p in candidates if p.id not in ids] + list(user),
+        [p for p in representatives if p.id not in ids] + list(user),
+    )
+
+
+def _vote_and_select(
+    train: Sequence[Comparison],
+    candidates: Sequence[Principle],
+    tested: Sequence[Principle],
+    fp_cluster: str,
+    llm: LLM,
+    embedder: Embedder,
+    config: RunConfig,
+    store: RunStore | None,
+) -> RunResult:
+    """Stages 3 and 4 (vote, select) over `tested`, checkpointed after the cluster stage's fingerprint."""
     mode = _llm_vote_mode(config, llm)
     if config.cascade and config.adaptive:
         log.warning("cascade: applies to exhaustive voting only; adaptive voting asks the LLM about every item it tests")
@@ -524,6 +584,26 @@ def _learn(
         selection=selection,
         stability=stability,
     )
+
+
+def user_principle_rows(result: RunResult) -> list[dict[str, Any]]:
+    """Every user principle of a result with its statistics and place, selected or not (constitution.json)."""
+    rank = {p.id: i for i, p in enumerate(result.constitution.principles, start=1)}
+    merged_into = {m.merged: m.kept for m in result.selection.merges} if result.selection else {}
+    stats = {s.principle_id: s for s in result.stats}
+    return [
+        {
+            "id": p.id,
+            "text": p.text,
+            "origin": p.origin,
+            "in_constitution": p.id in rank,
+            "rank": rank.get(p.id),
+            "merged_into": merged_into.get(p.id),
+            "stats": stats_to_dict(stats[p.id]) if p.id in stats else None,
+        }
+        for p in result.tested
+        if p.origin == USER_ORIGIN
+    ]
 
 
 def trust_notes(

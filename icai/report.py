@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from icai.export import COMPARISON_COLUMNS, VOTE_COLUMNS
 from icai.store import RunStore
-from icai.types import Constitution, PrincipleStats
+from icai.types import Constitution, PrincipleStats, stats_from_dict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,6 +82,7 @@ def render_report(run_dir: str | Path) -> str:
     sections = [
         _header(run),
         _constitution_section(run),
+        _user_principles_section(run),
         _evaluation_section(run),
         _curve_section(run),
         _scatter_section(run),
@@ -451,6 +452,35 @@ def _constitution_section(run: Run) -> str:
     return f"{head}\n{caption}\n{facts}\n{table}\n</section>"
 
 
+def _user_principles_section(run: Run) -> str:
+    """Every principle the user gave (icai run --principles, icai test), selected or not, with its statistics."""
+    rows_data = run.metadata.get("user_principles")
+    if not isinstance(rows_data, list) or not rows_data:
+        return ""
+    columns = [
+        "principle", "place", "for", "against", "abstain", "invalid", "agreement [95% CI]", "relevance", "kappa",
+        "strength", "q-value", "swap consistency", "length confound", "verdict",
+    ]
+    rows = []
+    for row in rows_data:
+        if not isinstance(row, Mapping):
+            continue
+        s = stats_from_dict(row["stats"]) if isinstance(row.get("stats"), Mapping) else None
+        place = (
+            f"rank {_e(row.get('rank'))}"
+            if row.get("in_constitution")
+            else f"merged into {_e(row.get('merged_into'))}" if row.get("merged_into") else "not selected"
+        )
+        rows.append([_e(row.get("text", "")), place, *_stats_cells(s), _e((s.verdict if s else None) or DASH)])
+    table = _table("user-principles", columns, rows, numeric=set(range(2, 13)))
+    caption = (
+        '<p class="muted">The principles you gave (origin <code>user</code>): never clustered away, voted on the '
+        "same pairs as every candidate and selected like them, so each appears here whether or not it entered "
+        "the constitution. Columns as in the constitution table.</p>"
+    )
+    return f'<section id="user-principles">\n<h2>Your principles</h2>\n{caption}\n{table}\n</section>'
+
+
 def _provenance(origin: Any, hint: Any) -> str:
     """'llm', 'llm · form:words:less', or a flagged 'hint-fallback · keywords' (escaped)."""
     origin_text = "" if _missing(origin) else str(origin)
@@ -508,6 +538,10 @@ def _evaluation_section(run: Run) -> str:
         ),
         _table("scores", ["annotator", "agreement [95% CI]", "n", "invalid"], rows, numeric={1, 2, 3}),
     ]
+    explanations = (run.evaluation or {}).get("explanations")
+    if isinstance(explanations, Mapping) and explanations:
+        items = "".join(f"<li><b>{_e(name)}</b>: {_e(text)}</li>" for name, text in explanations.items())
+        parts.append(f'<ul id="score-explanations" class="muted">{items}</ul>')
     differences = (run.evaluation or {}).get("differences") or {}
     if isinstance(differences, Mapping) and differences:
         diff_rows = [

@@ -36,6 +36,41 @@ def wilson_ci(successes: int, n: int, *, confidence: float = 0.95) -> tuple[floa
     return (max(0.0, center - half), min(1.0, center + half))
 
 
+SMALL_N = 30
+"""Below this many scored pairs an agreement's interval is Wilson's, not a percentile bootstrap (which collapses to
+a point when every pair scores the same: 9 of 9 agreeing gives [1.00, 1.00])."""
+
+
+def score_ci(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95, seed: int = 0) -> tuple[tuple[float, float], str]:
+    """An interval for a mean agreement of 0 / 0.5 / 1 scores, and its method ("wilson" or "bootstrap").
+
+    Below `SMALL_N` values (or when the bootstrap interval has no width): the Wilson score interval, a half
+    score counting as half an agreement; else the percentile bootstrap. (nan, nan) for no values.
+    """
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return (math.nan, math.nan), "bootstrap"
+    if arr.size >= SMALL_N:
+        lo, hi = bootstrap_ci(arr, confidence=confidence, seed=seed)
+        if hi > lo:
+            return (lo, hi), "bootstrap"
+    return wilson_interval(float(arr.sum()), int(arr.size), confidence=confidence), "wilson"
+
+
+def wilson_interval(successes: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for `successes` of `n` (successes may be fractional); (0.0, 1.0) when n == 0."""
+    if n == 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, n]; got {successes} of {n}")
+    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n))
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     *,

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -222,6 +223,16 @@ class Constitution:
         return pd.DataFrame(rows, columns=columns if not rows else None)
 
 
+def stats_to_dict(s: PrincipleStats) -> dict[str, Any]:
+    """A PrincipleStats as JSON data (the form constitution.json holds)."""
+    return _stats_to_dict(s)
+
+
+def stats_from_dict(d: Mapping[str, Any]) -> PrincipleStats:
+    """A PrincipleStats from `stats_to_dict` data (unknown keys ignored)."""
+    return _stats_from_dict(d)
+
+
 def _stats_to_dict(s: PrincipleStats) -> dict[str, Any]:
     d = asdict(s)
     if d["agreement_ci"] is not None:
@@ -244,6 +255,10 @@ def read_json_file(path: str | Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not a {what}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
@@ -253,12 +268,41 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def process_umask() -> int:
+    """The process's umask (read without changing it where /proc allows; else set and restored under a lock)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to a temp file beside `path`, then rename it into place; the file gets the umask's mode.
+
+    A directory at `path`, or a parent that cannot be made, is a DataError naming the path.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write here ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            # mkstemp makes the file 0600; a run file should be as readable as any other file this process writes
+            os.fchmod(fh.fileno(), 0o666 & ~process_umask())
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

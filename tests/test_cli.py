@@ -35,7 +35,8 @@ def test_annotate_export_and_report(orthogonal_csv, tmp_path, capsys):
     code = main(["annotate", str(orthogonal_csv), "--constitution", str(out / "constitution.json"), "--model", "fake/keyword", "--out", str(preds)])
     assert code == 0
     lines = preds.read_text().splitlines()
-    assert lines[0] == "id,predicted,preferred" and len(lines) == 31
+    assert lines[0].startswith("id,predicted,confidence,confidence_kind,vote_1,") and lines[0].endswith(",preferred")
+    assert len(lines) == 31
     capsys.readouterr()
     assert main(["export", str(out / "constitution.json"), "--format", "prompt"]) == 0
     assert "Select the response that" in capsys.readouterr().out

@@ -265,9 +265,9 @@ def test_evaluate_end_to_end_and_round_trip() -> None:
     assert result.differences["constitution_vs_flipped_labels"][0] == pytest.approx(-6 * 0.5 / 8)
 
     data = json.loads(json.dumps(result.to_dict()))
-    assert set(data) == {"scores", "differences", "curve", "surface"}
+    assert set(data) == {"scores", "differences", "curve", "surface", "explanations"}
     assert data["surface"]["fit"] == "cross-validated"  # no training pairs were given
-    assert set(data["scores"][0]) == {"name", "agreement", "ci", "n", "n_invalid"}
+    assert set(data["scores"][0]) == {"name", "agreement", "ci", "n", "n_invalid", "ci_method"}
     assert set(data["differences"]["constitution"]) == {"mean", "ci"}
     assert data["curve"] is None
     assert Evaluation.from_dict(data) == result

@@ -279,7 +279,7 @@ def test_export_rejects_unknown_format(run_dir: Path) -> None:
 
 def test_export_names_the_missing_file(run_dir: Path) -> None:
     (run_dir / "votes.csv").unlink()
-    with pytest.raises(DataError, match=r"votes\.csv: file not found"):
+    with pytest.raises(DataError, match=r"has no votes\.csv beside constitution\.json"):
         export(run_dir / "constitution.json", "annotated-pairs")
     with pytest.raises(DataError, match="constitution file not found"):
         export(run_dir / "nowhere.json", "prompt")

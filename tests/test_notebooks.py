@@ -135,6 +135,10 @@ def test_use_a_constitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "model_graded_qa" in (exports / "constitution_scorer.py").read_text()
     pairs = json.loads((exports / "annotated_pairs.json").read_text())
     assert pairs["metadata"]["version"] == "2.0" and pairs["comparisons"]
+    predictions = _text(_tagged(nb, "annotate-unlabelled"))
+    assert "new-1" in predictions and "confidence" in predictions and "vote_1" in predictions
+    own = _text(_tagged(nb, "own-principles"))
+    assert "mentions 'raspberry'" in own and "is shorter" in own and "verdict" in own
 
 
 def test_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,79 @@
+"""Principles a user brings: read from a file, tagged origin="user", never clustered away.
+
+A principles file is plain text with one principle per line (blank lines and lines starting with
+``#`` are skipped), or a JSON list of strings (or of objects with a ``"text"`` key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from icai.types import DataError, Principle
+
+USER_ORIGIN = "user"
+"""`Principle.origin` of a principle the user gave (`icai run --principles`, `icai test`)."""
+
+MAX_PRINCIPLE_CHARS = 1000
+"""A longer line is more likely a pasted document than a principle; it is refused."""
+
+
+def read_principles_file(path: str | Path) -> list[str]:
+    """The principle texts of a file: one per line, or a JSON list; duplicates (ignoring case) kept once."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: principles file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not a principles file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: principles file is not valid UTF-8 (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the principles file ({exc.strerror})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: looks like a JSON list but is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        texts = [_json_item(item, path, i) for i, item in enumerate(data, start=1)]
+    else:
+        texts = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return check_principle_texts(texts, source=str(path))
+
+
+def _json_item(item: object, path: Path, index: int) -> str:
+    if isinstance(item, str):
+        return item.strip()
+    if isinstance(item, dict) and isinstance(item.get("text"), str):
+        return str(item["text"]).strip()
+    raise DataError(f"{path}: item {index} of the JSON list is neither a string nor an object with a 'text' string")
+
+
+def check_principle_texts(texts: Iterable[str], *, source: str = "principles") -> list[str]:
+    """Stripped, non-empty, distinct (ignoring case) principle texts; a DataError when none is left or one is too long."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for number, raw in enumerate(texts, start=1):
+        text = str(raw).strip()
+        if not text:
+            continue
+        if len(text) > MAX_PRINCIPLE_CHARS:
+            raise DataError(
+                f"{source}: principle {number} is {len(text)} characters long (at most {MAX_PRINCIPLE_CHARS}); "
+                "give one short rule per line"
+            )
+        key = text.lower()
+        if key not in seen:
+            seen.add(key)
+            out.append(text)
+    if not out:
+        raise DataError(f"{source}: no principles found; give one per line or a JSON list of strings")
+    return out
+
+
+def user_principles(texts: Sequence[str]) -> list[Principle]:
+    """Principle records for user texts: origin "user", no cluster, in the given order."""
+    return [Principle.from_text(t, origin=USER_ORIGIN) for t in texts]
