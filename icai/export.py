@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -390,9 +391,11 @@ DEFAULT_FILE_NAMES: dict[str, str] = {
 
 
 def export_target(out_path: str | Path, fmt: str) -> Path:
-    """Where an export to `out_path` goes: the path itself, or `DEFAULT_FILE_NAMES[fmt]` inside it when it is a folder."""
+    """Where an export to `out_path` goes: the path itself, or `DEFAULT_FILE_NAMES[fmt]` inside it when it is a folder
+    (an existing one, or a new one named with a trailing slash: ``--out exports/``)."""
     out = Path(out_path)
-    return out / DEFAULT_FILE_NAMES[fmt] if out.is_dir() else out
+    is_folder = out.is_dir() or str(out_path).endswith(("/", os.sep))
+    return out / DEFAULT_FILE_NAMES[fmt] if is_folder else out
 
 
 def constitution_file(path: str | Path) -> Path:

@@ -251,7 +251,8 @@ class GroupAnalysis:
                 small = "*" if g.n_decisive < self.min_decisive else ""
                 cells.append(f"{g.strength:+.2f}{ci} n={g.n_decisive}{small}")
             sig = [t for t in p.tests if t.significant]
-            cells.append(", ".join(f"{t.group} ({t.q_value:.3g})" for t in sig) or "no")
+            untested = not any(t.tested for t in p.tests)
+            cells.append(", ".join(f"{t.group} ({t.q_value:.3g})" for t in sig) or ("not tested" if untested else "no"))
             rows.append(cells)
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         out = [f"Strength by {self.column} (95% bootstrap CI; n = decisive votes; * fewer than {self.min_decisive}: not tested)"]

@@ -718,7 +718,7 @@ def run_groups(
     store: RunStore | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> GroupAnalysis:
-    """Per-group strength of the constitution's principles and the tests of their differences (`icai.groups`).
+    """Per-group strength of the constitution's (and the user's) principles and the tests of their differences (`icai.groups`).
 
     Uses the votes the run already made, no model calls: the training votes and, for the constitution's
     principles, the held-out ones (`test_votes`, the run's test_votes.csv). With `per_group_constitution`, a
@@ -730,6 +730,8 @@ def run_groups(
     comparisons = [*result.train, *result.test]
     grouping = group_labels(comparisons, by, bins=bins)
     principles = list(result.constitution.principles)
+    # the user's own principles are split too, selected or not (icai test, icai run --principles)
+    principles += [p for p in result.tested if p.origin == USER_ORIGIN and p.id not in {q.id for q in principles}]
     info: dict[str, Any] = dict(extra or {})
     if per_group_constitution:
         per_group: dict[str, list[dict[str, Any]]] = {}

@@ -758,7 +758,8 @@ def strength_plot(
     ax.set_xticks(list(xs.values()), [_truncate(g, 28) for g in groups], rotation=15 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
     ax.set_ylim(-1.1, 1.1)
     ax.set_ylabel(ylabel)
-    ax.legend(loc="best", fontsize=7)
+    if rows:
+        ax.legend(loc="best", fontsize=7)
     return _svg(fig, salt)
 
 

@@ -342,6 +342,26 @@ def test_export_to_a_directory_and_from_a_run_directory(run_dir: Path, tmp_path:
     assert err == f"icai: error: {tmp_path} is a directory without a constitution.json; give a constitution file or a run directory"
     with pytest.raises(DataError, match="is a directory, not a constitution file"):
         Constitution.load(run_dir)
+    # a new folder named with a trailing slash is a folder too, not a file called "new"
+    assert main(["export", str(run_dir), "--format", "prompt", "--out", f"{tmp_path / 'new'}/"]) == 0
+    assert (tmp_path / "new" / "constitution.prompt.txt").is_file()
+
+
+def test_icai_test_by_a_column_splits_every_user_principle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the user's principles are split by the column whether or not selection keeps them
+    rows = [
+        {"prompt": f"q{i}", "chosen": f"a cat {i}", "rejected": f"a dog {i}", "team": "x" if i % 2 else "y"} for i in range(24)
+    ]
+    data = tmp_path / "dpo.csv"
+    pd.DataFrame(rows).to_csv(data, index=False)
+    mine = tmp_path / "mine.txt"
+    cat, dog = "Select the response that mentions 'cat'.", "Select the response that mentions 'dog'."
+    mine.write_text(f"{cat}\n{dog}\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["test", str(data), "--principles", str(mine), "--out", str(out), "--by", "team", *FAKE]) == 0
+    groups = _json(out / "groups.json")
+    assert {p["text"] for p in groups["principles"]} == {cat, dog}
+    assert dog not in [p["text"] for p in _json(out / "constitution.json")["principles"]]
 
 
 def test_a_copied_constitution_names_the_files_its_export_needs(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
