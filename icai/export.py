@@ -28,6 +28,7 @@ from icai.annotated_pairs import (
 )
 from icai.prompts import _BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
 from icai.store import RunStore, read_run_csv  # noqa: F401 (read_run_csv: re-exported, its home is the store)
+from icai.turns import render_turns
 from icai.types import Comparison, Constitution, DataError, Pick, Principle, Side, Vote, write_text_atomic
 
 if TYPE_CHECKING:
@@ -127,14 +128,15 @@ def to_annotated_pairs(
             value = votes.get(comparison_id, {}).get(principle_id)
             if value is not None:
                 annotations[aid] = _annotation(value, preferred)
-        responses = [{"text": _text(row["text_a"])}, {"text": _text(row["text_b"])}]
+        # multi-turn texts (`icai.turns`) go out turn by turn, as the models saw them
+        responses = [{"text": render_turns(_text(row["text_a"]))}, {"text": render_turns(_text(row["text_b"]))}]
         for key in model_keys:
             if model := _text(row[key]):
                 responses[key == "model_b"]["model"] = model
         comparisons.append(
             {
                 "id": comparison_id,
-                "prompt": _text(row["prompt"]) or None,
+                "prompt": render_turns(_text(row["prompt"])) or None,
                 "response_a": responses[0],
                 "response_b": responses[1],
                 "annotations": annotations,

@@ -315,3 +315,30 @@ def test_a_damaged_saved_dataset_is_one_sentence(tmp_path: Path) -> None:
     (tmp_path / "saved" / "state.json").write_text("{}")
     with pytest.raises(DataError, match="cannot load this saved dataset"):
         load_comparisons(tmp_path / "saved")
+
+
+def test_the_annotated_pairs_export_shows_conversations_turn_by_turn(tmp_path: Path) -> None:
+    """Stored turns (a JSON list inside the text field) leave icai as the text the models saw, not as JSON."""
+    rows = []
+    for i in range(16):
+        turns = [{"role": "user", "content": f"hello {i}"}]
+        a = [*turns, {"role": "assistant", "content": f"a cat {i}"}, {"role": "user", "content": "more"}, {"role": "assistant", "content": "cat"}]
+        b = [*turns, {"role": "assistant", "content": f"a dog {i}"}, {"role": "user", "content": "more"}, {"role": "assistant", "content": "dog"}]
+        rows.append({"model_a": "m1", "model_b": "m2", "winner": "model_a" if i % 2 else "model_b", "conversation_a": a, "conversation_b": b})
+    data = tmp_path / "arena.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "run"
+    fake = ["--model", "fake/keyword", "--embedder", "hash"]
+    assert main(["test", str(data), "--principles", _principles(tmp_path), "--out", str(out), *fake]) == 0
+    assert main(["export", str(out), "--format", "annotated-pairs", "--out", str(tmp_path / "ap.json")]) == 0
+    exported = json.loads((tmp_path / "ap.json").read_text(encoding="utf-8"))["comparisons"]
+    texts = [c[side]["text"] for c in exported for side in ("response_a", "response_b")]
+    assert texts and not any(t.startswith("[{") for t in texts)
+    assert all(t.startswith("Assistant: ") and "\n\nUser: more\n\n" in t for t in texts)
+    assert {c["response_a"].get("model") for c in exported} <= {"m1", "m2"}
+
+
+def _principles(tmp_path: Path) -> str:
+    path = tmp_path / "mine.txt"
+    path.write_text("Select the response that mentions 'cat'.\n", encoding="utf-8")
+    return str(path)
