@@ -99,12 +99,22 @@ def paired_bootstrap_diff(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, tuple[float, float]]:
-    """mean(x - y) and its percentile bootstrap interval, resampling (x_i, y_i) pairs jointly."""
+    """mean(x - y) and its percentile bootstrap interval, resampling (x_i, y_i) pairs jointly.
+
+    When every pair has the same difference d the bootstrap collapses to the point d; the interval is then
+    widened by what 0 of n pairs differing cannot rule out (the Wilson upper bound u of that share): each
+    such pair could move the mean by at most its distance to the ends of [-1, 1], so
+    [d - u (d + 1), d + u (1 - d)], which shrinks with n as it should.
+    """
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if xa.shape != ya.shape:
         raise ValueError(f"paired samples differ in length: {xa.size} and {ya.size}")
     diff = xa - ya
     mean = float(diff.mean()) if diff.size else math.nan
+    if diff.size and np.all(diff == diff[0]):
+        _, u = wilson_interval(0.0, int(diff.size), confidence=confidence)
+        d = float(diff[0])
+        return mean, (max(-1.0, d - u * (d + 1.0)), min(1.0, d + u * (1.0 - d)))
     return mean, bootstrap_ci(diff, n_boot=n_boot, confidence=confidence, seed=seed)
 
 

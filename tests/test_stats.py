@@ -236,3 +236,12 @@ def test_length_confound_degenerate_inputs() -> None:
     assert length_confound([1, -1, 1, -1], [1, 1, 1, 1], [0, 0, 0, 0]) == (None, None, False)
     assert length_confound([1, -1, 0, 1, -1, 0], [1, 0, 1, 0, 0, 1], [0] * 6)[1] is None
     assert length_confound([], [], []) == (None, None, False)
+
+
+def test_a_paired_difference_that_is_the_same_on_every_pair_keeps_an_interval_that_shrinks_with_n() -> None:
+    # a percentile bootstrap of identical differences is the point itself: certainty from 9 pairs
+    (mean9, (lo9, hi9)), (mean90, (lo90, hi90)) = (paired_bootstrap_diff([1.0] * n, [0.5] * n) for n in (9, 90))
+    assert mean9 == mean90 == 0.5
+    assert lo9 < 0.5 <= hi9 and lo90 < 0.5 <= hi90
+    assert lo9 < lo90  # more pairs, a tighter interval
+    assert -1.0 <= lo9 and hi9 <= 1.0
