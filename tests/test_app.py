@@ -207,7 +207,7 @@ def test_a_killed_save_leaves_every_version_loadable(run_dir: Path) -> None:
     try:
         versions = wb.versions()
         assert len(versions) >= 4 and [v["version"] for v in versions] == list(range(1, len(versions) + 1))
-        for n, path in wb.store.constitution_versions():
+        for _n, path in wb.store.constitution_versions():
             assert len(Constitution.load(path).principles) > 0, path
         n = wb.save_version([p.id for p in wb.original.principles])["version"]
         assert n == versions[-1]["version"] + 1
