@@ -143,6 +143,16 @@ def test_rewording_votes_only_that_principle_and_shows_old_and_new_statistics(cl
     assert client.post("/api/estimate", headers=WRITE, json={"text": NEW_TEXT}).json()["calls"] == 0
 
 
+def test_a_rewording_that_votes_the_same_way_gets_the_same_statistics(bench: Workbench) -> None:
+    old = next(p for p in bench.original.principles if "'cat'" in p.text)
+    # the keyword fake votes by the first quoted word, so this rewording casts the same votes
+    job = bench.start_vote(old.text.replace("'cat'", "'cat' (or 'cats')"), replaces=old.id, wait=True)
+    assert job.result is not None
+    new, before = dict(job.result["new"]), dict(job.result["old"])
+    assert new.pop("principle_id") != before.pop("principle_id")
+    assert new == before  # the q-value too: the rewording takes the old one's place in the family
+
+
 def test_a_second_app_reopening_the_run_serves_edits_from_its_files_and_cache(run_dir: Path) -> None:
     first = Workbench(run_dir, llm=keyword_llm())
     first.start_vote(NEW_TEXT, wait=True)

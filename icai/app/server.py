@@ -622,6 +622,19 @@ JS = r"""
 """
 
 
+def make_server(workbench: Workbench, *, host: str = "127.0.0.1", port: int = 8765) -> Any:
+    """A uvicorn.Server for the workbench at host:port (port 0: any free one); `.run()` serves until `should_exit`."""
+    import uvicorn
+
+    app = create_app(workbench, allowed_hosts=("127.0.0.1", "localhost", "::1", host), any_host=host in ("0.0.0.0", "::"))
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+
+
+def bound_port(server: Any) -> int:
+    """The port a started server listens on."""
+    return int(server.servers[0].sockets[0].getsockname()[1])
+
+
 def serve(
     workbench: Workbench,
     *,
@@ -630,20 +643,15 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the workbench until interrupted; `on_ready(url)` is called once the socket listens."""
-    import uvicorn
-
-    app = create_app(workbench, allowed_hosts=("127.0.0.1", "localhost", "::1", host), any_host=host in ("0.0.0.0", "::"))
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
+    server = make_server(workbench, host=host, port=port)
     if on_ready is not None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         original_startup = server.startup
 
         async def startup(sockets: Any = None) -> None:
             await original_startup(sockets)
-            bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-            on_ready(f"http://{shown}:{bound}/")
+            if server.started:
+                on_ready(f"http://{shown}:{bound_port(server)}/")
 
-        server.startup = startup  # type: ignore[method-assign]
+        server.startup = startup
     server.run()
-

@@ -258,8 +258,10 @@ class Workbench:
     def stats(self, *, subset: tuple[str, str] | None = None) -> dict[str, PrincipleStats]:
         """Statistics of every voted principle on the training pairs (or those whose metadata `column == value`).
 
-        The run's principles are one Benjamini-Hochberg family, as the pipeline has them; a principle
-        written in the app is scored as if added to that family alone, so it never moves the others.
+        The run's principles are one Benjamini-Hochberg family, as the pipeline has them. A principle
+        written in the app is scored in that family with itself in the place of the principle it rewords
+        (or added to it, when it rewords none), so it never moves the others' numbers, and a rewording
+        that votes the same way gets the same q-value.
         """
         if subset in self._stats_cache:
             return self._stats_cache[subset]
@@ -269,9 +271,11 @@ class Workbench:
             s.principle_id: dataclasses.replace(s, verdict=verdict(s, alpha=alpha))
             for s in filtered_q_values(principle_stats(self.tested, pairs, self.votes), alpha=alpha)
         }
-        for p in self.user_principles():
+        for row in self.user:
+            p, replaced = row["principle"], row["replaces"]
+            others = [t for t in self.tested if t.id != replaced]
             family = filtered_q_values(
-                principle_stats([*self.tested, p], pairs, [*self.votes, *self.user_votes]), alpha=alpha
+                principle_stats([*others, p], pairs, [*self.votes, *self.user_votes]), alpha=alpha
             )
             out[p.id] = dataclasses.replace(family[-1], verdict=verdict(family[-1], alpha=alpha))
         self._stats_cache[subset] = out
