@@ -208,6 +208,8 @@ class Workbench:
         self.user: list[dict[str, Any]] = store.load_app_principles()
         self.user_votes: list[Vote] = store.load_votes("app_votes.csv") if store.has("app_votes.csv") else []
         self._stats_cache: dict[tuple[str, str] | None, dict[str, PrincipleStats]] = {}
+        self._base_stats: dict[tuple[str, str] | None, list[PrincipleStats]] = {}
+        """principle_stats of the run's own principles per subset (they never change while the app runs)."""
 
     def close(self) -> None:
         if self._llm is not None and self._llm.cache is not None and self._owns_cache:
@@ -267,16 +269,15 @@ class Workbench:
             return self._stats_cache[subset]
         pairs = self._pairs(subset)
         alpha = self.alpha
-        out = {
-            s.principle_id: dataclasses.replace(s, verdict=verdict(s, alpha=alpha))
-            for s in filtered_q_values(principle_stats(self.tested, pairs, self.votes), alpha=alpha)
-        }
+        if subset not in self._base_stats:
+            self._base_stats[subset] = principle_stats(self.tested, pairs, self.votes)
+        base = self._base_stats[subset]
+        out = {s.principle_id: dataclasses.replace(s, verdict=verdict(s, alpha=alpha)) for s in filtered_q_values(base, alpha=alpha)}
         for row in self.user:
             p, replaced = row["principle"], row["replaces"]
-            others = [t for t in self.tested if t.id != replaced]
-            family = filtered_q_values(
-                principle_stats([*others, p], pairs, [*self.votes, *self.user_votes]), alpha=alpha
-            )
+            own = principle_stats([p], pairs, self.user_votes)[0]
+            # the q-value in the run's family, with this principle in the place of the one it rewords
+            family = filtered_q_values([*(b for b in base if b.principle_id != replaced), own], alpha=alpha)
             out[p.id] = dataclasses.replace(family[-1], verdict=verdict(family[-1], alpha=alpha))
         self._stats_cache[subset] = out
         return out
