@@ -303,3 +303,34 @@ def test_cli_app_on_a_missing_directory_is_one_sentence(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 2 and done.stderr.strip().endswith("run directory not found")
+
+
+def test_icai_app_serves_on_localhost_and_a_second_one_is_refused(run_dir: Path) -> None:
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "icai", "app", str(run_dir), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + (proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
+        url = line.split(" at ", 1)[1].split()[0]
+        page = urllib.request.urlopen(url, timeout=30).read().decode()
+        assert 'id="draft"' in page and "icai workbench" in page
+        second = subprocess.run(
+            [sys.executable, "-m", "icai", "app", str(run_dir), "--port", "0"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )
+        assert second.returncode == 2 and "open in another icai app or run" in second.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_server_binds_localhost_unless_told(bench: Workbench) -> None:
+    from icai.app.server import make_server
+
+    assert make_server(bench, port=0).config.host == "127.0.0.1"

@@ -189,7 +189,8 @@ class Workbench:
         self._llm_factory = llm_factory
         self.author = author or _login()
         self.jobs: dict[str, Job] = {}
-        self._write = threading.Lock()
+        self._write = threading.RLock()
+        """Held while the app's files or its in-memory principles and votes change, and while statistics are counted."""
         self._work = threading.Lock()
         """One model job at a time: the local model and the cache are shared."""
 
@@ -265,6 +266,10 @@ class Workbench:
         (or added to it, when it rewords none), so it never moves the others' numbers, and a rewording
         that votes the same way gets the same q-value.
         """
+        with self._write:
+            return self._stats(subset)
+
+    def _stats(self, subset: tuple[str, str] | None) -> dict[str, PrincipleStats]:
         if subset in self._stats_cache:
             return self._stats_cache[subset]
         pairs = self._pairs(subset)
