@@ -66,13 +66,17 @@ def _timed_edit(client: Any, token: str, text: str, replaces: str | None) -> dic
     }
 
 
-def _client(workbench: Any) -> tuple[Any, str]:
+def _client(workbench: Any) -> tuple[Any, str, float]:
+    """A client of the app, after loading its page once as a browser would (that counts the run's statistics)."""
     from starlette.testclient import TestClient
 
     from icai.app.server import create_app
 
     token = "bench"
-    return TestClient(create_app(workbench, token=token), base_url="http://127.0.0.1:8765"), token
+    client = TestClient(create_app(workbench, token=token), base_url="http://127.0.0.1:8765")
+    start = time.perf_counter()
+    assert client.get("/").status_code == 200
+    return client, token, round(time.perf_counter() - start, 3)
 
 
 def local_part(run_dir: Path) -> dict[str, Any]:
@@ -88,10 +92,13 @@ def local_part(run_dir: Path) -> dict[str, Any]:
             start = time.perf_counter()
             bench.llm()
             load = time.perf_counter() - start
-            client, token = _client(bench)
+            client, token, page = _client(bench)
             top = bench.original.principles[0] if bench.original.principles else None
             edit = _timed_edit(client, token, LOCAL_EDIT, top.id if top else None)
-            return {"model": model, "run": str(run_dir), "n_train": len(bench.train), "model_load_s": round(load, 2), **edit}
+            return {
+                "model": model, "run": str(run_dir), "n_train": len(bench.train), "model_load_s": round(load, 2),
+                "page_load_s": page, **edit,
+            }
         finally:
             bench.close()
 
@@ -126,7 +133,7 @@ def fake_part(n_pairs: int, repeats: int) -> dict[str, Any]:
         llm.cache.close()
         bench = Workbench(store.path, llm=LLM(fake_provider("keyword"), progress=False))
         try:
-            client, token = _client(bench)
+            client, token, page = _client(bench)
             edits = [_timed_edit(client, token, text, None) for text in FAKE_EDITS[:repeats]]
         finally:
             bench.close()
@@ -135,6 +142,7 @@ def fake_part(n_pairs: int, repeats: int) -> dict[str, Any]:
         "model": "fake/keyword",
         "data": f"shared/data/llmbar natural.csv + adversarial.csv, first {n_pairs} rows",
         "n_train": len(pairs),
+        "page_load_s": page,
         "median_s": round(statistics.median(seconds), 3),
         "min_s": min(seconds),
         "max_s": max(seconds),

@@ -485,12 +485,17 @@ def cmd_app(args: argparse.Namespace) -> int:
         )
 
     workbench = Workbench(args.run_dir, llm_factory=make_llm)
+
+    def ready(url: str) -> None:
+        print(f"icai app: {workbench.store.path} at {url} (model {model}); Ctrl-C stops", flush=True)
+        workbench.warm_up()
+
     try:
         serve(
             workbench,
             host=args.host,
             port=args.port,
-            on_ready=lambda url: print(f"icai app: {workbench.store.path} at {url} (model {model}); Ctrl-C stops", flush=True),
+            on_ready=ready,
         )
     finally:
         workbench.close()

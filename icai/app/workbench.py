@@ -187,6 +187,7 @@ class Workbench:
             raise
         self._llm = llm
         self._llm_factory = llm_factory
+        self._llm_lock = threading.Lock()
         self.author = author or _login()
         self.jobs: dict[str, Job] = {}
         self._write = threading.RLock()
@@ -221,16 +222,28 @@ class Workbench:
 
     def llm(self) -> LLM:
         """The annotator, built on first use, answering from the run's cache."""
-        if self._llm is None:
-            if self._llm_factory is None:
-                raise DataError("this workbench has no model to vote with; start icai app with --model")
-            self._llm = self._llm_factory()
-        if self._llm.cache is None:
-            from icai.llm import ResponseCache
+        with self._llm_lock:
+            if self._llm is None:
+                if self._llm_factory is None:
+                    raise DataError("this workbench has no model to vote with; start icai app with --model")
+                self._llm = self._llm_factory()
+            if self._llm.cache is None:
+                from icai.llm import ResponseCache
 
-            self._llm.cache = ResponseCache(self.store.cache_path)
-            self._owns_cache = True
-        return self._llm
+                self._llm.cache = ResponseCache(self.store.cache_path)
+                self._owns_cache = True
+            return self._llm
+
+    def warm_up(self) -> None:
+        """Build the model in the background (a local one takes a while to load), so the first edit does not wait."""
+
+        def load() -> None:
+            try:
+                self.llm()
+            except Exception as exc:  # the first edit reports it again, to the page
+                log.warning("icai app: the model could not be loaded: %s", exc)
+
+        threading.Thread(target=load, name="icai-app-load", daemon=True).start()
 
     # principles ---------------------------------------------------------------------------
     @property
