@@ -66,7 +66,8 @@ def client(bench: Workbench) -> TestClient:
 
 
 def _wait(client: TestClient, job: dict[str, Any]) -> dict[str, Any]:
-    for _ in range(400):
+    deadline = time.monotonic() + 120  # a loaded machine; the fake annotator itself takes milliseconds
+    while time.monotonic() < deadline:
         state = client.get(f"/api/jobs/{job['id']}").json()
         if state["state"] != "running":
             return state
@@ -227,6 +228,15 @@ def test_a_killed_save_leaves_every_version_loadable(run_dir: Path) -> None:
 
 def test_a_second_app_on_the_same_run_is_refused(bench: Workbench, run_dir: Path) -> None:
     with pytest.raises(DataError, match="open in another icai app or run"):
+        Workbench(run_dir, llm=keyword_llm())
+
+
+def test_an_unfinished_run_is_refused_in_one_sentence(run_dir: Path) -> None:
+    (run_dir / "clusters.json").unlink()
+    with pytest.raises(DataError, match="the run cannot be opened"):
+        Workbench(run_dir, llm=keyword_llm())
+    (run_dir / "constitution.json").unlink()
+    with pytest.raises(DataError, match="holds no finished icai run"):
         Workbench(run_dir, llm=keyword_llm())
 
 

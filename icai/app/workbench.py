@@ -182,6 +182,11 @@ class Workbench:
             ) from None
         try:
             self._load(identity)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            self.store.release()
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"{reader.path}: the run cannot be opened ({type(exc).__name__}: {exc})") from None
         except BaseException:
             self.store.release()
             raise
