@@ -182,6 +182,8 @@ def test_saving_writes_a_new_version_and_keeps_the_old_ones(client: TestClient, 
         {"from": {"id": ids[0], "text": bench.original.texts[0]}, "to": {"id": new_id, "text": NEW_TEXT}}
     ]
     assert v2.stats_for(new_id) is not None and v2.metadata["constitution_version"] == 2
+    diff = client.get("/versions/2").text.split('<ul id="version-diff">')[1].split("</ul>")[0]
+    assert "~ " in diff and NEW_TEXT.replace("'", "&#x27;") in diff
     # reject one and reorder: v3 against v2
     candidate = next(p.id for p in bench.tested if p.id not in ids)
     third = client.post("/api/versions", headers=WRITE, json={"ids": [ids[1], candidate, new_id]}).json()

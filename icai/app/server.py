@@ -305,7 +305,7 @@ def _version_page(wb: Workbench, token: str, n: int) -> HTMLResponse:
         raise DataError(f"constitution version {n} not found")
     v = versions[n]
     items = "".join(f"<li>{_e(t)}</li>" for t in v["texts"])
-    changes = json.dumps(v["changes"], indent=2, ensure_ascii=False) if v["changes"] else "the run's own constitution"
+    changes = _diff_html(v["changes"])
     exports = " ".join(f'<a href="{n}/export/{_e(f)}">{_e(f)}</a>' for f in FORMATS)
     evaluation = wb.evaluation(n)
     scores = ""
@@ -320,7 +320,7 @@ def _version_page(wb: Workbench, token: str, n: int) -> HTMLResponse:
     body = f"""<p><a href="../">&larr; back to the workbench</a></p>
 <h1>Version {n}: {_e(v["file"])}</h1><p class="muted">by {_e(v["author"] or DASH)} at {_e(v["created_at"] or DASH)} · {_e(v["note"] or "")}</p>
 <ol id="version-principles">{items}</ol>
-<h2>Changes against the version before</h2><pre id="version-diff">{_e(changes)}</pre>
+<h2>Changes against the version before</h2>{changes}
 <h2>Held-out evaluation</h2>{scores or '<p class="muted" id="no-evaluation">Not evaluated yet.</p>'}
 <button id="estimate-evaluate" data-version="{n}">Count calls for a held-out evaluation</button>
 <button id="run-evaluate" data-version="{n}" disabled>Evaluate on the held-out split</button>
@@ -328,6 +328,25 @@ def _version_page(wb: Workbench, token: str, n: int) -> HTMLResponse:
 <span id="evaluate-progress-text"></span><div id="evaluate-result"></div>
 <h2>Export</h2><p id="exports">{exports}</p>"""
     return _page(f"version {n}", body, token=token)
+
+
+def _diff_html(changes: Mapping[str, Any] | None) -> str:
+    """The changes of a version as a short list (- removed, + added, ~ reworded, order), with the raw record below."""
+    if not changes:
+        return '<p id="version-diff">The run\'s own constitution.</p>'
+    items = [f'<li class="flag">&minus; {_e(r["text"])}</li>' for r in changes.get("removed", [])]
+    items += [f'<li class="ok">+ {_e(a["text"])}</li>' for a in changes.get("added", [])]
+    items += [
+        f'<li>~ {_e(r["from"]["text"])} <strong>&rarr;</strong> {_e(r["to"]["text"])}</li>' for r in changes.get("reworded", [])
+    ]
+    if changes.get("reordered"):
+        items.append("<li>the order of the principles kept from before changed</li>")
+    listed = "".join(items) or "<li>no change</li>"
+    raw = _e(json.dumps(changes, indent=2, ensure_ascii=False))
+    return (
+        f'<p class="muted">against version {_e(changes.get("against_version", "?"))}</p><ul id="version-diff">{listed}</ul>'
+        f"<details><summary>the change record</summary><pre>{raw}</pre></details>"
+    )
 
 
 def create_app(
