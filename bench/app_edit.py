@@ -79,24 +79,25 @@ def _client(workbench: Any) -> tuple[Any, str, float]:
     return client, token, round(time.perf_counter() - start, 3)
 
 
-def local_part(run_dir: Path) -> dict[str, Any]:
+def local_part(run_dir: Path, model: str | None = None) -> dict[str, Any]:
     from icai.app import Workbench
     from icai.llm import get_llm
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / run_dir.name
         shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
-        model = _run_model(copy)
+        model = model or _run_model(copy)
         bench = Workbench(copy, llm_factory=lambda: get_llm(model, progress=False))
         try:
             start = time.perf_counter()
-            bench.llm()
+            bench.load_model()
             load = time.perf_counter() - start
             client, token, page = _client(bench)
             top = bench.original.principles[0] if bench.original.principles else None
             edit = _timed_edit(client, token, LOCAL_EDIT, top.id if top else None)
             return {
-                "model": model, "run": str(run_dir), "n_train": len(bench.train), "model_load_s": round(load, 2),
+                "model": model, "run": str(run_dir), "run_model": _run_model(copy), "n_train": len(bench.train),
+                "model_load_s": round(load, 2),
                 "page_load_s": page, **edit,
             }
         finally:
@@ -153,6 +154,7 @@ def fake_part(n_pairs: int, repeats: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "demo", help="the demo run directory (make demo)")
+    parser.add_argument("--model", help="annotator for the local part (default: the run's own model)")
     parser.add_argument("--pairs", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-local", action="store_true", help="the fake part only; a local part already in --out is kept")
@@ -179,7 +181,7 @@ def main() -> None:
         result["fake"] = {**provenance(), **fake_part(args.pairs, args.repeats)}
         print(f"fake, {result['fake']['n_train']} pairs: median {result['fake']['median_s']} s")
     if not args.skip_local:
-        result["local"] = {**provenance(), **local_part(args.run)}
+        result["local"] = {**provenance(), **local_part(args.run, args.model)}
         print(f"local ({result['local']['model']}), {result['local']['n_train']} pairs: {result['local']['seconds_edit_to_statistics']} s")
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")

@@ -239,12 +239,23 @@ class Workbench:
                 self._owns_cache = True
             return self._llm
 
+    def load_model(self) -> LLM:
+        """The annotator with its weights loaded now (an in-process model), not on its first call."""
+        llm = self.llm()
+        if llm.capabilities.in_process:
+            from typing import cast
+
+            from icai.llm.base import InProcessProvider
+
+            cast(InProcessProvider, llm.provider).load()
+        return llm
+
     def warm_up(self) -> None:
         """Build the model in the background (a local one takes a while to load), so the first edit does not wait."""
 
         def load() -> None:
             try:
-                self.llm()
+                self.load_model()
             except Exception as exc:  # the first edit reports it again, to the page
                 log.warning("icai app: the model could not be loaded: %s", exc)
 
