@@ -484,7 +484,7 @@ def cmd_app(args: argparse.Namespace) -> int:
             max_attempts=args.max_attempts, progress=False,
         )
 
-    workbench = Workbench(args.run_dir, llm_factory=make_llm)
+    workbench = Workbench(args.run_dir, llm_factory=make_llm, model_name=model)
 
     def ready(url: str) -> None:
         print(f"icai app: {workbench.store.path} at {url} (model {model}); Ctrl-C stops", flush=True)

@@ -346,3 +346,14 @@ def test_the_server_binds_localhost_unless_told(bench: Workbench) -> None:
     from icai.app.server import make_server
 
     assert make_server(bench, port=0).config.host == "127.0.0.1"
+
+
+def test_the_page_warns_when_edits_are_voted_by_another_model(client: TestClient, run_dir: Path, bench: Workbench) -> None:
+    assert 'id="model-warning"' not in client.get("/").text
+    bench.close()
+    other = Workbench(run_dir, llm_factory=keyword_llm, model_name="openai/another-model")
+    try:
+        page = TestClient(create_app(other, token=TOKEN), base_url="http://127.0.0.1:8765").get("/").text
+        assert 'id="model-warning"' in page and "openai/another-model" in page
+    finally:
+        other.close()

@@ -235,6 +235,7 @@ def _index(wb: Workbench, token: str, subset: tuple[str, str] | None) -> HTMLRes
     facts = [
         ("run directory", str(wb.store.path)),
         ("model of the run", meta.get("model", DASH)),
+        ("model for edits", wb.model_name or DASH),
         ("training pairs", len(wb.train)),
         ("held-out pairs", len(wb.test)),
         ("candidates voted", len(wb.tested)),
@@ -242,6 +243,11 @@ def _index(wb: Workbench, token: str, subset: tuple[str, str] | None) -> HTMLRes
         ("latest version", f"v{latest['version']} ({latest['file']})"),
     ]
     fact_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    if wb.model_name and meta.get("model") and wb.model_name != meta.get("model"):
+        fact_rows += (
+            '<tr><td colspan="2" class="warning" id="model-warning">Edits are voted by another model than the run\'s: '
+            "compare their statistics with each other, not with the run's.</td></tr>"
+        )
     draft_note = "" if all(i in by_id for i in latest["ids"]) else '<p class="muted">Some principles of the latest version have no votes here.</p>'
     body = f"""
 <header id="summary"><h1>icai workbench: {_e(wb.store.path.name)}</h1>

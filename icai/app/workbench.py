@@ -158,6 +158,7 @@ class Workbench:
         llm: the annotator; when None, `llm_factory` builds it on first use (a local model loads slowly).
             Its cache is set to the run's cache.sqlite when it has none.
         author: recorded in each saved version (default: the login name).
+        model_name: what `llm_factory` builds, to show before it is built (default: the run's model).
     """
 
     def __init__(
@@ -167,6 +168,7 @@ class Workbench:
         llm: LLM | None = None,
         llm_factory: Callable[[], LLM] | None = None,
         author: str | None = None,
+        model_name: str | None = None,
     ) -> None:
         reader = RunStore.existing(run_dir)
         identity = reader.read_identity()
@@ -194,6 +196,8 @@ class Workbench:
         self._llm_factory = llm_factory
         self._llm_lock = threading.Lock()
         self.author = author or _login()
+        self.model_name = llm.model if llm is not None else (model_name or str(self.config.get("model", "")))
+        """The annotator of edits; when it is not the run's model, old and new statistics come from different judges."""
         self.jobs: dict[str, Job] = {}
         self._write = threading.RLock()
         """Held while the app's files or its in-memory principles and votes change, and while statistics are counted."""
