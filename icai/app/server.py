@@ -1,0 +1,682 @@
+"""The HTTP layer of `icai app`: Starlette routes over a Workbench, server-rendered HTML and a little vanilla JS.
+
+Safe by default: the CLI binds 127.0.0.1; every request must name an allowed Host (no DNS rebinding);
+every write is a JSON POST that carries the page's token in X-ICAI-Token and, when the browser sends
+one, an Origin of this server (so another site's page cannot write: CSRF). No external assets.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from icai.app.workbench import MAX_PRINCIPLE_CHARS, Workbench, stats_dict
+from icai.errors import DataError
+from icai.report import CSS as REPORT_CSS
+from icai.report import analysis_sections, pair_html
+
+TOKEN_HEADER = "X-ICAI-Token"
+DASH = "\u2014"
+
+APP_CSS = """
+.app-grid { display: grid; grid-template-columns: 1fr; gap: 1em; }
+textarea { width: 100%; min-height: 4.5em; font: inherit; box-sizing: border-box; }
+button { font: inherit; padding: .2em .6em; cursor: pointer; } button.small { font-size: .8em; padding: .05em .4em; }
+.box { border: 1px solid #dde2ea; padding: .6em .9em; margin: .6em 0; background: #fbfcfe; }
+.error { color: #c0392b; font-weight: 600; } .ok { color: #1e7b34; font-weight: 600; }
+#draft li { margin: .3em 0; } #draft .text { display: inline-block; min-width: 30em; }
+progress { width: 24em; } th.sortable { cursor: pointer; } th.sortable:after { content: " \\2195"; color: #aab; }
+.filters label { margin-right: 1em; } tr.user td:nth-child(2) { background: #f2f7ff; }
+.compare td, .compare th { text-align: right; } .compare td:first-child, .compare th:first-child { text-align: left; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return DASH
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return DASH
+
+
+def _q(value: Any) -> str:
+    if value is None:
+        return DASH
+    return f"{value:.1e}" if float(value) < 1e-3 else f"{float(value):.3f}"
+
+
+def _ci(s: Mapping[str, Any] | None) -> str:
+    if not s or not s.get("agreement_ci"):
+        return ""
+    low, high = s["agreement_ci"]
+    return f' <span class="ci">[{_num(low)}, {_num(high)}]</span>'
+
+
+def _json_script(element_id: str, data: Any) -> str:
+    text = json.dumps(data, ensure_ascii=False, default=str).replace("</", "<\\/")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def _page(title: str, body: str, *, token: str) -> HTMLResponse:
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="icai-token" content="{_e(token)}">\n<title>{_e(title)}</title>\n'
+        f"<style>{REPORT_CSS}{APP_CSS}</style>\n</head>\n<body>\n{body}\n<script>{JS}</script>\n</body>\n</html>\n"
+    )
+    return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "X-Frame-Options": "DENY"})
+
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'"
+"""Nothing is loaded from elsewhere; the page may talk only to this server."""
+
+STAT_COLUMNS = ["agreement [95% CI]", "relevance", "kappa", "strength", "for", "against", "q-value", "verdict"]
+
+
+def _stat_cells(s: Mapping[str, Any] | None) -> list[str]:
+    if s is None:
+        return [DASH] * len(STAT_COLUMNS)
+    return [
+        _num(s.get("agreement")) + _ci(s),
+        _num(s.get("relevance")),
+        _num(s.get("kappa")),
+        _num(s.get("strength")),
+        _e(s.get("n_for")),
+        _e(s.get("n_against")),
+        _q(s.get("q_value")),
+        _e(s.get("verdict") or DASH),
+    ]
+
+
+def _sort_key(value: Any) -> str:
+    return "" if value is None else _e(value)
+
+
+def _candidates_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    head = ["rank", "principle", "origin", *STAT_COLUMNS, "in resamples", ""]
+    ths = "".join(f'<th class="sortable" data-col="{i}">{_e(h)}</th>' if h else "<th></th>" for i, h in enumerate(head))
+    body = []
+    for r in rows:
+        s = r["stats"] or {}
+        sort_values = [
+            r["rank"] if r["rank"] is not None else 999,
+            r["text"],
+            r["origin"],
+            s.get("agreement"),
+            s.get("relevance"),
+            s.get("kappa"),
+            s.get("strength"),
+            s.get("n_for"),
+            s.get("n_against"),
+            s.get("q_value"),
+            s.get("verdict"),
+            r["stability"],
+        ]
+        cells = [
+            f"#{r['rank']}" if r["rank"] else DASH,
+            _e(r["text"]) + (f' <span class="muted">(rewords {_e(r["replaces"])})</span>' if r["replaces"] else ""),
+            _e(r["origin"]) + (f' <span class="muted">· {_e(r["hint"])}</span>' if r["hint"] else ""),
+            *_stat_cells(r["stats"]),
+            _num(r["stability"]),
+            f'<a href="principle/{_e(r["id"])}">pairs</a> <button class="small edit" data-id="{_e(r["id"])}">edit</button> '
+            f'<button class="small add" data-id="{_e(r["id"])}">add</button>',
+        ]
+        tds = "".join(f'<td data-sort="{_sort_key(v)}">{c}</td>' for v, c in zip([*sort_values, ""], cells, strict=True))
+        cls = ' class="user"' if r["origin"] == "user" else ""
+        body.append(
+            f'<tr{cls} data-id="{_e(r["id"])}" data-origin="{_e(r["origin"])}" data-verdict="{_e(s.get("verdict") or "")}">{tds}</tr>'
+        )
+    return (
+        '<div class="table-wrap"><table id="candidates"><thead><tr>'
+        + ths
+        + "</tr></thead><tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody></table></div>"
+    )
+
+
+def _filters(wb: Workbench, rows: list[dict[str, Any]], subset: tuple[str, str] | None) -> str:
+    origins = sorted({r["origin"] for r in rows})
+    origin_opts = "".join(f'<option value="{_e(o)}">{_e(o)}</option>' for o in origins)
+    meta = wb.metadata_values()
+    meta_form = ""
+    if meta:
+        options = "".join(
+            f'<option value="{_e(col)}={_e(v)}"{" selected" if subset == (col, v) else ""}>{_e(col)} = {_e(v)}</option>'
+            for col, values in meta.items()
+            for v in values
+        )
+        meta_form = (
+            '<form method="get" action="" id="subset-form" style="display:inline">'
+            '<label>pairs: <select name="where" id="filter-subset" onchange="this.form.submit()">'
+            f'<option value="">all training pairs</option>{options}</select></label></form>'
+        )
+    note = ""
+    if subset is not None:
+        note = (
+            f'<p class="warning" id="subset-note">Statistics on the {len(wb._pairs(subset))} training pairs with '
+            f"{_e(subset[0])} = {_e(subset[1])} (no model calls: the run's votes, counted on these pairs).</p>"
+        )
+    return (
+        '<div class="filters">'
+        '<label>text: <input id="filter-text" type="search" placeholder="filter principles"></label>'
+        f'<label>origin: <select id="filter-origin"><option value="">any</option>{origin_opts}</select></label>'
+        '<label>significance: <select id="filter-verdict"><option value="">any</option>'
+        '<option value="significant">significant</option><option value="exploratory">exploratory</option></select></label>'
+        f"{meta_form}</div>{note}"
+    )
+
+
+def _versions_table(wb: Workbench) -> str:
+    rows = []
+    for v in wb.versions():
+        ch = v["changes"] or {}
+        summary = (
+            "the run's constitution"
+            if v["version"] == 1
+            else ", ".join(
+                part
+                for part in (
+                    f"{len(ch.get('added', []))} added" if ch.get("added") else "",
+                    f"{len(ch.get('removed', []))} removed" if ch.get("removed") else "",
+                    f"{len(ch.get('reworded', []))} reworded" if ch.get("reworded") else "",
+                    "reordered" if ch.get("reordered") else "",
+                )
+                if part
+            )
+            or "no change"
+        )
+        rows.append(
+            f'<tr><td><a href="versions/{v["version"]}">v{v["version"]}</a></td><td>{_e(v["file"])}</td>'
+            f"<td>{len(v['ids'])}</td><td>{_e(v['author'] or DASH)}</td><td>{_e(v['created_at'] or DASH)}</td>"
+            f"<td>{_e(summary)}</td><td>{_e(v['note'] or '')}</td><td>{'yes' if v['evaluated'] else 'no'}</td></tr>"
+        )
+    return (
+        '<table id="versions"><thead><tr><th>version</th><th>file</th><th>principles</th><th>by</th><th>when (UTC)</th>'
+        "<th>changes</th><th>note</th><th>evaluated</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def _parse_subset(request: Request) -> tuple[str, str] | None:
+    where = request.query_params.get("where") or ""
+    if "=" not in where:
+        return None
+    column, value = where.split("=", 1)
+    return column, value
+
+
+def _index(wb: Workbench, token: str, subset: tuple[str, str] | None) -> HTMLResponse:
+    rows = wb.rows(subset=subset)
+    versions = wb.versions()
+    latest = versions[-1]
+    by_id = {r["id"]: r for r in rows}
+    state = {
+        "draft": latest["ids"],
+        "latest_version": latest["version"],
+        "principles": {r["id"]: {"text": r["text"], "stats": r["stats"]} for r in rows},
+        "max_chars": MAX_PRINCIPLE_CHARS,
+    }
+    for pid, text in zip(latest["ids"], latest["texts"], strict=True):
+        state["principles"].setdefault(pid, {"text": text, "stats": None})
+    meta = wb.original.metadata
+    facts = [
+        ("run directory", str(wb.store.path)),
+        ("model of the run", meta.get("model", DASH)),
+        ("model for edits", wb.model_name or DASH),
+        ("training pairs", len(wb.train)),
+        ("held-out pairs", len(wb.test)),
+        ("candidates voted", len(wb.tested)),
+        ("written in the app", len(wb.user)),
+        ("latest version", f"v{latest['version']} ({latest['file']})"),
+    ]
+    fact_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    if wb.model_name and meta.get("model") and wb.model_name != meta.get("model"):
+        fact_rows += (
+            '<tr><td colspan="2" class="warning" id="model-warning">Edits are voted by another model than the run\'s: '
+            "compare their statistics with each other, not with the run's.</td></tr>"
+        )
+    draft_note = "" if all(i in by_id for i in latest["ids"]) else '<p class="muted">Some principles of the latest version have no votes here.</p>'
+    body = f"""
+<header id="summary"><h1>icai workbench: {_e(wb.store.path.name)}</h1>
+<table id="run-facts">{fact_rows}</table></header>
+<section id="constitution-section"><h2>Constitution (draft from v{latest["version"]})</h2>
+<p class="muted">Accept candidates with <em>add</em>, reject with <em>remove</em>, reorder with the arrows; saving writes the next
+version through the run's store (the earlier ones stay).</p>
+<ol id="draft"></ol>{draft_note}
+<div class="box"><label>note for this version: <input id="save-note" size="50" maxlength="{MAX_PRINCIPLE_CHARS}"></label>
+<button id="save">Save as new version</button> <span id="save-result" role="status"></span></div>
+</section>
+<section id="editor-section"><h2>Edit or add a principle</h2>
+<div class="box">
+<p class="muted" id="editing">Writing a new principle.</p>
+<textarea id="principle-text" maxlength="{MAX_PRINCIPLE_CHARS + 1000}" placeholder="Select the response that ..."></textarea>
+<input type="hidden" id="replaces" value="">
+<button id="estimate">Check and count calls</button> <button id="run-vote" disabled>Vote it on the training pairs</button>
+<button id="new-principle">Clear</button>
+<p id="estimate-result" role="status"></p>
+<progress id="vote-progress" max="1" value="0" hidden></progress> <span id="vote-progress-text"></span>
+<div id="vote-result"></div>
+</div></section>
+<section id="candidates-section"><h2>Candidates</h2>
+{_filters(wb, rows, subset)}
+{_candidates_table(rows)}
+</section>
+<section id="versions-section"><h2>Versions</h2>{_versions_table(wb)}</section>
+{"".join(analysis_sections(wb.store.path))}
+{_json_script("state", state)}
+"""
+    return _page(f"icai workbench: {wb.store.path.name}", body, token=token)
+
+
+def _principle_page(wb: Workbench, token: str, principle_id: str) -> HTMLResponse:
+    p = wb.principle(principle_id)
+    s = wb.stats().get(p.id)
+    pairs = wb.pairs_for(p.id)
+    parts = [
+        f'<p><a href="../">&larr; back to the workbench</a></p><h1 id="principle-text">{_e(p.text)}</h1>',
+        f'<p class="muted">id {_e(p.id)} · origin {_e(p.origin)}</p>',
+        '<table class="compare"><thead><tr>' + "".join(f"<th>{_e(c)}</th>" for c in STAT_COLUMNS) + "</tr></thead><tbody><tr>"
+        + "".join(f"<td>{c}</td>" for c in _stat_cells(stats_dict(s))) + "</tr></tbody></table>",
+    ]
+    for value, label in (("for", "Voted for: it picks the human-preferred response"),
+                         ("against", "Voted against: it picks the rejected response")):
+        parts.append(f'<section id="pairs-{value}"><h2>{_e(label)} ({len(pairs[value])} shown)</h2>')
+        for row in pairs[value]:
+            meta = "; ".join(f"{k} = {v}" for k, v in row["metadata"].items())
+            parts.append(pair_html(row) + (f'<p class="muted">{_e(meta)}</p>' if meta else ""))
+        if not pairs[value]:
+            parts.append(f'<p class="muted">No training pair where it voted {value}.</p>')
+        parts.append("</section>")
+    return _page(p.text[:60], "\n".join(parts), token=token)
+
+
+def _version_page(wb: Workbench, token: str, n: int) -> HTMLResponse:
+    from icai.export import FORMATS
+
+    versions = {v["version"]: v for v in wb.versions()}
+    if n not in versions:
+        raise DataError(f"constitution version {n} not found")
+    v = versions[n]
+    items = "".join(f"<li>{_e(t)}</li>" for t in v["texts"])
+    changes = _diff_html(v["changes"])
+    exports = " ".join(f'<a href="{n}/export/{_e(f)}">{_e(f)}</a>' for f in FORMATS)
+    evaluation = wb.evaluation(n)
+    scores = ""
+    if evaluation:
+        scores = "".join(
+            f"<tr><td>{_e(s.get('name'))}</td><td>{_num(s.get('agreement'))} "
+            f'<span class="ci">[{_num((s.get("ci") or [None, None])[0])}, {_num((s.get("ci") or [None, None])[1])}]</span></td>'
+            f"<td>{_e(s.get('n'))}</td></tr>"
+            for s in evaluation.get("scores", [])
+        )
+        scores = f'<table id="version-scores"><thead><tr><th>annotator</th><th>agreement [95% CI]</th><th>n</th></tr></thead><tbody>{scores}</tbody></table>'
+    body = f"""<p><a href="../">&larr; back to the workbench</a></p>
+<h1>Version {n}: {_e(v["file"])}</h1><p class="muted">by {_e(v["author"] or DASH)} at {_e(v["created_at"] or DASH)} · {_e(v["note"] or "")}</p>
+<ol id="version-principles">{items}</ol>
+<h2>Changes against the version before</h2>{changes}
+<h2>Held-out evaluation</h2>{scores or '<p class="muted" id="no-evaluation">Not evaluated yet.</p>'}
+<button id="estimate-evaluate" data-version="{n}">Count calls for a held-out evaluation</button>
+<button id="run-evaluate" data-version="{n}" disabled>Evaluate on the held-out split</button>
+<p id="evaluate-estimate" role="status"></p><progress id="evaluate-progress" max="1" value="0" hidden></progress>
+<span id="evaluate-progress-text"></span><div id="evaluate-result"></div>
+<h2>Export</h2><p id="exports">{exports}</p>"""
+    return _page(f"version {n}", body, token=token)
+
+
+def _diff_html(changes: Mapping[str, Any] | None) -> str:
+    """The changes of a version as a short list (- removed, + added, ~ reworded, order), with the raw record below."""
+    if not changes:
+        return '<p id="version-diff">The run\'s own constitution.</p>'
+    items = [f'<li class="flag">&minus; {_e(r["text"])}</li>' for r in changes.get("removed", [])]
+    items += [f'<li class="ok">+ {_e(a["text"])}</li>' for a in changes.get("added", [])]
+    items += [
+        f'<li>~ {_e(r["from"]["text"])} <strong>&rarr;</strong> {_e(r["to"]["text"])}</li>' for r in changes.get("reworded", [])
+    ]
+    if changes.get("reordered"):
+        items.append("<li>the order of the principles kept from before changed</li>")
+    listed = "".join(items) or "<li>no change</li>"
+    raw = _e(json.dumps(changes, indent=2, ensure_ascii=False))
+    return (
+        f'<p class="muted">against version {_e(changes.get("against_version", "?"))}</p><ul id="version-diff">{listed}</ul>'
+        f"<details><summary>the change record</summary><pre>{raw}</pre></details>"
+    )
+
+
+def create_app(
+    workbench: Workbench,
+    *,
+    allowed_hosts: Iterable[str] = ("127.0.0.1", "localhost", "::1"),
+    any_host: bool = False,
+    token: str | None = None,
+) -> Starlette:
+    """The Starlette app over `workbench`.
+
+    Args:
+        allowed_hosts: host names (any port) a request's Host header may name; others get 403.
+        any_host: accept every Host (a server bound to all interfaces); writes still need the page's token.
+        token: the write token the page carries (default: a random one per app).
+    """
+    token = token or secrets.token_urlsafe(24)
+    hosts = {h.lower() for h in allowed_hosts}
+    wb = workbench
+
+    def host_ok(request: Request) -> bool:
+        host = (request.headers.get("host") or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return any_host or name.strip("[]") in hosts
+
+    def write_refusal(request: Request) -> str | None:
+        """Why a write request is refused (CSRF rules); None when it may go ahead."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/").lower() != f"{request.url.scheme}://{request.headers.get('host', '')}".lower():
+            return f"requests from {origin} may not change this run; use the page this server serves"
+        if request.headers.get("sec-fetch-site") not in (None, "same-origin", "none"):
+            return "cross-site requests may not change this run"
+        if not secrets.compare_digest(request.headers.get(TOKEN_HEADER.lower(), ""), token):
+            return "this request lacks the page's token; reload the workbench page"
+        if not (request.headers.get("content-type") or "").startswith("application/json"):
+            return "write requests must send JSON"
+        return None
+
+    def guarded(handler: Callable[[Request], Awaitable[Response]], *, writes: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if not host_ok(request):
+                return PlainTextResponse("this host name is not served here", status_code=403)
+            if writes:
+                why = write_refusal(request)
+                if why is not None:
+                    return JSONResponse({"error": why}, status_code=403)
+            try:
+                return await handler(request)
+            except DataError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+
+        return endpoint
+
+    async def body(request: Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except ValueError:
+            raise DataError("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise DataError("the request body must be a JSON object")
+        return data
+
+    async def index(request: Request) -> Response:
+        return await run_in_threadpool(_index, wb, token, _parse_subset(request))
+
+    async def principle(request: Request) -> Response:
+        try:
+            return await run_in_threadpool(_principle_page, wb, token, request.path_params["pid"])
+        except DataError as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+
+    async def version(request: Request) -> Response:
+        try:
+            return await run_in_threadpool(_version_page, wb, token, int(request.path_params["n"]))
+        except DataError as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+
+    async def export(request: Request) -> Response:
+        n, fmt = int(request.path_params["n"]), request.path_params["fmt"]
+        try:
+            text = await run_in_threadpool(wb.export, n, fmt)
+        except DataError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        suffix = {"promptfoo": "yaml", "pairwise-promptfoo": "yaml", "inspect": "py", "pairwise-inspect": "py", "prompt": "txt"}
+        name = f"constitution.v{n}.{fmt}.{suffix.get(fmt, 'json')}"
+        return PlainTextResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    async def state(request: Request) -> Response:
+        return JSONResponse({"principles": wb.rows(subset=_parse_subset(request)), "versions": wb.versions()})
+
+    async def estimate(request: Request) -> Response:
+        data = await body(request)
+        return JSONResponse(wb.vote_estimate(str(data.get("text", "")) if data.get("text") is not None else ""))
+
+    async def start_vote(request: Request) -> Response:
+        data = await body(request)
+        replaces = data.get("replaces") or None
+        job = wb.start_vote(str(data.get("text") or ""), replaces=str(replaces) if replaces else None)
+        return JSONResponse(job.to_dict(), status_code=202)
+
+    async def job(request: Request) -> Response:
+        found = wb.jobs.get(request.path_params["jid"])
+        if found is None:
+            return JSONResponse({"error": "no such job"}, status_code=404)
+        return JSONResponse(found.to_dict())
+
+    async def save(request: Request) -> Response:
+        data = await body(request)
+        ids = data.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise DataError("ids must be a list of principle ids")
+        note = data.get("note") or ""
+        result = await run_in_threadpool(lambda: wb.save_version(ids, note=str(note)))
+        return JSONResponse(result, status_code=201)
+
+    async def evaluate_estimate(request: Request) -> Response:
+        return JSONResponse(wb.evaluate_estimate(int(request.path_params["n"])))
+
+    async def start_evaluate(request: Request) -> Response:
+        await body(request)
+        return JSONResponse(wb.start_evaluate(int(request.path_params["n"])).to_dict(), status_code=202)
+
+    routes = [
+        Route("/", guarded(index)),
+        Route("/principle/{pid}", guarded(principle)),
+        Route("/versions/{n:int}", guarded(version)),
+        Route("/versions/{n:int}/export/{fmt}", guarded(export)),
+        Route("/api/state", guarded(state)),
+        Route("/api/estimate", guarded(estimate, writes=True), methods=["POST"]),
+        Route("/api/vote", guarded(start_vote, writes=True), methods=["POST"]),
+        Route("/api/jobs/{jid}", guarded(job)),
+        Route("/api/versions", guarded(save, writes=True), methods=["POST"]),
+        Route("/api/versions/{n:int}/estimate", guarded(evaluate_estimate)),
+        Route("/api/versions/{n:int}/evaluate", guarded(start_evaluate, writes=True), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.token = token
+    return app
+
+
+JS = r"""
+(function () {
+  const token = document.querySelector('meta[name="icai-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  const base = location.pathname.replace(/(versions\/\d+|principle\/[^/]+)\/?$/, '');
+  async function api(path, payload) {
+    const opts = payload === undefined ? {} : {method: 'POST', headers: {'Content-Type': 'application/json', 'X-ICAI-Token': token}, body: JSON.stringify(payload)};
+    const res = await fetch(base + path, opts);
+    const data = await res.json();
+    if (!res.ok) throw new Error(data.error || res.statusText);
+    return data;
+  }
+  const fmt = (v, d = 2) => (v === null || v === undefined) ? '\u2014' : Number(v).toFixed(d);
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
+  function statRow(label, s) {
+    if (!s) return `<tr><td>${esc(label)}</td><td colspan="7">no votes</td></tr>`;
+    const ci = s.agreement_ci ? ` [${fmt(s.agreement_ci[0])}, ${fmt(s.agreement_ci[1])}]` : '';
+    return `<tr><td>${esc(label)}</td><td class="agreement">${fmt(s.agreement)}${ci}</td><td>${fmt(s.relevance)}</td><td>${fmt(s.kappa)}</td>` +
+      `<td>${fmt(s.strength)}</td><td>${s.n_for}</td><td>${s.n_against}</td><td>${s.q_value === null ? '\u2014' : Number(s.q_value).toPrecision(2)}</td><td>${esc(s.verdict || '\u2014')}</td></tr>`;
+  }
+  async function poll(jobId, bar, label) {
+    bar.hidden = false;
+    for (;;) {
+      const job = await api('api/jobs/' + jobId);
+      bar.max = Math.max(job.total, 1); bar.value = job.done;
+      label.textContent = `${job.done} of ${job.total} requests`;
+      if (job.state !== 'running') {
+        if (job.state === 'failed') throw new Error(job.error);
+        label.textContent = `done in ${fmt(job.seconds, 1)} s: ${job.result.calls_made} model calls made`;
+        return job.result;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  const stateEl = $('state');
+  if (stateEl) {
+    const state = JSON.parse(stateEl.textContent);
+    let draft = state.draft.slice();
+    function renderDraft() {
+      const ol = $('draft'); ol.innerHTML = '';
+      draft.forEach((id, i) => {
+        const p = state.principles[id] || {text: id, stats: null};
+        const li = document.createElement('li'); li.dataset.id = id;
+        li.innerHTML = `<span class="text">${esc(p.text)}</span> <span class="muted">agreement ${fmt(p.stats && p.stats.agreement)}, ` +
+          `strength ${fmt(p.stats && p.stats.strength)}</span> <button class="small up">&uarr;</button> <button class="small down">&darr;</button> ` +
+          `<button class="small edit">edit</button> <button class="small remove">remove</button>`;
+        li.querySelector('.up').onclick = () => { if (i > 0) { [draft[i - 1], draft[i]] = [draft[i], draft[i - 1]]; renderDraft(); } };
+        li.querySelector('.down').onclick = () => { if (i < draft.length - 1) { [draft[i + 1], draft[i]] = [draft[i], draft[i + 1]]; renderDraft(); } };
+        li.querySelector('.remove').onclick = () => { draft.splice(i, 1); renderDraft(); };
+        li.querySelector('.edit').onclick = () => startEdit(id);
+        ol.appendChild(li);
+      });
+    }
+    function startEdit(id) {
+      $('principle-text').value = state.principles[id].text;
+      $('replaces').value = id;
+      $('editing').textContent = 'Rewording: ' + state.principles[id].text;
+      $('run-vote').disabled = true; $('estimate-result').textContent = '';
+      $('principle-text').focus();
+    }
+    document.querySelectorAll('#candidates button.edit').forEach((b) => { b.onclick = () => startEdit(b.dataset.id); });
+    document.querySelectorAll('#candidates button.add').forEach((b) => {
+      b.onclick = () => { if (!draft.includes(b.dataset.id)) { draft.push(b.dataset.id); renderDraft(); } };
+    });
+    $('new-principle').onclick = () => {
+      $('principle-text').value = ''; $('replaces').value = ''; $('editing').textContent = 'Writing a new principle.';
+      $('run-vote').disabled = true; $('estimate-result').textContent = '';
+    };
+    $('principle-text').oninput = () => { $('run-vote').disabled = true; };
+    $('estimate').onclick = async () => {
+      const out = $('estimate-result');
+      try {
+        const e = await api('api/estimate', {text: $('principle-text').value});
+        out.className = 'ok';
+        out.textContent = e.voted ? 'Already voted: no model calls needed.' :
+          `Voting it asks the model ${e.calls} times (${e.pairs} training pairs, both orders); calls the run's cache holds are not made again.`;
+        $('run-vote').disabled = false;
+      } catch (err) { out.className = 'error'; out.textContent = err.message; }
+    };
+    $('run-vote').onclick = async () => {
+      const out = $('vote-result'); out.innerHTML = ''; $('run-vote').disabled = true;
+      try {
+        const replaces = $('replaces').value;
+        const job = await api('api/vote', {text: $('principle-text').value, replaces: replaces || null});
+        const r = await poll(job.id, $('vote-progress'), $('vote-progress-text'));
+        state.principles[r.principle.id] = {text: r.principle.text, stats: r.new};
+        const head = '<tr><th></th><th>agreement [95% CI]</th><th>relevance</th><th>kappa</th><th>strength</th><th>for</th><th>against</th><th>q-value</th><th>verdict</th></tr>';
+        const oldRow = r.old ? statRow('before: ' + state.principles[r.replaces].text, r.old) : '';
+        out.innerHTML = `<table class="compare" id="new-stats">${head}${oldRow}${statRow('new: ' + r.principle.text, r.new)}</table>` +
+          `<button id="use-new">${r.replaces && draft.includes(r.replaces) ? 'Use it in place of the old one' : 'Add it to the constitution'}</button>`;
+        $('use-new').onclick = () => {
+          const at = r.replaces ? draft.indexOf(r.replaces) : -1;
+          if (draft.includes(r.principle.id)) return;
+          if (at >= 0) draft[at] = r.principle.id; else draft.push(r.principle.id);
+          renderDraft();
+        };
+      } catch (err) { out.innerHTML = `<p class="error">${esc(err.message)}</p>`; }
+    };
+    $('save').onclick = async () => {
+      const out = $('save-result');
+      try {
+        const r = await api('api/versions', {ids: draft, note: $('save-note').value});
+        out.className = 'ok'; out.innerHTML = `saved <a href="versions/${r.version}">${esc(r.file)}</a>`;
+      } catch (err) { out.className = 'error'; out.textContent = err.message; }
+    };
+    renderDraft();
+    // filters and sorting of the candidates table
+    const rows = Array.from(document.querySelectorAll('#candidates tbody tr'));
+    function applyFilters() {
+      const text = $('filter-text').value.toLowerCase(), origin = $('filter-origin').value, verdict = $('filter-verdict').value;
+      rows.forEach((tr) => {
+        const show = tr.children[1].textContent.toLowerCase().includes(text) && (!origin || tr.dataset.origin === origin) &&
+          (!verdict || tr.dataset.verdict === verdict);
+        tr.hidden = !show;
+      });
+    }
+    ['filter-text', 'filter-origin', 'filter-verdict'].forEach((id) => { $(id).oninput = applyFilters; });
+    document.querySelectorAll('#candidates th.sortable').forEach((th) => {
+      th.onclick = () => {
+        const col = Number(th.dataset.col), up = th.dataset.dir !== 'asc'; th.dataset.dir = up ? 'asc' : 'desc';
+        const key = (tr) => tr.children[col].dataset.sort;
+        rows.sort((a, b) => {
+          const x = key(a), y = key(b), nx = parseFloat(x), ny = parseFloat(y);
+          const c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+          return up ? c : -c;
+        });
+        const body = document.querySelector('#candidates tbody'); rows.forEach((tr) => body.appendChild(tr));
+      };
+    });
+  }
+  const evalButton = $('estimate-evaluate');
+  if (evalButton) {
+    const n = evalButton.dataset.version;
+    evalButton.onclick = async () => {
+      try {
+        const e = await api(`api/versions/${n}/estimate`);
+        $('evaluate-estimate').textContent = `Evaluating asks the model up to ${e.calls} times (${e.annotators} annotators on ${e.pairs} held-out pairs, both orders); calls the run's cache holds are not made again.`;
+        $('run-evaluate').disabled = false;
+      } catch (err) { $('evaluate-estimate').textContent = err.message; }
+    };
+    $('run-evaluate').onclick = async () => {
+      $('run-evaluate').disabled = true;
+      try {
+        const job = await api(`api/versions/${n}/evaluate`, {});
+        const r = await poll(job.id, $('evaluate-progress'), $('evaluate-progress-text'));
+        $('evaluate-result').innerHTML = '<table id="evaluation-scores"><tr><th>annotator</th><th>agreement [95% CI]</th><th>n</th></tr>' +
+          r.evaluation.scores.map((s) => `<tr><td>${esc(s.name)}</td><td>${fmt(s.agreement)} [${fmt(s.ci[0])}, ${fmt(s.ci[1])}]</td><td>${s.n}</td></tr>`).join('') + '</table>';
+      } catch (err) { $('evaluate-result').innerHTML = `<p class="error">${esc(err.message)}</p>`; }
+    };
+  }
+})();
+"""
+
+
+def make_server(workbench: Workbench, *, host: str = "127.0.0.1", port: int = 8765) -> Any:
+    """A uvicorn.Server for the workbench at host:port (port 0: any free one); `.run()` serves until `should_exit`."""
+    import uvicorn
+
+    app = create_app(workbench, allowed_hosts=("127.0.0.1", "localhost", "::1", host), any_host=host in ("0.0.0.0", "::"))
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+
+
+def bound_port(server: Any) -> int:
+    """The port a started server listens on."""
+    return int(server.servers[0].sockets[0].getsockname()[1])
+
+
+def serve(
+    workbench: Workbench,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the workbench until interrupted; `on_ready(url)` is called once the socket listens."""
+    server = make_server(workbench, host=host, port=port)
+    if on_ready is not None:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        original_startup = server.startup
+
+        async def startup(sockets: Any = None) -> None:
+            await original_startup(sockets)
+            if server.started:
+                on_ready(f"http://{shown}:{bound_port(server)}/")
+
+        server.startup = startup
+    server.run()
