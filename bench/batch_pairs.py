@@ -67,8 +67,9 @@ def order(n_settings: int, block: int) -> list[int]:
 
 def run_votes(
     providers: list[LocalProvider], pairs: list[Comparison], principles: list[Principle], block: int, device: str
-) -> tuple[list[float], list[list[Vote]], list[list[float]]]:
+) -> tuple[list[float], list[list[Vote]], list[list[float]], list[int]]:
     seconds = [0.0] * len(providers)
+    computed = [0] * len(providers)
     votes: list[list[Vote]] = [[] for _ in providers]
     loads: list[list[float]] = [list(os.getloadavg())]
     blocks = [pairs[i : i + block] for i in range(0, len(pairs), block)]
@@ -81,9 +82,10 @@ def run_votes(
             sync(device)
             seconds[k] += time.perf_counter() - started
             votes[k] += got
+            computed[k] += llm.usage.input_tokens - llm.usage.cached_input_tokens
         loads.append(list(os.getloadavg()))
         print(f"block {b + 1}/{len(blocks)}: " + ", ".join(f"{s:.1f}s" for s in seconds), flush=True)
-    return seconds, votes, loads
+    return seconds, votes, loads, computed
 
 
 def run_proposals(
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for p in providers:
             p.load()
         vote(pairs[:1], principles[:2], LLM(providers[0], progress=False), mode="logprob")  # warm-up
-        seconds, votes, loads = run_votes(providers, pairs, principles, args.block, args.device)
+        seconds, votes, loads, computed = run_votes(providers, pairs, principles, args.block, args.device)
         n_proposals = args.pairs if args.proposals is None else args.proposals
         proposal_rows: list[dict[str, Any]] = []
         if n_proposals:
@@ -150,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "token_budget": b,
                     "seconds": round(p_seconds[k], 2),
                     "prompts": n_proposals,
+                    "seconds_per_prompt": round(p_seconds[k] / n_proposals, 3),
                     "output_tokens": p_tokens[k],
                     "output_tokens_per_s": round(p_tokens[k] / p_seconds[k], 1),
                     "speedup": round(p_seconds[0] / p_seconds[k], 2),
@@ -171,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pairs_principles_per_s": round(units / seconds[k], 2),
             "speedup": round(seconds[0] / seconds[k], 2),
             "forward_passes": forward_passes[k],
+            "computed_prompt_tokens": computed[k],
+            "computed_prompt_tokens_per_s": round(computed[k] / seconds[k], 1),
             "votes_identical_to_one_pair_per_pass": [v.value for v in votes[k]] == [v.value for v in votes[0]],
             "max_abs_margin_diff": max(diffs) if diffs else None,
         })  # fmt: skip
