@@ -121,6 +121,8 @@ def test_prompts_decoded_together_give_the_text_of_one_at_a_time(folder: Path, c
         )
         requests.append(request)
     requests.append(dataclasses.replace(requests[0], max_tokens=1))
+    # samples of one prompt, as proposals are asked: prefilled once
+    requests += [dataclasses.replace(requests[1], temperature=0.8, seed=s) for s in (7, 8)]
     single = provider(folder, prefix_cache=False)
     expected = [single.complete(r) for r in requests]
     packed = provider(folder, token_budget=10**7)
@@ -130,6 +132,7 @@ def test_prompts_decoded_together_give_the_text_of_one_at_a_time(folder: Path, c
     assert len({c.text for c in got}) > 2
     # one prefill, then one pass per new token of the longest answer
     assert packed.forward_passes == max(c.output_tokens for c in got)
+    assert [c.cached_input_tokens > 0 for c in got] == [False] * 5 + [True] * 3  # the last three repeat a prompt
     assert single.forward_passes == sum(max(c.output_tokens, 1) for c in expected)
 
 

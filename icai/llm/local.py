@@ -33,9 +33,10 @@ MIN_PREFIX_TOKENS = 16
 MAX_BATCH = 32
 """Most prompt suffixes one branched request, or a run of choice requests, runs in one forward pass."""
 
-CPU_TOKEN_BUDGET = 16_384
-"""Default `token_budget` on a CPU: about one pair's 40 vote branches (measured: more pairs per
-pass gain nothing on a CPU, which the one-pair pass already keeps busy; docs/benchmarks.md)."""
+CPU_TOKEN_BUDGET = 65_536
+"""Default `token_budget` on a CPU: about four pair-orders' 40 vote branches (about 3 GB of float32
+KV cache for the packaged 135M model). Measured on the shared 2-core machine, batched pairs voted
+2-3x faster than one pair per pass (docs/benchmarks.md, "Batched pairs")."""
 
 GPU_TOKEN_BUDGET = 262_144
 """Default `token_budget` on a GPU: a few dozen pairs' branches in one pass (about 6 GB of
@@ -580,11 +581,15 @@ class LocalProvider:
         lengths = [int(ids.shape[-1]) for _, ids in group]
         longest = max(lengths)
         rows = len(group)
-        prompts = torch.full((rows, longest), pad, dtype=group[0][1].dtype, device=self._device)
-        mask = torch.zeros((rows, longest), dtype=torch.long, device=self._device)
-        for row, ((_, ids), n) in enumerate(zip(group, lengths, strict=True)):
-            prompts[row, :n] = ids[0]
-            mask[row, :n] = 1
+        # Samples of one prompt (proposals) are prefilled once and share its KV cache.
+        unique: dict[tuple[int, ...], int] = {}
+        owners = [unique.setdefault(tuple(ids[0].tolist()), len(unique)) for _, ids in group]
+        firsts = [owners.index(u) for u in range(len(unique))]
+        prompts = torch.full((len(unique), longest), pad, dtype=group[0][1].dtype, device=self._device)
+        prefill_mask = torch.zeros((len(unique), longest), dtype=torch.long, device=self._device)
+        for u, row in enumerate(firsts):
+            prompts[u, : lengths[row]] = group[row][1][0]
+            prefill_mask[u, : lengths[row]] = 1
         budgets, generators = [], []
         for (request, _), n in zip(group, lengths, strict=True):
             budgets.append(min(request.max_tokens, limit - n) if limit is not None else request.max_tokens)
@@ -596,12 +601,17 @@ class LocalProvider:
         cache = self._new_cache()[self._cache_keyword]
         logits = self._rows_logits(
             self._forward_kwargs,
-            [n - 1 for n in lengths],
+            [lengths[row] - 1 for row in firsts],
             input_ids=prompts,
-            attention_mask=mask,
+            attention_mask=prefill_mask,
             use_cache=True,
             **{self._cache_keyword: cache},
         )
+        index = torch.tensor(owners, device=self._device)
+        if len(unique) < rows:
+            cache.reorder_cache(index)
+            logits = logits[index]
+        mask = prefill_mask[index]
         new_tokens: list[list[int]] = [[] for _ in group]
         active = [budget > 0 for budget in budgets]
         positions = torch.tensor(lengths, device=self._device)
@@ -634,13 +644,15 @@ class LocalProvider:
                     active[row] = False
             if not any(active):
                 break
+        shared = set(range(rows)) - set(firsts)
         return [
             Completion(
                 text=self._tokenizer.decode(tokens, skip_special_tokens=True),
                 input_tokens=n,
                 output_tokens=len(tokens),
+                cached_input_tokens=n if row in shared else 0,
             )
-            for tokens, n in zip(new_tokens, lengths, strict=True)
+            for row, (tokens, n) in enumerate(zip(new_tokens, lengths, strict=True))
         ]
 
     def _new_cache(self) -> dict[str, Any]:
