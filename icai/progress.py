@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BURST_S = 0.05
+"""Completions closer together than this are one burst (a batch that finished at once)."""
+
 
 @dataclass(frozen=True)
 class LocalRates:
@@ -150,6 +153,7 @@ class RunProgress:
         self._map_base = 0
         self._map_total = 0
         self._last_emit = -float("inf")
+        self._prev_time, self._prev_done = 0.0, 0
         self._seconds_per_call: dict[str, float] = {}
 
     def __call__(self, desc: str, done: int, total: int) -> None:
@@ -157,11 +161,20 @@ class RunProgress:
         now = self.clock()
         if desc != self._desc or done == 0:
             self._enter(desc, total, now)
+        # A batching provider completes a chunk of requests at one instant: the rate is read at
+        # the end of a burst (the previous call, once a later one comes after a gap), not at its start.
+        if self._prev_done and now - self._prev_time > BURST_S:
+            self._settle(self._prev_time, self._prev_done)
         self._stage_done = self._map_base + done
-        if self._stage_done and now > self._stage_start:
-            self._seconds_per_call[stage_kind(self.stages[self._index])] = (now - self._stage_start) / self._stage_done
+        self._prev_time, self._prev_done = now, self._stage_done
+        if done == total:
+            self._settle(now, self._stage_done)
         if done == total or now - self._last_emit >= self.every_s:
             self._report(now)
+
+    def _settle(self, when: float, done: int) -> None:
+        if done and when > self._stage_start:
+            self._seconds_per_call[stage_kind(self.stages[self._index])] = (when - self._stage_start) / done
 
     def _enter(self, desc: str, total: int, now: float) -> None:
         kind = stage_kind(desc)
@@ -178,6 +191,7 @@ class RunProgress:
             elif self._index < 0:
                 self._index = 0
             self._stage_start, self._stage_done, self._map_base = now, 0, 0
+            self._prev_time, self._prev_done = now, 0
             self._last_emit = -float("inf")
         self._desc, self._map_total = desc, total
 

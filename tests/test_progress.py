@@ -109,3 +109,17 @@ def test_the_wall_time_follows_the_estimate(orthogonal_csv: Path) -> None:
 
 def test_format_seconds() -> None:
     assert [format_seconds(s) for s in (12, 300, 7200, 4 * 86400)] == ["12 s", "5.0 min", "2.0 h", "4.0 days"]
+
+
+def test_a_batch_that_completes_at_once_is_timed_at_its_end() -> None:
+    clock = Clock()
+    progress = RunProgress(plan(), every_s=0.0, clock=clock, emit=lambda _: None)
+    progress("vote (log-prob)", 0, 40)
+    clock.now = 20.0  # the first chunk of 10 completes at t = 20 s, all at once
+    for done in range(1, 11):
+        progress("vote (log-prob)", done, 40)
+    assert "ETA" not in progress.lines[0]  # no rate yet: 20 s for one call would be 40x too slow
+    clock.now = 40.0  # the next chunk
+    progress("vote (log-prob)", 11, 40)
+    # read at the end of the first chunk: 2 s per call, 29 calls left
+    assert progress.lines[-1] == "stage 2/3 vote: 11/40 calls; ETA stage 58 s, run 1.6 min"
