@@ -40,13 +40,16 @@ class LocalRates:
 
 
 LOCAL_CPU_RATES = LocalRates(
-    vote_units_per_s=10.0,
-    prompt_tokens_per_s=500.0,
-    propose_s_per_call=1.0,
-    measured="2-core development CPU, bench/results/batch_pairs_cpu.json",
+    vote_units_per_s=10.1,
+    prompt_tokens_per_s=660.0,
+    propose_s_per_call=1.2,
+    measured="2-core development CPU (bench/results/local_vote_40.json, bench/results/batch_pairs_cpu.json)",
 )
-"""The packaged model on the 2-core development machine (`python bench/batch_pairs.py`; the
-numbers are rounded from bench/results/batch_pairs_cpu.json, docs/benchmarks.md "Batched pairs")."""
+"""The packaged model on the 2-core development machine. Votes and prompt tokens: the batched
+log-prob mode of bench/results/local_vote_40.json (10.07 pairs·principles/s, 663 computed prompt
+tokens/s; 1-minute load average 2.0, so about this process alone). Proposals: 23.58 s per prompt
+decoded together in bench/results/batch_pairs_cpu.json, measured at a load average of 7-10, scaled
+by the vote rate measured in the same run (0.53 against 10.07): 23.58 x 0.53 / 10.07 = 1.2 s."""
 
 
 @dataclass(frozen=True)
