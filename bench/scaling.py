@@ -51,7 +51,9 @@ def days(seconds: float) -> str:
         return f"{seconds / 60:.0f} min"
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    if seconds < 365 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / (365 * 86400):.1f} years"
 
 
 def main() -> int:
@@ -72,19 +74,19 @@ def main() -> int:
     load_avg = cpu["machine"]["load_average_at_start"][0]
     add(
         "(a) this 2-core CPU, SmolLM2-135M, one pair per pass", one["pairs_principles_per_s"],
-        f"batch_pairs_cpu.json#votes.0 ({cpu['date'][:10]}, load average {load_avg:.1f} at start)",
+        f"bench/results/batch_pairs_cpu.json#votes.0 ({cpu['date'][:10]}, load average {load_avg:.1f} at start)",
         "pairs x 40 / rate", note="the machine was shared with other jobs",
     )  # fmt: skip
     add(
         f"(a) this 2-core CPU, batched pairs (token_budget={batched['token_budget']})", batched["pairs_principles_per_s"],
-        f"batch_pairs_cpu.json#votes.{cpu['votes'].index(batched)} (same run, interleaved)", "pairs x 40 / rate",
+        f"bench/results/batch_pairs_cpu.json#votes.{cpu['votes'].index(batched)} (same run, interleaved)", "pairs x 40 / rate",
         note="the machine was shared with other jobs",
     )  # fmt: skip
     gpu = load("gpu_check.json")
     cuda = next(r for r in gpu["llm"] if r["device"] == "cuda")
     add(
         f"(b) one GPU ({gpu['gpu']}), one pair per pass, random weights in the shipped architecture",
-        cuda["vote"]["pairs_principles_per_s"], "gpu_check.json#llm.0.vote (2026-11-27, a lent machine)", "pairs x 40 / rate",
+        cuda["vote"]["pairs_principles_per_s"], "bench/results/gpu_check.json#llm.0.vote (2026-11-27, a lent machine)", "pairs x 40 / rate",
         note="batched pairs were not measured on a GPU (no GPU lent to this task)",
     )  # fmt: skip
     scale = load("executor_scale.json")
@@ -93,7 +95,7 @@ def main() -> int:
     for w in WORKERS:
         add(
             f"(c) {w} Ray workers, one GPU each (rate of (b))", w * efficiency * cuda["vote"]["pairs_principles_per_s"],
-            f"gpu_check.json#llm.0.vote x {w} workers x {efficiency:.2f} (executor_scale.json: 2 Ray workers gave "
+            f"bench/results/gpu_check.json#llm.0.vote x {w} workers x {efficiency:.2f} (bench/results/executor_scale.json: 2 Ray workers gave "
             f"{fake[2]:.0f} vs 1 worker {fake[1]:.0f} pairs·principles/s)",
             "pairs x 40 / (workers x efficiency x GPU rate)",
             note="scaling measured to 2 workers on one machine only; more is an assumption",
@@ -103,7 +105,7 @@ def main() -> int:
         server = load("server_rate.json")
         add(
             "llama.cpp server (llama-cpp-python, SmolLM2 GGUF) on this CPU", server["pairs_principles_per_s"],
-            f"server_rate.json ({server['date'][:10]}, load average {server['machine']['load_average_at_start'][0]:.1f})",
+            f"bench/results/server_rate.json ({server['date'][:10]}, load average {server['machine']['load_average_at_start'][0]:.1f})",
             "pairs x 40 / rate", note="one request per principle, back to back",
         )  # fmt: skip
 
@@ -130,7 +132,7 @@ def main() -> int:
                 f"(d) {model} API, {tier} ({limit['rpm']:,} RPM, {limit['tpm']:,} TPM), generated votes, 40 per call, both orders",
                 pairs_per_s * PRINCIPLES,
                 f"dry-run estimate on LLMBar adversarial: {per_pair['calls']:.0f} calls, {per_pair['input_tokens']:,.0f} input + "
-                f"{per_pair['output_tokens']:,.0f} output tokens per pair; limits in bench/scaling.py API_LIMITS",
+                f"{per_pair['output_tokens']:,.0f} output tokens per pair (bench/results/scaling.json#api.vote_per_pair); limits: API_LIMITS in bench/scaling.py",
                 "pairs / min(RPM / calls per pair, TPM / tokens per pair) x 60",
                 usd_per_pair=usd, note=f"bound by {bound} per minute; prices as of {PRICES_AS_OF}",
             )  # fmt: skip
