@@ -73,14 +73,21 @@ def main() -> int:
     one = cpu["votes"][0]
     load_avg = cpu["machine"]["load_average_at_start"][0]
     add(
-        "(a) this 2-core CPU, SmolLM2-135M, one pair per pass", one["pairs_principles_per_s"],
+        "(a) this 2-core CPU shared (load average 7-10), SmolLM2-135M, one pair per pass", one["pairs_principles_per_s"],
         f"bench/results/batch_pairs_cpu.json#votes.0 ({cpu['date'][:10]}, load average {load_avg:.1f} at start)",
         "pairs x 40 / rate", note="the machine was shared with other jobs",
     )  # fmt: skip
     add(
-        f"(a) this 2-core CPU, batched pairs (token_budget={batched['token_budget']})", batched["pairs_principles_per_s"],
+        f"(a) the same, batched pairs (token_budget={batched['token_budget']})", batched["pairs_principles_per_s"],
         f"bench/results/batch_pairs_cpu.json#votes.{cpu['votes'].index(batched)} (same run, interleaved)", "pairs x 40 / rate",
         note="the machine was shared with other jobs",
+    )  # fmt: skip
+    quiet = load("local_vote_40.json")
+    quiet_row = next(r for r in quiet["results"] if r["mode"] == "logprob, prefix reuse, batched")
+    add(
+        "(a) this 2-core CPU, quiet (load average 2.0), one pair per pass", quiet_row["pairs_principles_per_s"],
+        f"bench/results/local_vote_40.json#results.{quiet['results'].index(quiet_row)} ({quiet['date']})", "pairs x 40 / rate",
+        note="measured before batched pairs existed; their gain on a quiet machine was not measured",
     )  # fmt: skip
     gpu = load("gpu_check.json")
     cuda = next(r for r in gpu["llm"] if r["device"] == "cuda")
