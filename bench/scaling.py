@@ -82,10 +82,18 @@ def main() -> int:
         f"bench/results/batch_pairs_cpu.json#votes.{cpu['votes'].index(batched)} (same run, interleaved)", "pairs x 40 / rate",
         note="the machine was shared with other jobs",
     )  # fmt: skip
+    alone = load("batch_pairs_cpu_quiet.json")
+    for k, row in enumerate(alone["votes"]):
+        label = "one pair per pass (the CPU default)" if row["token_budget"] == 1 else f"batched pairs (token_budget={row['token_budget']})"
+        add(
+            f"(a) this 2-core CPU to itself (load average {alone['machine']['load_average_at_start'][0]:.1f}), {label}",
+            row["pairs_principles_per_s"], f"bench/results/batch_pairs_cpu_quiet.json#votes.{k} ({alone['date'][:10]})",
+            "pairs x 40 / rate",
+        )  # fmt: skip
     quiet = load("local_vote_40.json")
     quiet_row = next(r for r in quiet["results"] if r["mode"] == "logprob, prefix reuse, batched")
     add(
-        "(a) this 2-core CPU, quiet (load average 2.0), one pair per pass", quiet_row["pairs_principles_per_s"],
+        "(a) this 2-core CPU, an earlier measure (load average 2.0), one pair per pass", quiet_row["pairs_principles_per_s"],
         f"bench/results/local_vote_40.json#results.{quiet['results'].index(quiet_row)} ({quiet['date']})", "pairs x 40 / rate",
         note="measured before batched pairs existed; their gain on a quiet machine was not measured",
     )  # fmt: skip

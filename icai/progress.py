@@ -43,13 +43,12 @@ LOCAL_CPU_RATES = LocalRates(
     vote_units_per_s=10.1,
     prompt_tokens_per_s=660.0,
     propose_s_per_call=1.2,
-    measured="2-core development CPU (bench/results/local_vote_40.json, bench/results/batch_pairs_cpu.json)",
+    measured="2-core development CPU (bench/results/local_vote_40.json, bench/results/batch_pairs_cpu_quiet.json)",
 )
-"""The packaged model on the 2-core development machine. Votes and prompt tokens: the batched
-log-prob mode of bench/results/local_vote_40.json (10.07 pairs·principles/s, 663 computed prompt
-tokens/s; 1-minute load average 2.0, so about this process alone). Proposals: 23.58 s per prompt
-decoded together in bench/results/batch_pairs_cpu.json, measured at a load average of 7-10, scaled
-by the vote rate measured in the same run (0.53 against 10.07): 23.58 x 0.53 / 10.07 = 1.2 s."""
+"""The packaged model on the 2-core development machine, one request per pass (the CPU default).
+Votes and prompt tokens: the batched log-prob mode of bench/results/local_vote_40.json (10.07
+pairs·principles/s, 663 computed prompt tokens/s; 1-minute load average 2.0). Proposals: 1.155 s
+per prompt decoded one at a time in bench/results/batch_pairs_cpu_quiet.json (load average 0.7-1.5)."""
 
 
 @dataclass(frozen=True)

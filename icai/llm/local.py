@@ -33,10 +33,11 @@ MIN_PREFIX_TOKENS = 16
 MAX_BATCH = 32
 """Most prompt suffixes one branched request, or a run of choice requests, runs in one forward pass."""
 
-CPU_TOKEN_BUDGET = 65_536
-"""Default `token_budget` on a CPU: about four pair-orders' 40 vote branches (about 3 GB of float32
-KV cache for the packaged 135M model). Measured on the shared 2-core machine, batched pairs voted
-2-3x faster than one pair per pass (docs/benchmarks.md, "Batched pairs")."""
+CPU_TOKEN_BUDGET = 1
+"""Default `token_budget` on a CPU: one request per pass, as before batching. Measured on the 2-core
+development machine (bench/results/batch_pairs_cpu_quiet.json, batch_pairs_cpu.json): with the
+machine to itself, 65,536 voted at 0.77x the one-pair rate; shared with other jobs (load average
+7-10) it voted at 2.61x. Pass `token_budget=65_536` for a CPU that other work keeps busy."""
 
 GPU_TOKEN_BUDGET = 262_144
 """Default `token_budget` on a GPU: a few dozen pairs' branches in one pass (about 6 GB of
