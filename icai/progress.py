@@ -67,7 +67,8 @@ class WallTime:
         per_stage = ", ".join(f"{name} {format_seconds(s)}" for name, s in self.stages if s > 0)
         return (
             f"Estimated wall time with the local model: {format_seconds(self.seconds)} ({per_stage}), "
-            f"from rates measured on the {self.rates.measured}; another machine or load changes it."
+            f"from rates measured on the {self.rates.measured}; model calls only (loading, embedding and "
+            "clustering add seconds); another machine or load changes it."
         )
 
 

@@ -152,3 +152,21 @@ def test_generation_and_scoring_requests_keep_their_order(folder: Path, comparis
         want = single.complete(request)
         assert got.text == want.text
         assert (got.branch_logprobs is None) == (want.branch_logprobs is None)
+
+
+@pytest.mark.slow
+def test_packed_pairs_vote_as_one_pair_per_pass_with_the_packaged_model(comparisons: list[Comparison]) -> None:
+    try:
+        one = LocalProvider("smollm2", device="cpu", token_budget=1)
+        one.load()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    packed = LocalProvider("smollm2", device="cpu", token_budget=10**6)
+    principles = [Principle.from_text(r) for r in RULES[:3]]
+    pairs = comparisons[:3]
+    expected = vote(pairs, principles, LLM(one, progress=False), mode="logprob")
+    got = vote(pairs, principles, LLM(packed, progress=False), mode="logprob")
+    assert [v.value for v in got] == [v.value for v in expected]
+    margins = [float(v.raw.removeprefix("margin=")) for v in got]
+    assert margins == pytest.approx([float(v.raw.removeprefix("margin=")) for v in expected], abs=1e-3)
+    assert packed.forward_passes == 2 < one.forward_passes
