@@ -35,9 +35,10 @@ MAX_BATCH = 32
 
 CPU_TOKEN_BUDGET = 1
 """Default `token_budget` on a CPU: one request per pass, as before batching. Measured on the 2-core
-development machine (bench/results/batch_pairs_cpu_quiet.json, batch_pairs_cpu.json): with the
-machine to itself, 65,536 voted at 0.77x the one-pair rate; shared with other jobs (load average
-7-10) it voted at 2.61x. Pass `token_budget=65_536` for a CPU that other work keeps busy."""
+development machine with it to itself, 65,536 voted at 0.77-0.79x and 36,000 at 0.93x the one-pair
+rate (bench/results/batch_pairs_cpu_quiet.json, batch_pairs_cpu_quiet8.json); shared with other
+jobs (load average 7-10), 65,536 voted at 2.61x (batch_pairs_cpu.json). Pass
+`token_budget=65_536` for a CPU that other work keeps busy."""
 
 GPU_TOKEN_BUDGET = 262_144
 """Default `token_budget` on a GPU: a few dozen pairs' branches in one pass (about 6 GB of
