@@ -87,6 +87,7 @@ def demo_report(run_dir: Path, *, wall_s: float, command: list[str], stdout: str
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--commit", help="record this commit instead of the checkout's (icai imported from elsewhere)")
     parser.add_argument(
         "--warm-cache", type=Path, default=None,
         help="start from a copy of this response cache (e.g. bench/recovery.py's local seed-0 cache); the wall time is then not a cold run's",
@@ -102,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 src.backup(dst)
         command = ["run", str(DEMO_DATA), "--out", str(run_dir), "--test-size", "0.3"]
         buffer = io.StringIO()
+        load_at_start = list(os.getloadavg())
         started = time.perf_counter()
         with contextlib.redirect_stdout(buffer):
             rc = icai_main(command)
@@ -114,6 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = ["run", data, "--out", "runs/demo", "--test-size", "0.3"]  # as the Makefile writes it
         report = demo_report(run_dir, wall_s=wall, command=shown, stdout=buffer.getvalue())
         report["response_cache"] = f"warm: a copy of {args.warm_cache}" if args.warm_cache else "cold (empty)"
+        # the machine is shared: the load average says how much of it this run had
+        report["load_average_at_start"], report["load_average_at_end"] = load_at_start, list(os.getloadavg())
+        report["icai_imported_from"] = str(Path(icai_main.__code__.co_filename).parent)
+        if args.commit:
+            report["commit"] = args.commit
+        log_path = run_dir / "run.log"
+        if log_path.exists():  # the progress lines (stage k/N, ETA) the run logged
+            report["progress_log"] = [line for line in log_path.read_text().splitlines() if "icai.progress" in line]
     write_json_atomic(args.out, report)
     print(f"wrote {args.out} ({report['wall_s']} s)", file=sys.stderr)
     return 0

@@ -467,14 +467,19 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     from icai.llm import ResponseCache
     from icai.llm.registry import capabilities_for
     from icai.pipeline import dataset_hash, recorded_config, run
+    from icai.progress import RunProgress, estimate_wall_time
     from icai.report import write_report
     from icai.store import RunStore
 
     targeted = _targeted(args, load_comparisons(args.data, **data_options(args)))
     comparisons = list(targeted.comparisons)
-    estimate = estimate_run(comparisons, config, capabilities=capabilities_for(config.model, base_url=args.base_url))
+    capabilities = capabilities_for(config.model, base_url=args.base_url)
+    estimate = estimate_run(comparisons, config, capabilities=capabilities)
+    wall = estimate_wall_time(estimate, capabilities)
     if args.dry_run:
         print(estimate.table())
+        if wall is not None:
+            print(wall.line())
         print("Dry run: no model calls were made.")
         return 0
     if args.max_calls is not None and estimate.calls > args.max_calls:
@@ -488,6 +493,7 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     # Executor, model and embedder are checked before the run directory is made, so a typo leaves no files behind.
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
+        llm.observer = RunProgress(estimate, prior=wall)  # stages done / total and an ETA, in the log
         embedder = get_embedder(args.embedder if needs_embedder else "hash", executor=executor)
         store = RunStore(args.out)
         # before the cache and log are opened: refuses another run's folder (or a locked one), takes the lock

@@ -106,6 +106,9 @@ class LLM:
         self.recipe = recipe
         self.shard_size = max(1, shard_size)
         self.usage = Usage()
+        self.observer: Callable[[str, int, int], None] | None = None
+        """Told (desc, requests done, requests in all) as each `map` with a desc starts and
+        progresses (e.g. `icai.progress.RunProgress`: stages done / total and an ETA)."""
         self._lock = threading.Lock()
         self._reserved = 0
         self._spent = 0.0
@@ -179,6 +182,19 @@ class LLM:
         results: list[Completion | None] = [None] * len(requests)
         # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
         bar = tqdm(total=len(requests), desc=desc, unit="call", disable=True if not self.progress or desc is None else None)
+        observer = self.observer if desc is not None else None
+        done = [0]
+        told = threading.Lock()  # completions arrive on worker threads; the observer hears one at a time
+
+        def advance() -> None:
+            bar.update(1)
+            if observer is not None:
+                with told:
+                    done[0] += 1
+                    observer(str(desc), done[0], len(requests))
+
+        if observer is not None:
+            observer(str(desc), 0, len(requests))
         try:
             request_keys = [r.cache_key(self.model) for r in requests]
             pending: list[int] = []
@@ -188,7 +204,7 @@ class LLM:
                 hit = self._cache_hit(key)
                 if hit is not None:
                     results[i] = hit
-                    bar.update(1)
+                    advance()
                 elif self.cache is not None and key in first:
                     duplicates.append(i)  # served from the cache once its first copy is done
                 else:
@@ -220,7 +236,7 @@ class LLM:
                 i = sent[s][k]
                 self._commit(request_keys[i], requests[i], completion, bounds.pop(i))
                 results[i] = completion
-                bar.update(1)
+                advance()
 
             sent: list[list[int]] = []
             try:
@@ -234,7 +250,7 @@ class LLM:
                 raise over[0]
             for i in duplicates:
                 results[i] = self.complete(requests[i])
-                bar.update(1)
+                advance()
         finally:
             bar.close()
         return [r for r in results if r is not None]

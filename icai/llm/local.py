@@ -13,10 +13,11 @@ import logging
 import math
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icai.llm.base import Capabilities, Completion, LLMError, Request, require_packages
+from icai.llm.base import Capabilities, Completion, ConfigError, LLMError, Request, require_packages
 from icai.llm.converted import converted_folder
 from icai.llm.converted import default_cache_dir as default_cache_dir  # re-exported: its old home
 from icai.llm.converted import prune_stale_copies as prune_stale_copies
@@ -30,7 +31,18 @@ MIN_PREFIX_TOKENS = 16
 """Shortest shared token prefix worth reusing from the last scored prompt's KV cache."""
 
 MAX_BATCH = 32
-"""Most prompt suffixes `complete_many` runs in one forward pass."""
+"""Most prompt suffixes one branched request, or a run of choice requests, runs in one forward pass."""
+
+CPU_TOKEN_BUDGET = 1
+"""Default `token_budget` on a CPU: one request per pass, as before batching. Measured on the 2-core
+development machine with it to itself, 65,536 voted at 0.77-0.79x and 36,000 at 0.93x the one-pair
+rate (bench/results/batch_pairs_cpu_quiet.json, batch_pairs_cpu_quiet8.json); shared with other
+jobs (load average 7-10), 65,536 voted at 2.61x (batch_pairs_cpu.json). Pass
+`token_budget=65_536` for a CPU that other work keeps busy."""
+
+GPU_TOKEN_BUDGET = 262_144
+"""Default `token_budget` on a GPU: a few dozen pairs' branches in one pass (about 6 GB of
+bfloat16 KV cache for the packaged 135M model)."""
 
 LOCAL_CAPABILITIES = Capabilities(
     choice_logprobs=True,
@@ -68,6 +80,12 @@ class LocalProvider:
         threads: CPU threads torch uses for this model's calls (set around each call);
             None: torch's default. Float sums depend on it, so equal `threads` give
             bit-identical log-probs in different processes (e.g. Ray workers).
+        token_budget: in `complete_many`, how many tokens one padded forward pass may hold
+            (rows x padded context, cached prefix included): consecutive branched requests
+            (several pairs, each with its principle branches) and consecutive generation
+            requests (several prompts decoded together) are packed up to it. A request that
+            alone exceeds it still runs, by itself. None: `CPU_TOKEN_BUDGET` or
+            `GPU_TOKEN_BUDGET` by device; 1: one request per pass.
     """
 
     capabilities = LOCAL_CAPABILITIES
@@ -82,7 +100,10 @@ class LocalProvider:
         weights_cache: bool = True,
         cache_dir: str | Path | None = None,
         threads: int | None = None,
+        token_budget: int | None = None,
     ) -> None:
+        if token_budget is not None and token_budget < 1:
+            raise ConfigError(f"local/{name}: token_budget must be at least 1, not {token_budget}")
         self.name = name
         self.model = f"local/{name}"
         self.device = device
@@ -91,6 +112,9 @@ class LocalProvider:
         self.weights_cache = weights_cache
         self.cache_dir = cache_dir
         self.threads = threads
+        self.token_budget = token_budget
+        self.forward_passes = 0
+        """Forward passes run so far (prefill, scoring and decoding steps alike)."""
         require_packages(f"local/{name}", ["torch", "transformers", "safetensors"], extra="local")
         self._folder, self._gguf_file = resolve_weights(name)
         if self._gguf_file:
@@ -150,10 +174,17 @@ class LocalProvider:
                 return self._generate(prompt_ids, request)
 
     def complete_many(self, requests: Sequence[Request]) -> list[Completion]:
-        """Complete several requests in order; choice requests that share a long prompt prefix
-        are scored together: the prefix once, then all their suffixes in one padded forward pass.
+        """Complete several requests in order, sharing forward passes where the prompts allow.
 
-        Log-probs equal those of one `complete` call per request (up to float rounding).
+        - Consecutive branched requests (a pair with its principles as branches, in one order)
+          are packed up to `token_budget`: their shared prompts in one padded pass, then all
+          their branches in one more.
+        - Consecutive generation requests are decoded together, up to `token_budget`.
+        - Consecutive choice requests that share a long prompt prefix are scored together:
+          the prefix once, then all their suffixes in one padded forward pass.
+
+        Log-probs equal those of one `complete` call per request up to float rounding, and
+        greedy or seeded generations the same text (`tests/test_batched_pairs.py`).
         """
         import torch
 
@@ -161,54 +192,194 @@ class LocalProvider:
         with self._lock, self._torch_threads():
             self._load()
             with torch.inference_mode():
-                # Group consecutive choice requests whose prompts share a prefix longer than
-                # any of their remaining suffixes (e.g. one pair's prompts that differ in the rule only).
-                groups: list[tuple[list[int], list[Any], int]] = []
-                for i, request in enumerate(requests):
-                    if request.branches:
-                        results[i] = self._branched(request)
-                        continue
-                    if not request.choices:
-                        results[i] = self._generate(self._encode_prompt(request), request)
-                        continue
-                    ids = self._encode_prompt(request)[0]
-                    if groups:
-                        members, encoded, shared = groups[-1]
-                        joint = min(shared, _common_prefix(encoded[0], ids))
-                        longest = max(int(e.shape[0]) for e in [*encoded, ids])
-                        if (
-                            members[-1] == i - 1
-                            and len(members) < MAX_BATCH
-                            and joint >= MIN_PREFIX_TOKENS
-                            and longest - joint <= joint
-                        ):
-                            members.append(i)
-                            encoded.append(ids)
-                            groups[-1] = (members, encoded, joint)
-                            continue
-                    groups.append(([i], [ids], int(ids.shape[0])))
-                for members, encoded, shared in groups:
-                    for i, completion in zip(members, self._score_group(encoded, shared, [requests[i] for i in members]), strict=True):
-                        results[i] = completion
+                for kind, run in _runs(requests):
+                    if kind == "branched":
+                        self._complete_branched_run(requests, run, results)
+                    elif kind == "generate":
+                        self._complete_generate_run(requests, run, results)
+                    else:
+                        self._complete_choice_run(requests, run, results)
         return [r for r in results if r is not None]
+
+    def _budget(self) -> int:
+        if self.token_budget is not None:
+            return self.token_budget
+        return GPU_TOKEN_BUDGET if self._device is not None and self._device.type == "cuda" else CPU_TOKEN_BUDGET
+
+    def _complete_branched_run(self, requests: Sequence[Request], run: list[int], results: list[Completion | None]) -> None:
+        """Pack consecutive branched requests into groups that fit the token budget; one pass pair each."""
+        budget = self._budget()
+        group: list[_Branches] = []
+        members: list[int] = []
+        rows = prefix = width = 0
+        for i in run:
+            item = self._encode_branches(requests[i])
+            item_width = max(int(e.shape[0]) for e in item.encoded) - item.start
+            grown = (rows + len(item.encoded)) * (max(prefix, item.start) + max(width, item_width))
+            if group and grown > budget:
+                self._flush_branched(group, members, results)
+                group, members, rows, prefix, width = [], [], 0, 0, 0
+            group.append(item)
+            members.append(i)
+            rows += len(item.encoded)
+            prefix, width = max(prefix, item.start), max(width, item_width)
+        if group:
+            self._flush_branched(group, members, results)
+
+    def _flush_branched(self, group: list[_Branches], members: list[int], results: list[Completion | None]) -> None:
+        if len(group) == 1:
+            results[members[0]] = self._branched_encoded(group[0])
+            return
+        for i, completion in zip(members, self._branched_batch(group), strict=True):
+            results[i] = completion
+
+    def _complete_generate_run(self, requests: Sequence[Request], run: list[int], results: list[Completion | None]) -> None:
+        """Decode consecutive generation requests together, in groups that fit the token budget."""
+        budget = self._budget()
+        group: list[tuple[Request, Any]] = []
+        members: list[int] = []
+        longest = new = 0
+        for i in run:
+            ids = self._encode_prompt(requests[i])
+            grown = (len(group) + 1) * (max(longest, int(ids.shape[-1])) + max(new, requests[i].max_tokens))
+            if group and (grown > budget or len(group) >= MAX_BATCH):
+                self._flush_generate(group, members, results)
+                group, members, longest, new = [], [], 0, 0
+            group.append((requests[i], ids))
+            members.append(i)
+            longest, new = max(longest, int(ids.shape[-1])), max(new, requests[i].max_tokens)
+        if group:
+            self._flush_generate(group, members, results)
+
+    def _flush_generate(self, group: list[tuple[Request, Any]], members: list[int], results: list[Completion | None]) -> None:
+        if len(group) == 1:
+            request, ids = group[0]
+            results[members[0]] = self._generate(ids, request)
+            return
+        for i, completion in zip(members, self._generate_batch(group), strict=True):
+            results[i] = completion
+
+    def _complete_choice_run(self, requests: Sequence[Request], run: list[int], results: list[Completion | None]) -> None:
+        # Group consecutive choice requests whose prompts share a prefix longer than
+        # any of their remaining suffixes (e.g. one pair's prompts that differ in the rule only).
+        groups: list[tuple[list[int], list[Any], int]] = []
+        for i in run:
+            ids = self._encode_prompt(requests[i])[0]
+            if groups:
+                members, encoded, shared = groups[-1]
+                joint = min(shared, _common_prefix(encoded[0], ids))
+                longest = max(int(e.shape[0]) for e in [*encoded, ids])
+                if (
+                    members[-1] == i - 1
+                    and len(members) < MAX_BATCH
+                    and joint >= MIN_PREFIX_TOKENS
+                    and longest - joint <= joint
+                ):
+                    members.append(i)
+                    encoded.append(ids)
+                    groups[-1] = (members, encoded, joint)
+                    continue
+            groups.append(([i], [ids], int(ids.shape[0])))
+        for members, encoded, shared in groups:
+            for i, completion in zip(members, self._score_group(encoded, shared, [requests[i] for i in members]), strict=True):
+                results[i] = completion
 
     def _branched(self, request: Request) -> Completion:
         """One call for a request with branches: the shared prompt once, the branches in padded batches."""
+        return self._branched_encoded(self._encode_branches(request))
+
+    def _encode_branches(self, request: Request) -> _Branches:
         if not request.choices:
             raise LLMError(f"{self.model}: a request with branches must also give choices")
         subs = [request.branch(i) for i in range(len(request.branches))]
         encoded = [self._encode_prompt(sub)[0] for sub in subs]
         shared = min(_common_prefix(encoded[0], e) for e in encoded)
+        # Every row needs at least one token of its own to read its next-token logits from.
+        start = min(shared, min(int(e.shape[0]) for e in encoded) - 1)
+        return _Branches(subs, encoded, shared, start)
+
+    def _branched_encoded(self, item: _Branches) -> Completion:
         scored: list[Completion] = []
-        for lo in range(0, len(subs), MAX_BATCH):
-            scored += self._score_group(encoded[lo : lo + MAX_BATCH], shared, subs[lo : lo + MAX_BATCH])
-        return Completion(
-            text=" ".join(c.text for c in scored),
-            input_tokens=sum(c.input_tokens for c in scored),
-            output_tokens=len(scored),
-            cached_input_tokens=sum(c.cached_input_tokens for c in scored),
-            branch_logprobs=tuple(c.choice_logprobs for c in scored),
+        for lo in range(0, len(item.subs), MAX_BATCH):
+            scored += self._score_group(item.encoded[lo : lo + MAX_BATCH], item.shared, item.subs[lo : lo + MAX_BATCH])
+        return _joined(scored)
+
+    def _branched_batch(self, group: list[_Branches]) -> list[Completion]:
+        """Several branched requests in two forward passes: their shared prompts as one padded
+        batch, then every branch of every request as one padded batch over those prompts' KV."""
+        import torch
+
+        pad = self._pad_id()
+        dtype = group[0].encoded[0].dtype
+        longest_prefix = max(item.start for item in group)
+        prefixes = torch.full((len(group), longest_prefix), pad, dtype=dtype, device=self._device)
+        prefix_mask = torch.zeros((len(group), longest_prefix), dtype=torch.long, device=self._device)
+        for k, item in enumerate(group):
+            prefixes[k, : item.start] = item.encoded[0][: item.start]
+            prefix_mask[k, : item.start] = 1
+        cache = self._new_cache()[self._cache_keyword]
+        # Right padding: no real prompt token sees a pad (causal), and the suffix pass masks them.
+        self._forward(
+            input_ids=prefixes, attention_mask=prefix_mask, use_cache=True, **{self._cache_keyword: cache}, **self._forward_kwargs
         )
+        owners = [k for k, item in enumerate(group) for _ in item.encoded]
+        cache.reorder_cache(torch.tensor(owners, device=self._device))  # each row gets its request's prompt KV
+        encoded = [e for item in group for e in item.encoded]
+        starts = [group[k].start for k in owners]
+        lengths = [int(e.shape[0]) - start for e, start in zip(encoded, starts, strict=True)]
+        rows, width = len(encoded), max(lengths)
+        suffixes = torch.full((rows, width), pad, dtype=dtype, device=self._device)
+        mask = torch.zeros((rows, longest_prefix + width), dtype=torch.long, device=self._device)
+        positions = torch.zeros((rows, width), dtype=torch.long, device=self._device)
+        steps = torch.arange(width, device=self._device)
+        for row, (e, start, n) in enumerate(zip(encoded, starts, lengths, strict=True)):
+            suffixes[row, :n] = e[start:]
+            mask[row, :start] = 1
+            mask[row, longest_prefix : longest_prefix + n] = 1
+            positions[row] = start + steps
+        logits = self._rows_logits(
+            self._forward_kwargs,
+            [n - 1 for n in lengths],
+            input_ids=suffixes,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_keyword: cache},
+        )
+        subs = [sub for item in group for sub in item.subs]
+        firsts = {sum(len(item.encoded) for item in group[:k]) for k in range(len(group))}
+        scored = [
+            self._scores(logits[row], sub.choices, input_tokens=int(e.shape[0]), reused=0 if row in firsts else start)
+            for row, (e, sub, start) in enumerate(zip(encoded, subs, starts, strict=True))
+        ]
+        out, offset = [], 0
+        for item in group:
+            out.append(_joined(scored[offset : offset + len(item.encoded)]))
+            offset += len(item.encoded)
+        return out
+
+    def _rows_logits(self, keep: dict[str, Any], last: list[int], **inputs: Any) -> Any:
+        """One forward pass; the logits at position `last[row]` of each row."""
+        import torch
+
+        rows = len(last)
+        index_of = torch.tensor(last, device=self._device)
+        kwargs: dict[str, Any] = {}
+        keep_keyword = next(iter(keep), None)
+        if keep_keyword is not None:
+            # Project only the positions some row ends at, not every padded position.
+            kept, index_of = torch.unique(index_of, return_inverse=True)
+            kwargs[keep_keyword] = kept
+        out = self._forward(**inputs, **kwargs)
+        return out.logits[torch.arange(rows, device=self._device), index_of]
+
+    def _pad_id(self) -> int:
+        pad = self._tokenizer.pad_token_id
+        return int(pad) if pad is not None else 0
+
+    def _forward(self, **inputs: Any) -> Any:
+        self.forward_passes += 1
+        return self._model(**inputs)
 
     def _score_group(self, encoded: list[Any], shared: int, requests: list[Request]) -> list[Completion]:
         """Choice prompts that share their first `shared` tokens: one padded batch, or one by one
@@ -249,7 +420,7 @@ class LocalProvider:
             kwargs[keep_keyword] = kept
         else:
             index = last
-        out = self._model(
+        out = self._forward(
             input_ids=suffixes,
             attention_mask=mask,
             position_ids=positions,
@@ -347,7 +518,7 @@ class LocalProvider:
             cache_kwargs = self._new_cache()
         else:
             cache_kwargs = {self._cache_keyword: cache}
-        out = self._model(input_ids=prompt_ids[:, start:], use_cache=True, **cache_kwargs, **self._forward_kwargs)
+        out = self._forward(input_ids=prompt_ids[:, start:], use_cache=True, **cache_kwargs, **self._forward_kwargs)
         if self.prefix_cache:
             self._prefix_ids, self._prefix_kv = ids, cache_kwargs[self._cache_keyword]
         return out.logits[0, -1], start, cache_kwargs[self._cache_keyword]
@@ -376,7 +547,7 @@ class LocalProvider:
         new_tokens: list[int] = []
         for step in range(max_new):
             if step:
-                out = self._model(
+                out = self._forward(
                     input_ids=torch.tensor([[new_tokens[-1]]], device=self._device),
                     use_cache=True,
                     **{self._cache_keyword: cache},
@@ -401,6 +572,91 @@ class LocalProvider:
             text=text, input_tokens=prompt_len, output_tokens=len(new_tokens), cached_input_tokens=reused
         )
 
+    def _generate_batch(self, group: list[tuple[Request, Any]]) -> list[Completion]:
+        """Decode several prompts together: one padded prefill, then one forward pass per step for
+        every row still decoding. Each row stops, samples and is seeded as `_generate` would."""
+        import torch
+
+        pad = self._pad_id()
+        eos = self._eos_ids()
+        limit = getattr(self._model.config, "max_position_embeddings", None)
+        lengths = [int(ids.shape[-1]) for _, ids in group]
+        longest = max(lengths)
+        rows = len(group)
+        # Samples of one prompt (proposals) are prefilled once and share its KV cache.
+        unique: dict[tuple[int, ...], int] = {}
+        owners = [unique.setdefault(tuple(ids[0].tolist()), len(unique)) for _, ids in group]
+        firsts = [owners.index(u) for u in range(len(unique))]
+        prompts = torch.full((len(unique), longest), pad, dtype=group[0][1].dtype, device=self._device)
+        prefill_mask = torch.zeros((len(unique), longest), dtype=torch.long, device=self._device)
+        for u, row in enumerate(firsts):
+            prompts[u, : lengths[row]] = group[row][1][0]
+            prefill_mask[u, : lengths[row]] = 1
+        budgets, generators = [], []
+        for (request, _), n in zip(group, lengths, strict=True):
+            budgets.append(min(request.max_tokens, limit - n) if limit is not None else request.max_tokens)
+            generator = None
+            if request.temperature > 0:
+                generator = torch.Generator(device=self._device)
+                generator.manual_seed(request.seed if request.seed is not None else 0)
+            generators.append(generator)
+        cache = self._new_cache()[self._cache_keyword]
+        logits = self._rows_logits(
+            self._forward_kwargs,
+            [lengths[row] - 1 for row in firsts],
+            input_ids=prompts,
+            attention_mask=prefill_mask,
+            use_cache=True,
+            **{self._cache_keyword: cache},
+        )
+        index = torch.tensor(owners, device=self._device)
+        if len(unique) < rows:
+            cache.reorder_cache(index)
+            logits = logits[index]
+        mask = prefill_mask[index]
+        new_tokens: list[list[int]] = [[] for _ in group]
+        active = [budget > 0 for budget in budgets]
+        positions = torch.tensor(lengths, device=self._device)
+        for step in range(max(budgets)):
+            if step:
+                fed = [new_tokens[row][-1] if new_tokens[row] else pad for row in range(rows)]
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=self._device)], dim=1)
+                out = self._forward(
+                    input_ids=torch.tensor(fed, device=self._device)[:, None],
+                    attention_mask=mask,
+                    position_ids=(positions + step - 1)[:, None],
+                    use_cache=True,
+                    **{self._cache_keyword: cache},
+                    **self._forward_kwargs,
+                )
+                logits = out.logits[:, -1]
+            for row, ((request, _), generator) in enumerate(zip(group, generators, strict=True)):
+                if not active[row]:
+                    continue
+                if generator is None:
+                    token = int(torch.argmax(logits[row]))
+                else:
+                    probs = torch.softmax(logits[row].float() / request.temperature, dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=generator))
+                if token in eos:
+                    active[row] = False
+                    continue
+                new_tokens[row].append(token)
+                if len(new_tokens[row]) >= budgets[row]:
+                    active[row] = False
+            if not any(active):
+                break
+        shared = set(range(rows)) - set(firsts)
+        return [
+            Completion(
+                text=self._tokenizer.decode(tokens, skip_special_tokens=True),
+                input_tokens=n,
+                output_tokens=len(tokens),
+                cached_input_tokens=n if row in shared else 0,
+            )
+            for row, (tokens, n) in enumerate(zip(new_tokens, lengths, strict=True))
+        ]
+
     def _new_cache(self) -> dict[str, Any]:
         """A fresh KV cache, under the keyword this transformers version expects."""
         from transformers import DynamicCache
@@ -421,3 +677,37 @@ class LocalProvider:
         if self._tokenizer.eos_token_id is not None:
             ids.add(int(self._tokenizer.eos_token_id))
         return ids
+
+
+@dataclass
+class _Branches:
+    """A branched request, encoded: its unbranched requests, their token ids, and the prefix they share."""
+
+    subs: list[Request]
+    encoded: list[Any]
+    shared: int
+    start: int
+    """Tokens of the shared prefix computed once (each branch keeps at least one of its own)."""
+
+
+def _joined(scored: list[Completion]) -> Completion:
+    """The completion of a branched request, from its branches' completions in order."""
+    return Completion(
+        text=" ".join(c.text for c in scored),
+        input_tokens=sum(c.input_tokens for c in scored),
+        output_tokens=len(scored),
+        cached_input_tokens=sum(c.cached_input_tokens for c in scored),
+        branch_logprobs=tuple(c.choice_logprobs for c in scored),
+    )
+
+
+def _runs(requests: Sequence[Request]) -> list[tuple[str, list[int]]]:
+    """Maximal runs of consecutive requests of one kind: "branched", "choice" or "generate"."""
+    runs: list[tuple[str, list[int]]] = []
+    for i, request in enumerate(requests):
+        kind = "branched" if request.branches else "choice" if request.choices else "generate"
+        if runs and runs[-1][0] == kind:
+            runs[-1][1].append(i)
+        else:
+            runs.append((kind, [i]))
+    return runs

@@ -1,0 +1,232 @@
+"""How long a run takes: a wall-time estimate for local models from measured rates, and live progress with an ETA.
+
+`estimate_wall_time` turns a `icai.cost.RunEstimate` into seconds per stage for an in-process
+(local) model, from rates measured on the 2-core development machine (`LOCAL_CPU_RATES`, each
+citing its results file). `RunProgress` is an `LLM.observer`: as a run's model calls complete it
+logs "stage k/N", the calls done in the stage and an ETA for the stage and the run, from the rate
+measured so far in the run (before a kind of stage has run: the prior, when there is one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from icai.cost import RunEstimate, StageEstimate
+    from icai.llm.base import Capabilities
+
+log = logging.getLogger(__name__)
+
+BURST_S = 0.05
+"""Completions closer together than this are one burst (a batch that finished at once)."""
+
+
+@dataclass(frozen=True)
+class LocalRates:
+    """Measured rates of the packaged local model (SmolLM2-135M, float32) on one machine."""
+
+    vote_units_per_s: float
+    """Log-prob votes, pairs x principles per second (both orders, principles as branches)."""
+    prompt_tokens_per_s: float
+    """Prompt tokens computed per second (what a judge or unbranched scoring call costs)."""
+    propose_s_per_call: float
+    """Seconds per proposal call (a short generated rule)."""
+    measured: str
+    """Where and when, and the results file the numbers come from."""
+
+
+LOCAL_CPU_RATES = LocalRates(
+    vote_units_per_s=10.1,
+    prompt_tokens_per_s=660.0,
+    propose_s_per_call=1.2,
+    measured="2-core development CPU (bench/results/local_vote_40.json, bench/results/batch_pairs_cpu_quiet.json)",
+)
+"""The packaged model on the 2-core development machine, one request per pass (the CPU default).
+Votes and prompt tokens: the batched log-prob mode of bench/results/local_vote_40.json (10.07
+pairs·principles/s, 663 computed prompt tokens/s; 1-minute load average 2.0). Proposals: 1.155 s
+per prompt decoded one at a time in bench/results/batch_pairs_cpu_quiet.json (load average 0.7-1.5)."""
+
+
+@dataclass(frozen=True)
+class WallTime:
+    """Estimated seconds per stage of a run with a local model."""
+
+    stages: tuple[tuple[str, float], ...]
+    rates: LocalRates
+
+    @property
+    def seconds(self) -> float:
+        return sum(s for _, s in self.stages)
+
+    def line(self) -> str:
+        """The sentence `icai run --dry-run` prints."""
+        per_stage = ", ".join(f"{name} {format_seconds(s)}" for name, s in self.stages if s > 0)
+        return (
+            f"Estimated wall time with the local model: {format_seconds(self.seconds)} ({per_stage}), "
+            f"from rates measured on the {self.rates.measured}; model calls only (loading, embedding and "
+            "clustering add seconds); another machine or load changes it."
+        )
+
+
+def format_seconds(seconds: float) -> str:
+    """12 s, 4.2 min, 3.1 h, 2.5 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def stage_kind(name: str) -> str:
+    """"propose", "vote" or "judge": what a stage (or an `LLM.map` desc) spends its calls on."""
+    if name.startswith("propose"):
+        return "propose"
+    if "judge" in name or name.startswith("annotate"):
+        return "judge"
+    return "vote"
+
+
+def estimate_wall_time(
+    estimate: RunEstimate, capabilities: Capabilities, *, rates: LocalRates = LOCAL_CPU_RATES
+) -> WallTime | None:
+    """Seconds per stage for a model run in this process; None for an API or a server.
+
+    vote: principles voted x pairs / `vote_units_per_s` (the estimate's log-prob calls carry
+    2 x principles units per pair with both orders); judge: prompt tokens / `prompt_tokens_per_s`;
+    propose: calls x `propose_s_per_call`.
+    """
+    if not capabilities.in_process:
+        return None
+    stages = []
+    for stage in estimate.stages:
+        stages.append((stage.stage, _stage_seconds(stage, rates)))
+    return WallTime(tuple(stages), rates)
+
+
+def _stage_seconds(stage: StageEstimate, rates: LocalRates) -> float:
+    kind = stage_kind(stage.stage)
+    if kind == "propose":
+        return stage.calls * rates.propose_s_per_call
+    if kind == "judge":
+        return stage.input_tokens / rates.prompt_tokens_per_s
+    # a log-prob vote's output is one token per (pair, order, principle): units = output / 2 orders
+    return stage.output_tokens / 2 / rates.vote_units_per_s
+
+
+class RunProgress:
+    """Logs stages done / total and an ETA as the calls of a run complete (an `LLM.observer`).
+
+    Stages are the estimate's (`icai.cost.estimate_run`), in order; each `LLM.map` is matched
+    to the next stage of its kind. The ETA of the current stage comes from its own rate so far;
+    later stages use the rate measured for their kind in this run, else `prior` (seconds per
+    stage, e.g. from `estimate_wall_time`), else the current stage's seconds per call.
+
+    Args:
+        every_s: least seconds between two lines within a stage (a new stage always logs).
+        clock: seconds, monotonic (tests pass a fake).
+        emit: where lines go; default the `icai.progress` logger at INFO.
+    """
+
+    def __init__(
+        self,
+        estimate: RunEstimate,
+        *,
+        prior: WallTime | None = None,
+        every_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        emit: Callable[[str], None] | None = None,
+    ) -> None:
+        self.stages = [s.stage for s in estimate.stages]
+        self.planned = [s.calls for s in estimate.stages]
+        self.prior = dict(prior.stages) if prior is not None else {}
+        self.every_s = every_s
+        self.clock = clock
+        self.emit = emit if emit is not None else log.info
+        self.lines: list[str] = []
+        self._index = -1
+        self._desc: str | None = None
+        self._stage_start = 0.0
+        self._stage_done = 0
+        self._map_base = 0
+        self._map_total = 0
+        self._last_emit = -float("inf")
+        self._prev_time, self._prev_done = 0.0, 0
+        self._seconds_per_call: dict[str, float] = {}
+
+    def __call__(self, desc: str, done: int, total: int) -> None:
+        """One report from `LLM.map`: `done` of its `total` requests are complete."""
+        now = self.clock()
+        if desc != self._desc or done == 0:
+            self._enter(desc, total, now)
+        # A batching provider completes a chunk of requests at one instant: the rate is read at
+        # the end of a burst (the previous call, once a later one comes after a gap), not at its start.
+        if self._prev_done and now - self._prev_time > BURST_S:
+            self._settle(self._prev_time, self._prev_done)
+        self._stage_done = self._map_base + done
+        self._prev_time, self._prev_done = now, self._stage_done
+        if done == total:
+            self._settle(now, self._stage_done)
+        if done == total or now - self._last_emit >= self.every_s:
+            self._report(now)
+
+    def _settle(self, when: float, done: int) -> None:
+        if done and when > self._stage_start:
+            self._seconds_per_call[stage_kind(self.stages[self._index])] = (when - self._stage_start) / done
+
+    def _enter(self, desc: str, total: int, now: float) -> None:
+        kind = stage_kind(desc)
+        same_stage = (
+            self._index >= 0 and self._desc is not None and stage_kind(self._desc) == kind and stage_kind(self.stages[self._index]) == kind
+            and self._stage_done < self.planned[self._index]
+        )  # fmt: skip
+        if same_stage:
+            self._map_base = self._stage_done
+        else:
+            following = [i for i in range(self._index + 1, len(self.stages)) if stage_kind(self.stages[i]) == kind]
+            if following:
+                self._index = following[0]
+            elif self._index < 0:
+                self._index = 0
+            self._stage_start, self._stage_done, self._map_base = now, 0, 0
+            self._prev_time, self._prev_done = now, 0
+            self._last_emit = -float("inf")
+        self._desc, self._map_total = desc, total
+
+    def stage_total(self) -> int:
+        return max(self.planned[self._index], self._map_base + self._map_total)
+
+    def eta(self, now: float) -> tuple[float | None, float | None]:
+        """Seconds left in the current stage and in the run; None before any rate is known."""
+        kind = stage_kind(self.stages[self._index])
+        rate = self._seconds_per_call.get(kind)
+        if rate is None:
+            return None, None
+        stage_left = max(self.stage_total() - self._stage_done, 0) * rate
+        later = 0.0
+        for i in range(self._index + 1, len(self.stages)):
+            measured = self._seconds_per_call.get(stage_kind(self.stages[i]))
+            if measured is not None:
+                later += self.planned[i] * measured
+            elif self.stages[i] in self.prior:
+                later += self.prior[self.stages[i]]
+            else:
+                later += self.planned[i] * rate
+        return stage_left, stage_left + later
+
+    def _report(self, now: float) -> None:
+        self._last_emit = now
+        stage_left, run_left = self.eta(now)
+        text = (
+            f"stage {self._index + 1}/{len(self.stages)} {self.stages[self._index]}: "
+            f"{self._stage_done:,}/{self.stage_total():,} calls"
+        )
+        if stage_left is not None and run_left is not None:
+            text += f"; ETA stage {format_seconds(stage_left)}, run {format_seconds(run_left)}"
+        self.lines.append(text)
+        self.emit(text)
