@@ -528,6 +528,23 @@ def with_user_principles(
     )
 
 
+def _select(
+    config: RunConfig, tested: Sequence[Principle], pairs: Sequence[Comparison], votes: Sequence[Vote]
+) -> tuple[Constitution, list[PrincipleStats], Selection]:
+    """`icai.select.select` with the run's selection options."""
+    return select(
+        tested,
+        pairs,
+        votes,
+        method=config.selection,
+        max_principles=config.max_principles,
+        min_votes=config.min_votes,
+        min_gain=config.min_gain,
+        duplicate_agreement=config.duplicate_agreement,
+        alpha=config.alpha,
+    )
+
+
 def _vote_and_select(
     train: Sequence[Comparison],
     candidates: Sequence[Principle],
@@ -552,17 +569,7 @@ def _vote_and_select(
             store.save_votes(votes)
             store.mark_done("vote", fp_vote)
 
-    constitution, stats, selection = select(
-        tested,
-        train,
-        votes,
-        method=config.selection,
-        max_principles=config.max_principles,
-        min_votes=config.min_votes,
-        min_gain=config.min_gain,
-        duplicate_agreement=config.duplicate_agreement,
-        alpha=config.alpha,
-    )
+    constitution, stats, selection = _select(config, tested, train, votes)
     stability = selection_stability(
         tested,
         train,
@@ -740,17 +747,7 @@ def run_groups(
             if not members:
                 per_group[name] = []
                 continue
-            group_constitution, _, _ = select(
-                result.tested,
-                members,
-                result.votes,
-                method=config.selection,
-                max_principles=config.max_principles,
-                min_votes=config.min_votes,
-                min_gain=config.min_gain,
-                duplicate_agreement=config.duplicate_agreement,
-                alpha=config.alpha,
-            )
+            group_constitution, _, _ = _select(config, result.tested, members, result.votes)
             per_group[name] = [
                 {"id": p.id, "text": p.text, "strength": s.strength if (s := group_constitution.stats_for(p.id)) else None}
                 for p in group_constitution.principles

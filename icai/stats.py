@@ -24,16 +24,7 @@ CONFOUND_MIN_CORR = 0.5
 
 def wilson_ci(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; (0.0, 1.0) when n == 0."""
-    if n == 0:
-        return (0.0, 1.0)
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must lie in [0, n]; got {successes} of {n}")
-    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (max(0.0, center - half), min(1.0, center + half))
+    return wilson_interval(float(successes), n, confidence=confidence)
 
 
 SMALL_N = 30
