@@ -115,12 +115,13 @@ def main() -> int:
             "pairs x 40 / (workers x efficiency x GPU rate)",
             note="scaling measured to 2 workers on one machine only; more is an assumption",
         )  # fmt: skip
-    server_path = RESULTS / "server_rate.json"
-    if server_path.exists():
-        server = load("server_rate.json")
+    for name, when in (("server_rate.json", "shared machine"), ("server_rate_quiet.json", "machine to itself")):
+        if not (RESULTS / name).exists():
+            continue
+        server = load(name)
         add(
-            "llama.cpp server (llama-cpp-python, SmolLM2 GGUF) on this CPU", server["pairs_principles_per_s"],
-            f"bench/results/server_rate.json ({server['date'][:10]}, load average {server['machine']['load_average_at_start'][0]:.1f})",
+            f"llama.cpp server (llama-cpp-python, SmolLM2 GGUF) on this CPU, {when}", server["pairs_principles_per_s"],
+            f"bench/results/{name} ({server['date'][:10]}, load average {server['machine']['load_average_at_start'][0]:.1f})",
             "pairs x 40 / rate", note="one request per principle, back to back",
         )  # fmt: skip
 
