@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from icai.errors import DataError
-from icai.stats import benjamini_hochberg, direction, wilson_ci
+from icai.stats import benjamini_hochberg, constant_mean_interval, direction, wilson_ci
 from icai.types import Comparison, Principle, Vote
 
 MIN_DECISIVE = 10
@@ -340,12 +340,7 @@ def strength_interval(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> t
     if len(values) > 1:
         return _ci(_boot_means(x, n_boot, rng))
     (v,) = values
-    _, other = wilson_ci(0, int(x.size))  # the share of other votes that 0 of n cannot rule out
-    if v == 1:
-        return (1.0 - 2.0 * other, 1.0)
-    if v == -1:
-        return (-1.0, -1.0 + 2.0 * other)
-    return (-other, other)
+    return constant_mean_interval(float(v), int(x.size))
 
 
 def _ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

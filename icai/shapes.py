@@ -66,12 +66,17 @@ def label_key(value: Any) -> str:
 
 def messages(value: Any) -> list[Turn] | None:
     """The turns of a message list, or of a JSON string holding one (a CSV cell); None for plain text."""
-    if isinstance(value, str) and value.lstrip().startswith("[{"):
+    return as_messages(_json_cell(value, "[{"))
+
+
+def _json_cell(value: Any, opening: str) -> Any:
+    """A string cell that starts with `opening` parsed as JSON (None when it is not JSON); any other value as it is."""
+    if isinstance(value, str) and value.lstrip().startswith(opening):
         try:
-            value = json.loads(value)
+            return json.loads(value)
         except json.JSONDecodeError:
             return None
-    return as_messages(value)
+    return value
 
 
 def conversation_text(value: Any) -> Any:
@@ -82,11 +87,7 @@ def conversation_text(value: Any) -> Any:
 
 def _string_list(value: Any) -> list[str] | None:
     """A list of strings, or a JSON string holding one (the Arena Kaggle files hold each turn so)."""
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None
+    value = _json_cell(value, "[")
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return list(value)
     return None

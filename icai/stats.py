@@ -92,10 +92,8 @@ def paired_bootstrap_diff(
 ) -> tuple[float, tuple[float, float]]:
     """mean(x - y) and its percentile bootstrap interval, resampling (x_i, y_i) pairs jointly.
 
-    When every pair has the same difference d the bootstrap collapses to the point d; the interval is then
-    widened by what 0 of n pairs differing cannot rule out (the Wilson upper bound u of that share): each
-    such pair could move the mean by at most its distance to the ends of [-1, 1], so
-    [d - u (d + 1), d + u (1 - d)], which shrinks with n as it should.
+    When every pair has the same difference the bootstrap collapses to that point; the interval is then
+    `constant_mean_interval`'s, which shrinks with n as it should.
     """
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if xa.shape != ya.shape:
@@ -103,10 +101,18 @@ def paired_bootstrap_diff(
     diff = xa - ya
     mean = float(diff.mean()) if diff.size else math.nan
     if diff.size and np.all(diff == diff[0]):
-        _, u = wilson_interval(0.0, int(diff.size), confidence=confidence)
-        d = float(diff[0])
-        return mean, (max(-1.0, d - u * (d + 1.0)), min(1.0, d + u * (1.0 - d)))
+        return mean, constant_mean_interval(float(diff[0]), int(diff.size), confidence=confidence)
     return mean, bootstrap_ci(diff, n_boot=n_boot, confidence=confidence, seed=seed)
+
+
+def constant_mean_interval(value: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """An interval for the mean of `n` values in [-1, 1] that all equal `value` (a bootstrap would give the point).
+
+    u, the Wilson upper bound on the share of values that 0 of n differing cannot rule out, moves the mean by at
+    most u times its distance to each end of [-1, 1]: [value - u (value + 1), value + u (1 - value)].
+    """
+    _, u = wilson_interval(0.0, n, confidence=confidence)
+    return (max(-1.0, value - u * (value + 1.0)), min(1.0, value + u * (1.0 - value)))
 
 
 def cohen_kappa(pred: Sequence[Hashable], label: Sequence[Hashable]) -> float | None:
