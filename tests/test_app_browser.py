@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from apprun import keyword_llm, make_run, with_group
 from testdata import data_file
+from testdata import missing as not_installed
 
 from icai.io import load_comparisons
 
@@ -38,10 +39,7 @@ def _require_browser() -> tuple[str, str]:
     except ImportError:
         missing.append("selenium (the dev extra)")
     if missing:
-        why = f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver; pip install selenium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        not_installed(f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver; pip install selenium)")
     assert browser is not None and driver is not None
     return browser, driver
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from testdata import missing
 
 from icai.report import load_run, render_report, write_report
 from icai.types import Constitution, Principle, PrincipleStats
@@ -268,7 +269,7 @@ def _chromium() -> str | None:
 def test_report_screenshot_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
-        pytest.skip("chromium not installed: apt-get install chromium")
+        missing("chromium not installed: apt-get install chromium")
     from matplotlib.image import imread
 
     url = write_report(run_dir).resolve().as_uri()
