@@ -84,12 +84,26 @@ def main() -> int:
     )  # fmt: skip
     alone = load("batch_pairs_cpu_quiet.json")
     for k, row in enumerate(alone["votes"]):
-        label = "one pair per pass (the CPU default)" if row["token_budget"] == 1 else f"batched pairs (token_budget={row['token_budget']})"
+        label = "one pair per pass (previous code, d8343e9)" if row["token_budget"] == 1 else f"batched pairs (token_budget={row['token_budget']})"
         add(
             f"(a) this 2-core CPU to itself (load average {alone['machine']['load_average_at_start'][0]:.1f}), {label}",
             row["pairs_principles_per_s"], f"bench/results/batch_pairs_cpu_quiet.json#votes.{k} ({alone['date'][:10]})",
             "pairs x 40 / rate",
         )  # fmt: skip
+    bound = load("vote_bound_cpu.json")
+    current = next(k for k, r in enumerate(bound["votes"]) if r["setting"].startswith("current"))
+    bound_load = bound["machine"]["load_average_at_start"][0]
+    add(
+        f"(a) this 2-core CPU to itself (load average {bound_load:.1f}), one pair per pass, sorted branch chunks (the CPU default now)",
+        bound["votes"][current]["pairs_principles_per_s"],
+        f"bench/results/vote_bound_cpu.json#votes.{current} ({bound['date'][:10]})", "pairs x 40 / rate",
+    )  # fmt: skip
+    bf16 = bound["bfloat16"]
+    add(
+        "(a) the same in bfloat16 (LocalProvider(dtype=\"bfloat16\"); different votes)", bf16["pairs_principles_per_s"],
+        f"bench/results/vote_bound_cpu.json#bfloat16 ({bound['date'][:10]})", "pairs x 40 / rate",
+        note=f"{bf16['votes_equal_to_float32']} of {bf16['votes']} votes equal to float32's",
+    )  # fmt: skip
     quiet = load("local_vote_40.json")
     quiet_row = next(r for r in quiet["results"] if r["mode"] == "logprob, prefix reuse, batched")
     add(

@@ -17,6 +17,7 @@ pytest.importorskip("transformers")
 
 from tiny_model import tiny_model_folder  # noqa: E402
 
+import icai.llm.local as local  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.llm import LLM, Request  # noqa: E402
 from icai.llm.base import ConfigError  # noqa: E402
@@ -84,6 +85,37 @@ def test_packed_branches_give_the_logprobs_of_unbranched_calls(folder: Path, com
         assert completion.input_tokens == sum(b.input_tokens for b in branches)
         # the pair's prompt is computed once; every branch after the first reuses it
         assert 0 < completion.cached_input_tokens < completion.input_tokens
+
+
+def test_one_pair_passes_in_length_order_keep_each_branch_its_own_logprobs(
+    folder: Path, comparisons: list[Comparison], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 5 branches by at most 3 rows: two passes of 3 and 2, the branches sorted by length, so the
+    # passes hold them out of request order; each must come back to its own rule.
+    monkeypatch.setattr(local, "MAX_BATCH", 3)
+    requests = [vote_branches_request(c.prompt, c.text_a, c.text_b, RULES) for c in comparisons[:3]]
+    single = provider(folder, prefix_cache=False)
+    one = provider(folder, token_budget=1)
+    for request in requests:
+        got = one.complete(request).branch_logprobs
+        assert got is not None
+        for i, scores in enumerate(got):
+            want = single.complete(request.branch(i)).choice_logprobs
+            assert want is not None and scores == pytest.approx(want, abs=1e-4)
+    # the shared prompt, a pass of branches, the prompt's last token again (the rest of its KV
+    # reused) and the second pass of branches
+    assert one.forward_passes == 4 * len(requests)
+
+
+def test_length_chunks_are_few_equal_and_sorted() -> None:
+    lengths = [9, 3, 7, 1, 8, 2, 6]
+    chunks = local._length_chunks(lengths, 3)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    flat = [lengths[i] for c in chunks for i in c]
+    assert flat == sorted(lengths)
+    assert [len(c) for c in local._length_chunks([5] * 40, 32)] == [20, 20]
+    assert local._length_chunks([], 32) == []
 
 
 def test_the_token_budget_sizes_each_pass(folder: Path, comparisons: list[Comparison]) -> None:
