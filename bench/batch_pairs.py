@@ -31,9 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from local_vote import DATA_CANDIDATES, DISTRACTORS, PRINCIPLES, spread  # noqa: E402
+from local_vote import workload  # noqa: E402
 
-from icai.io import load_comparisons  # noqa: E402
 from icai.llm import LLM  # noqa: E402
 from icai.llm.local import LocalProvider  # noqa: E402
 from icai.prompts import propose_small_request  # noqa: E402
@@ -128,12 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch_pairs_cpu.json")
     args = parser.parse_args(argv)
 
-    data = next((p for p in DATA_CANDIDATES if p.exists()), None)
-    if data is None:
+    work = workload(args.pairs, args.principles)
+    if work is None:
         parser.error("synthetic_data_orthogonal_adcbg.csv not found")
-    pairs = spread(load_comparisons(data), args.pairs)
-    texts = [t for t, _ in PRINCIPLES] + list(DISTRACTORS)
-    principles = [Principle.from_text(t) for t in texts[: args.principles]]
+    data, pairs, principles = work
     budgets = [1, *args.budgets]
     load_at_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:

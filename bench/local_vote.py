@@ -142,6 +142,16 @@ def spread(comparisons: Sequence[Comparison], n: int) -> list[Comparison]:
     return picked
 
 
+def workload(n_pairs: int, n_principles: int) -> tuple[Path, list[Comparison], list[Principle]] | None:
+    """The throughput benchmarks' work: `n_pairs` spread over the synthetic orthogonal set, and the
+    first `n_principles` of PRINCIPLES then DISTRACTORS; None when the data file is missing."""
+    data = next((p for p in DATA_CANDIDATES if p.exists()), None)
+    if data is None:
+        return None
+    texts = [t for t, _ in PRINCIPLES] + list(DISTRACTORS)
+    return data, spread(load_comparisons(data), n_pairs), [Principle.from_text(t) for t in texts[:n_principles]]
+
+
 def rate(num: int, den: int) -> float | None:
     return num / den if den else None
 

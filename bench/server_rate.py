@@ -34,10 +34,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from local_vote import DATA_CANDIDATES, DISTRACTORS, PRINCIPLES, spread  # noqa: E402
+from local_vote import workload  # noqa: E402
 from server_check import free_port, llama_server, packaged_gguf  # noqa: E402
 
-from icai.io import load_comparisons  # noqa: E402
 from icai.llm import get_llm  # noqa: E402
 from icai.types import Principle, write_json_atomic  # noqa: E402
 from icai.vote import resolve_vote_mode, vote  # noqa: E402
@@ -81,12 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENAI_API_KEY", "not-needed")
 
-    data = next((p for p in DATA_CANDIDATES if p.exists()), None)
-    if data is None:
+    work = workload(args.pairs, args.principles)
+    if work is None:
         parser.error("synthetic_data_orthogonal_adcbg.csv not found")
-    pairs = spread(load_comparisons(data), args.pairs)
-    texts = [t for t, _ in PRINCIPLES] + list(DISTRACTORS)
-    principles = [Principle.from_text(t) for t in texts[: args.principles]]
+    data, pairs, principles = work
     load_at_start = list(os.getloadavg())
     server: dict[str, Any]
     if args.base_url:

@@ -39,9 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from batch_pairs import margins  # noqa: E402
-from local_vote import DATA_CANDIDATES, DISTRACTORS, PRINCIPLES, spread  # noqa: E402
+from local_vote import workload  # noqa: E402
 
-from icai.io import load_comparisons  # noqa: E402
 from icai.llm import LLM  # noqa: E402
 from icai.llm.base import Completion  # noqa: E402
 from icai.llm.local import MAX_BATCH, LocalProvider, _Branches, _joined  # noqa: E402
@@ -144,12 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "vote_bound_cpu.json")
     args = parser.parse_args(argv)
 
-    data = next((p for p in DATA_CANDIDATES if p.exists()), None)
-    if data is None:
+    work = workload(args.pairs, args.principles)
+    if work is None:
         parser.error("synthetic_data_orthogonal_adcbg.csv not found")
-    pairs = spread(load_comparisons(data), args.pairs)
-    texts = [t for t, _ in PRINCIPLES] + list(DISTRACTORS)
-    principles = [Principle.from_text(t) for t in texts[: args.principles]]
+    data, pairs, principles = work
     load_at_start = list(os.getloadavg())
 
     rates = matmul_rates(["float32", "bfloat16"], rows=1000, reps=args.reps)
