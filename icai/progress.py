@@ -40,14 +40,15 @@ class LocalRates:
 
 
 LOCAL_CPU_RATES = LocalRates(
-    vote_units_per_s=10.1,
-    prompt_tokens_per_s=660.0,
+    vote_units_per_s=7.1,
+    prompt_tokens_per_s=480.0,
     propose_s_per_call=1.2,
-    measured="2-core development CPU (bench/results/local_vote_40.json, bench/results/batch_pairs_cpu_quiet.json)",
+    measured="2-core development CPU (bench/results/vote_bound_cpu.json, bench/results/batch_pairs_cpu_quiet.json)",
 )
 """The packaged model on the 2-core development machine, one request per pass (the CPU default).
-Votes and prompt tokens: the batched log-prob mode of bench/results/local_vote_40.json (10.07
-pairs·principles/s, 663 computed prompt tokens/s; 1-minute load average 2.0). Proposals: 1.155 s
+Votes and prompt tokens: the current one-pair path in bench/results/vote_bound_cpu.json (7.13
+pairs·principles/s, 21,631 prompt tokens computed in 44.9 s = 482/s; the machine to itself). The
+10.07 of bench/results/local_vote_40.json was another, faster virtual machine. Proposals: 1.155 s
 per prompt decoded one at a time in bench/results/batch_pairs_cpu_quiet.json (load average 0.7-1.5)."""
 
 

@@ -203,3 +203,24 @@ def test_packed_pairs_vote_as_one_pair_per_pass_with_the_packaged_model(comparis
     margins = [float(v.raw.removeprefix("margin=")) for v in got]
     assert margins == pytest.approx([float(v.raw.removeprefix("margin=")) for v in expected], abs=1e-3)
     assert packed.forward_passes == 2 < one.forward_passes
+
+
+def test_the_dtype_is_part_of_the_model_string_and_reaches_workers(folder: Path) -> None:
+    """Two dtypes' answers differ, so they must never share cache keys or run fingerprints."""
+    from icai.llm import get_llm
+
+    spec = f"local/{folder}"
+    plain = get_llm(spec, device="cpu", weights_cache=False, progress=False)
+    assert plain.model == spec  # float32, the CPU default: the string as before
+    bf16 = get_llm(f"{spec}@bfloat16", device="cpu", weights_cache=False, progress=False)
+    assert bf16.model == f"{spec}@bfloat16"
+    assert isinstance(bf16.provider, LocalProvider) and bf16.provider.dtype == "bfloat16"
+    same = get_llm(spec, device="cpu", dtype="bfloat16", weights_cache=False, progress=False)
+    assert same.model == bf16.model  # named by the spec or by the option: one identity
+    request = Request.chat("Which is better, A or B?", choices=("A", "B"))
+    assert request.cache_key(plain.model) != request.cache_key(bf16.model)
+    # a worker rebuilds the provider with the dtype resolved here, not its own "auto"
+    assert plain.recipe is not None and ("dtype", "float32") in plain.recipe.options
+    assert bf16.recipe is not None and ("dtype", "bfloat16") in bf16.recipe.options
+    with pytest.raises(ConfigError, match="dtype"):
+        get_llm(f"{spec}@bfloat16", device="cpu", dtype="float32", progress=False)

@@ -74,7 +74,11 @@ def get_llm(
     """
     provider = make_provider(spec, base_url=base_url, timeout=timeout, **options)
     cache = ResponseCache(cache_path) if cache_path is not None else None
-    worker_options = {"base_url": base_url, "timeout": timeout, "max_attempts": max_attempts, "concurrency": concurrency, **options}
+    worker_options = {
+        "base_url": base_url, "timeout": timeout, "max_attempts": max_attempts, "concurrency": concurrency, **options,
+        # what the provider resolved here (a local model's dtype), so workers answer as it would
+        **getattr(provider, "worker_options", {}),
+    }  # fmt: skip
     recipe = WorkerRecipe("llm", spec, tuple(sorted(worker_options.items())), gpu=capabilities_of(provider).gpu)
     return LLM(
         provider,

@@ -46,20 +46,7 @@ def load_model(
         label: the model spec, e.g. "local/smollm2", for log lines and errors.
         weights_cache, cache_dir: use (and write) the converted-weights cache (`icai.llm.converted`).
     """
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"{label}: unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-    torch_dtype: Any = getattr(torch, dtype, None)
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
-    elif not isinstance(torch_dtype, torch.dtype):
-        raise ConfigError(f"{label}: unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-
+    torch_device, torch_dtype = resolve_device_dtype(device, dtype, label=label)
     converted = converted_folder(folder, gguf_file, torch_dtype, enabled=weights_cache, cache_dir=cache_dir)
     tokenizer = model = None
     loaded_from = folder / gguf_file if gguf_file else folder
@@ -87,6 +74,25 @@ def load_model(
             loaded.forward_kwargs = {keyword: 1}
             break
     return loaded
+
+
+def resolve_device_dtype(device: str, dtype: str, *, label: str) -> tuple[Any, Any]:
+    """The torch device and dtype that "auto" (or the names given) mean on this machine:
+    cuda when available, else cpu; bfloat16 on cuda, float32 otherwise."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"{label}: unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    torch_dtype: Any = getattr(torch, dtype, None)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
+    elif not isinstance(torch_dtype, torch.dtype):
+        raise ConfigError(f"{label}: unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+    return torch_device, torch_dtype
 
 
 def _from_pretrained(folder: Path, gguf_file: str | None, dtype: Any, *, label: str) -> tuple[Any, Any]:

@@ -21,7 +21,7 @@ from icai.llm.base import Capabilities, Completion, ConfigError, LLMError, Reque
 from icai.llm.converted import converted_folder
 from icai.llm.converted import default_cache_dir as default_cache_dir  # re-exported: its old home
 from icai.llm.converted import prune_stale_copies as prune_stale_copies
-from icai.llm.loading import load_model
+from icai.llm.loading import load_model, resolve_device_dtype
 from icai.llm.packaged import gguf_path as gguf_path
 from icai.llm.packaged import resolve_weights
 
@@ -70,7 +70,8 @@ class LocalProvider:
     Args:
         name: "smollm2", a Hugging Face model folder, or a .gguf file path.
         device: "auto" (cuda when available, else cpu) or a torch device string.
-        dtype: "auto" (bfloat16 on cuda, float32 otherwise) or a torch dtype name.
+        dtype: "auto" (bfloat16 on cuda, float32 otherwise) or a torch dtype name. Any dtype
+            but float32 is named in `model` ("local/smollm2@bfloat16"), as a spec may name it.
         prefix_cache: when scoring choices, reuse the KV cache of the previous prompt
             for the tokens the two prompts share (same log-probs, much less compute
             when consecutive prompts share a long prefix).
@@ -116,6 +117,15 @@ class LocalProvider:
         self.forward_passes = 0
         """Forward passes run so far (prefill, scoring and decoding steps alike)."""
         require_packages(f"local/{name}", ["torch", "transformers", "safetensors"], extra="local")
+        _, resolved = resolve_device_dtype(device, dtype, label=self.model)
+        self.resolved_dtype = str(resolved).removeprefix("torch.")
+        """The dtype the weights run in here ("auto": bfloat16 on a GPU, float32 otherwise)."""
+        if self.resolved_dtype != "float32":
+            # Answers depend on the dtype: it is part of the model string, so cache keys and run
+            # fingerprints never mix two dtypes' answers (e.g. a run resumed on another machine).
+            self.model = f"local/{name}@{self.resolved_dtype}"
+        self.worker_options = {"dtype": self.resolved_dtype}
+        """What a worker (`icai.executor`) must be given to answer as this provider does."""
         self._folder, self._gguf_file = resolve_weights(name)
         if self._gguf_file:
             require_packages(f"local/{name}", ["gguf", "accelerate"], extra="local")

@@ -173,9 +173,18 @@ def _anthropic(name: str, *, base_url: str | None = None, timeout: float = 60.0,
     return AnthropicProvider(name, timeout=timeout, **options)
 
 
+LOCAL_DTYPES = ("float32", "bfloat16", "float16")
+"""Dtypes a local model spec may name after "@": "local/smollm2@bfloat16"."""
+
+
 def _local(name: str, *, base_url: str | None = None, timeout: float = 60.0, **options: Any) -> Provider:
     from icai.llm.local import LocalProvider
 
+    stem, _, dtype = name.rpartition("@")
+    if stem and dtype in LOCAL_DTYPES:
+        if options.get("dtype", "auto") not in ("auto", dtype):
+            raise ConfigError(f"local/{name}: the spec names dtype {dtype}, the options {options['dtype']}")
+        name, options = stem, {**options, "dtype": dtype}
     return LocalProvider(name, **options)
 
 
