@@ -100,7 +100,7 @@ def main() -> int:
     )  # fmt: skip
     bf16 = bound["bfloat16"]
     add(
-        "(a) the same in bfloat16 (LocalProvider(dtype=\"bfloat16\"); different votes)", bf16["pairs_principles_per_s"],
+        "(a) the same in bfloat16 (--model local/smollm2@bfloat16; different votes)", bf16["pairs_principles_per_s"],
         f"bench/results/vote_bound_cpu.json#bfloat16 ({bound['date'][:10]})", "pairs x 40 / rate",
         note=f"{bf16['votes_equal_to_float32']} of {bf16['votes']} votes equal to float32's",
     )  # fmt: skip
