@@ -197,6 +197,17 @@ def _print_groups(analysis) -> None:  # type: ignore[no-untyped-def]
         print(f"Constitution of {analysis.column} = {name}: " + ("; ".join(r["text"] for r in rows) or "empty"))
 
 
+def _add_run_dir_options(p: argparse.ArgumentParser) -> None:
+    """--out, --overwrite and --dry-run: where a learning run (run, test) goes, and whether it calls anything."""
+    p.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out when it was made from another dataset (its files are removed)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="icai", description="Inverse Constitutional AI: principles that explain preferences.")
     parser.add_argument("--version", action="version", version=f"icai {__version__}")
@@ -205,13 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="learn a constitution from preference data")
     r.add_argument("data")
-    r.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
-    r.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run in --out when it was made from another dataset (its files are removed)",
-    )
-    r.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+    _add_run_dir_options(r)
     add_data_options(r)
     r.add_argument(
         "--principles",
@@ -234,13 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("data")
     t.add_argument("--principles", dest="principles_file", metavar="FILE", required=True, help="one principle per line, or a JSON list")
-    t.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
-    t.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run in --out when it was made from another dataset (its files are removed)",
-    )
-    t.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+    _add_run_dir_options(t)
     add_data_options(t)
     _add_model_options(t, with_config=False)
     _add_config_options(t, stages=("models", "vote", "select", "evaluate"))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from icai.embed import Embedder
-from icai.groups import MIN_DECISIVE, difference_test, strength_interval, vote_values
+from icai.groups import MIN_DECISIVE, difference_test, shortened, signed, strength_interval, vote_values
 from icai.stats import benjamini_hochberg, binomial_p
 from icai.store import RunStore
 from icai.types import Comparison, Principle, Vote
@@ -233,7 +233,7 @@ class CompareResult:
             out.append(f"No principle's strength differs significantly between {self.name_a} and {self.name_b} (BH q < {self.alpha}).")
         for r in sig:
             out.append(
-                f"{r.text!r}: strength {_f(r.a.strength)} in {self.name_a} vs {_f(r.b.strength)} in {self.name_b} "
+                f"{r.text!r}: strength {signed(r.a.strength)} in {self.name_a} vs {signed(r.b.strength)} in {self.name_b} "
                 f"(difference {r.difference:+.2f}, q {r.q_value:.3g})"
             )
         for r in self.rows:
@@ -255,7 +255,7 @@ class CompareResult:
                 else "not tested"
             )
             q = "" if r.q_value is None else f"{r.q_value:.3g}" + (" *" if r.significant else "")
-            rows.append([_short(r.text, 50), r.found_in, _side(r.a), _side(r.b), diff, q])
+            rows.append([shortened(r.text, 50), r.found_in, _side(r.a), _side(r.b), diff, q])
         widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
         lines = [f"{self.name_a} ({self.n_pairs_a} pairs) vs {self.name_b} ({self.n_pairs_b} pairs); * significant"]
         lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
@@ -276,14 +276,6 @@ class CompareResult:
             "summary": self.summary(),
             **dict(self.extra),
         }
-
-
-def _f(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:+.2f}"
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
 def _side(s: SideStats) -> str:

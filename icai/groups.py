@@ -221,9 +221,9 @@ class GroupAnalysis:
             stats = {g.group: g for p in self.principles if p.principle_id == t.principle_id for g in p.groups}
             here = stats.get(t.group)
             there = stats.get(t.other)
-            other = f"{t.other} {_fmt(there.strength)}" if there is not None else f"the other groups {_fmt(_rest(t, here))}"
+            other = f"{t.other} {signed(there.strength)}" if there is not None else f"the other groups {signed(_rest(t, here))}"
             lines.append(
-                f"{self.text_of(t.principle_id)!r}: strength {_fmt(here.strength if here else None)} in {t.group} vs "
+                f"{self.text_of(t.principle_id)!r}: strength {signed(here.strength if here else None)} in {t.group} vs "
                 f"{other} (difference {t.difference:+.2f}, q {t.q_value:.3g})"
             )
         untested = self.n_untested()
@@ -241,7 +241,7 @@ class GroupAnalysis:
         rows = []
         for p in self.principles:
             by = {g.group: g for g in p.groups}
-            cells = [_short(p.text, 48)]
+            cells = [shortened(p.text, 48)]
             for name in self.groups:
                 g = by.get(name)
                 if g is None or g.strength is None:
@@ -286,11 +286,13 @@ def _rest(t: GroupTest, here: GroupStats | None) -> float | None:
     return here.strength - t.difference
 
 
-def _fmt(x: float | None) -> str:
+def signed(x: float | None) -> str:
+    """A strength or difference for a table: "+0.12", or "n/a"."""
     return "n/a" if x is None else f"{x:+.2f}"
 
 
-def _short(text: str, n: int) -> str:
+def shortened(text: str, n: int) -> str:
+    """`text` cut to `n` characters, the last an ellipsis when cut."""
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 

@@ -40,7 +40,6 @@ import io
 import itertools
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -298,17 +297,17 @@ class _Collector:
             label = "a"  # a placeholder: LoadReport.unlabelled_ids says which pairs have no label
         text_a = self.text(where, *texts[0])
         text_b = self.text(where, *texts[1])
-        prompt_text = "" if _is_missing(prompt) else str(prompt)
+        prompt_text = "" if shapes.is_missing(prompt) else str(prompt)
         self.comparisons.append(Comparison(id, text_a, text_b, label, prompt_text, dict(metadata or {})))
 
     def mapped_label(self, value: Any) -> _Label | Literal["unmapped"]:
         """The caller's `label_map` reading of a label value, or "unmapped" when it does not name the value."""
-        if not self.label_map or _is_missing(value):
+        if not self.label_map or shapes.is_missing(value):
             return "unmapped"
         return self.label_map.get(shapes.label_key(value), "unmapped")
 
     def text(self, where: str, column: str, value: Any) -> str:
-        if _is_missing(value):
+        if shapes.is_missing(value):
             raise _error(self.source, "text is missing", where=where, column=column, kind="missing text")
         if not isinstance(value, str):
             raise _error(
@@ -579,7 +578,7 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
         where = f"row {pos}"
         with collector.row(where):
             if has_id:
-                if _is_missing(row["id"]) or not str(row["id"]).strip():
+                if shapes.is_missing(row["id"]) or not str(row["id"]).strip():
                     raise collector.error("id is empty", where=where, column="id", kind="empty id")
                 cid = str(row["id"])
             else:
@@ -598,7 +597,7 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
 
 
 def _parse_preferred(value: Any, collector: _Collector, where: str, column: str) -> _Label:
-    if _is_missing(value):
+    if shapes.is_missing(value):
         return None
     mapped = collector.mapped_label(value)
     if mapped != "unmapped":
@@ -654,15 +653,6 @@ def _json_records(text: str, collector: _Collector) -> Iterator[tuple[str, Any]]
         yield f"line {lineno}", record
 
 
-def _require(record: Any, keys: Sequence[str], collector: _Collector, where: str) -> Mapping[str, Any]:
-    if not isinstance(record, dict):
-        raise collector.error(f"expected a JSON object, got {type(record).__name__}", where=where)
-    missing = [k for k in keys if k not in record]
-    if missing:
-        raise collector.error(f"missing key(s) {', '.join(map(repr, missing))}", where=where)
-    return record
-
-
 def _collect_hh(
     records: Iterable[tuple[str, Any]],
     collector: _Collector,
@@ -674,8 +664,8 @@ def _collect_hh(
     collector.notes.append("which response is A follows a SHA-256 hash of each pair's id (the chosen one is A for about half)")
     for index, (where, raw) in enumerate(records):
         with collector.row(where):
-            record = _require(raw, (chosen_key, rejected_key), collector, where)
-            cid = str(record[id_key]) if not _is_missing(record.get(id_key)) else str(index)
+            record = shapes.require_keys(raw, (chosen_key, rejected_key), collector, where, expected="a JSON object")
+            cid = str(record[id_key]) if not shapes.is_missing(record.get(id_key)) else str(index)
             prompt, chosen_text, rejected_text = _dpo_texts(
                 record.get(prompt_key), record[chosen_key], record[rejected_key], collector, where, (chosen_key, rejected_key)
             )
@@ -704,7 +694,7 @@ def _dpo_texts(
     if chosen_turns is not None and rejected_turns is not None:
         opening = shapes.messages(prompt)
         if opening is None:
-            opening = [] if _is_missing(prompt) or not str(prompt).strip() else [("user", str(prompt))]
+            opening = [] if shapes.is_missing(prompt) or not str(prompt).strip() else [("user", str(prompt))]
         shared, rest_a, rest_b = split_conversations(opening + chosen_turns, opening + rejected_turns)
         return encode_turns(shared) if shared else "", encode_turns(rest_a), encode_turns(rest_b)
     for column, value in zip(columns, (chosen, rejected), strict=True):
@@ -730,8 +720,9 @@ def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
 def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
     for index, (where, raw) in enumerate(records):
         with collector.row(where):
-            record = _require(raw, _ALPACA_KEYS[:3] if collector.allow_unlabelled else _ALPACA_KEYS, collector, where)
-            cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
+            keys = _ALPACA_KEYS[:3] if collector.allow_unlabelled else _ALPACA_KEYS
+            record = shapes.require_keys(raw, keys, collector, where, expected="a JSON object")
+            cid = str(record["id"]) if not shapes.is_missing(record.get("id")) else str(index)
             collector.add(
                 where,
                 id=cid,
@@ -743,7 +734,7 @@ def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: _Collector) -
 
 
 def _alpaca_label(value: Any, collector: _Collector, where: str) -> _Label:
-    if _is_missing(value):
+    if shapes.is_missing(value):
         return None
     mapped = collector.mapped_label(value)
     if mapped != "unmapped":
@@ -780,7 +771,8 @@ def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
         with collector.row(where):
             # version 1.0 records hold plain text_a/text_b strings instead of response objects
             v1 = isinstance(raw, dict) and "response_a" not in raw and "text_a" in raw
-            record = _require(raw, ("id", "text_a", "text_b") if v1 else ("id", "response_a", "response_b"), collector, where)
+            keys = ("id", "text_a", "text_b") if v1 else ("id", "response_a", "response_b")
+            record = shapes.require_keys(raw, keys, collector, where, expected="a JSON object")
             texts = []
             metadata = dict(record["metadata"]) if isinstance(record.get("metadata"), dict) else {}
             for side, key in (("a", "response_a"), ("b", "response_b")):
@@ -808,10 +800,6 @@ def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
                 prompt=record.get("prompt"),
                 metadata=metadata or None,
             )
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _show(value: Any, limit: int = 60) -> str:

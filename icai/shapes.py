@@ -129,8 +129,8 @@ def collect_arena(columns: Sequence[str], records: Iterable[tuple[str, Any]], co
     collector.notes.append(ARENA_TIE_NOTE)
     for index, (where, record) in enumerate(records):
         with collector.row(where):
-            record = _require(record, (a_key, b_key), collector, where)
-            cid = str(record["id"]) if not _is_missing(record.get("id")) else str(index)
+            record = require_keys(record, (a_key, b_key), collector, where)
+            cid = str(record["id"]) if not is_missing(record.get("id")) else str(index)
             if one_hot:
                 label = _one_hot_label(record, collector, where)
             else:
@@ -150,7 +150,7 @@ def _one_hot_label(record: Mapping[str, Any], collector: _Collector, where: str)
     flags = {}
     for key, label in (("winner_model_a", "a"), ("winner_model_b", "b"), ("winner_tie", "tie")):
         value = record.get(key)
-        flags[label] = not _is_missing(value) and label_key(value) in ("1", "true")
+        flags[label] = not is_missing(value) and label_key(value) in ("1", "true")
     chosen = [label for label, on in flags.items() if on]
     if len(chosen) > 1:
         raise collector.error(
@@ -163,7 +163,7 @@ def _word_label(value: Any, words: Mapping[str, _Label], collector: _Collector, 
     mapped = collector.mapped_label(value)
     if mapped != "unmapped":
         return mapped
-    if _is_missing(value) or not str(value).strip():
+    if is_missing(value) or not str(value).strip():
         return None
     key = label_key(value)
     if key in words:
@@ -204,7 +204,7 @@ def collect_mapped(
     words = {**words, **ARENA_WORDS}
     for index, (where, record) in enumerate(records):
         with collector.row(where):
-            cid = str(record[id_key]) if id_key and not _is_missing(record.get(id_key)) else str(index)
+            cid = str(record[id_key]) if id_key and not is_missing(record.get(id_key)) else str(index)
             label = _word_label(record.get(label_col), words, collector, where, label_col)
             prompt, text_a, text_b = _pair_texts(record.get(prompt_key) if prompt_key else "", record.get(a_key), record.get(b_key))
             collector.add(
@@ -217,17 +217,21 @@ def collect_mapped(
             )
 
 
-def _require(record: Any, keys: Sequence[str], collector: _Collector, where: str) -> Mapping[str, Any]:
+def require_keys(
+    record: Any, keys: Sequence[str], collector: _Collector, where: str, *, expected: str = "a record"
+) -> Mapping[str, Any]:
+    """`record` as a mapping that has every one of `keys`; else the row's error (`expected`: what it should be)."""
     if not isinstance(record, dict):
-        raise collector.error(f"expected a record, got {type(record).__name__}", where=where)
+        raise collector.error(f"expected {expected}, got {type(record).__name__}", where=where)
     missing = [k for k in keys if k not in record]
     if missing:
         raise collector.error(f"missing key(s) {', '.join(map(repr, missing))}", where=where)
     return record
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)  # None or NaN
+def is_missing(value: Any) -> bool:
+    """None or NaN (what pandas gives for an empty cell)."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _show(value: Any, limit: int = 60) -> str:

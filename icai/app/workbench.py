@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from icai.evaluate import Evaluation
     from icai.llm.client import LLM
+    from icai.vote import VoteMode
 
 log = logging.getLogger(__name__)
 
@@ -391,14 +392,9 @@ class Workbench:
 
     def _vote(self, job: Job, principle: Principle, replaces: str | None) -> dict[str, Any]:
         if not self._voted(principle.id):
-            from icai.vote import resolve_vote_mode, vote
+            from icai.vote import vote
 
-            llm = self.llm()
-            mode_name = str(self.config.get("vote_mode", "auto"))
-            mode = resolve_vote_mode("auto" if mode_name == "embedding" else mode_name, llm)
-            start = llm.usage.calls + llm.usage.cache_hits
-            calls_before = llm.usage.calls
-            job.done = lambda: llm.usage.calls + llm.usage.cache_hits - start
+            llm, mode, calls_before = self._llm_for(job)
             votes = vote(self.train, [principle], llm, batch_size=int(self.config.get("vote_batch_size", 40)), mode=mode)
             with self._write:
                 self.user.append({"principle": principle, "replaces": replaces, "author": self.author,
@@ -421,6 +417,18 @@ class Workbench:
         }
 
     # jobs ----------------------------------------------------------------------------------
+    def _llm_for(self, job: Job) -> tuple[LLM, VoteMode, int]:
+        """The annotator, the run's vote mode (an embedding-mode run's edits are voted by the LLM),
+        and its calls so far; `job` counts the requests answered from here on, cached ones too."""
+        from icai.vote import resolve_vote_mode
+
+        llm = self.llm()
+        mode_name = str(self.config.get("vote_mode", "auto"))
+        mode = resolve_vote_mode("auto" if mode_name == "embedding" else mode_name, llm)
+        start = llm.usage.calls + llm.usage.cache_hits
+        job.done = lambda: llm.usage.calls + llm.usage.cache_hits - start
+        return llm, mode, llm.usage.calls
+
     def _start(self, job: Job, work: Callable[[], dict[str, Any]], *, wait: bool) -> Job:
         def target() -> None:
             with self._work:
@@ -517,15 +525,9 @@ class Workbench:
 
     def _evaluate(self, job: Job, n: int) -> dict[str, Any]:
         from icai.evaluate import evaluate
-        from icai.vote import resolve_vote_mode
 
         constitution = self.store.read_constitution_version(n)
-        llm = self.llm()
-        mode_name = str(self.config.get("vote_mode", "auto"))
-        mode = resolve_vote_mode("auto" if mode_name == "embedding" else mode_name, llm)
-        start = llm.usage.calls + llm.usage.cache_hits
-        calls_before = llm.usage.calls
-        job.done = lambda: llm.usage.calls + llm.usage.cache_hits - start
+        llm, mode, calls_before = self._llm_for(job)
         result: Evaluation = evaluate(
             self.test,
             llm,
