@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from testdata import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -48,7 +49,7 @@ def test_oracle_sides_match_the_labels_on_every_pair(name) -> None:
 
     path = DATA / f"synthetic_data_{name}.csv"
     if not path.exists():
-        pytest.skip(f"{path} is not here")
+        missing(f"{path} is not here")
     rules = RULES["synthetic_orthogonal" if "orthogonal" in name else "synthetic_aligned"]
     assert check_oracle(load_comparisons(path), rules) == {"pairs": 30, "oracle_matches_label": 30}
 

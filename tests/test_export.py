@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from testdata import missing
 
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, annotator_id, read_annotated_pairs
 from icai.export import (
@@ -111,7 +112,7 @@ def test_annotated_pairs_metadata_and_annotators(constitution, comparisons, vote
 def test_default_annotator_matches_the_reference_example() -> None:
     path = SHARED / "icai_synthetic" / "example_annotated_pairs.json"
     if not path.exists():
-        pytest.skip(f"{path} not available")
+        missing(f"{path} not available")
     example = json.loads(path.read_text(encoding="utf-8"))
     human = example["metadata"]["default_annotator"]
     assert human == DEFAULT_ANNOTATOR_ID

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from interop_env import FF_PYTHON, ROOT, feedback_forensics_metrics, needs
+from testdata import missing
 
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, read_annotated_pairs
 from icai.types import Constitution, PrincipleStats
@@ -58,7 +59,7 @@ def test_icai_reads_the_export_back_with_feedback_forensics_numbers(
 
 def test_reference_example_gives_the_same_numbers_in_both(tmp_path: Path) -> None:
     if not EXAMPLE.exists():
-        pytest.skip(f"{EXAMPLE} not available")
+        missing(f"{EXAMPLE} not available")
     (ff,) = feedback_forensics_metrics([(EXAMPLE, None)], work_dir=tmp_path)
     example = json.loads(EXAMPLE.read_text(encoding="utf-8"))
     stats = annotated_pairs_stats(EXAMPLE)
