@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from icai.prompts import EXAMPLE_PRINCIPLES, FRAME
+from icai.prompts import EXAMPLE_DIFFERENCES, EXAMPLE_PRINCIPLES, FRAME
 from icai.types import Pick
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
@@ -64,7 +64,7 @@ def clean_principle(text: str, *, min_words: int = MIN_PRINCIPLE_WORDS) -> str |
         return None
     if len(text.split()) < min_words:
         return None
-    if text.lower() in {p.lower() for p in EXAMPLE_PRINCIPLES}:
+    if text.lower() in {p.lower() for p in (*EXAMPLE_PRINCIPLES, *EXAMPLE_DIFFERENCES)}:
         return None
     return text
 
@@ -131,6 +131,36 @@ def parse_principles(text: str, *, min_words: int = MIN_PRINCIPLE_WORDS) -> list
         if cleaned and cleaned not in out:
             out.append(cleaned)
     return out
+
+
+def parse_differences(text: str, *, min_words: int = MIN_PRINCIPLE_WORDS) -> list[tuple[str | None, str | None]]:
+    """(rule for A, its opposite for B) per difference from a label-free proposal answer; unusable rules are None.
+
+    Reads ``{"differences": [{"a": ..., "b": ...}, ...]}`` (fenced or bare); a flat list of framed rules, as a
+    model may answer instead, gives one-sided differences (rule, None).
+    """
+    out: list[tuple[str | None, str | None]] = []
+    for value in _json_candidates(text):
+        if isinstance(value, dict):
+            value = value.get("differences", next((v for v in value.values() if isinstance(v, list)), []))
+        if not isinstance(value, list):
+            continue
+        for item in value:
+            if isinstance(item, dict):
+                a, b = item.get("a"), item.get("b")
+                pair = (
+                    clean_principle(a, min_words=min_words) if isinstance(a, str) else None,
+                    clean_principle(b, min_words=min_words) if isinstance(b, str) else None,
+                )
+            elif isinstance(item, str):
+                pair = (clean_principle(item, min_words=min_words), None)
+            else:
+                continue
+            if pair != (None, None) and pair not in out:
+                out.append(pair)
+        if out:
+            return out
+    return [(rule, None) for rule in parse_principles(text, min_words=min_words)]
 
 
 _PICK_WORDS: dict[str, Pick] = {

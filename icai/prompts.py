@@ -65,6 +65,59 @@ PROPOSE_SCHEMA: dict[str, Any] = {
     "required": ["principles"],
 }
 
+PROPOSE_UNLABELLED_SYSTEM = "You describe how two responses to the same prompt differ. You reply with JSON only."
+
+PROPOSE_UNLABELLED_TEMPLATE = """Two responses answer the same prompt. Nobody has said which one is better.
+Write {n} ways in which they differ. For each difference write two rules that start with "{frame}":
+"a" names what Response A has and Response B lacks, "b" is its opposite and names what Response B has.
+
+Example
+[PROMPT]
+Name a fruit.
+[/PROMPT]
+[RESPONSE A]
+A banana is a sweet yellow fruit.
+[/RESPONSE A]
+[RESPONSE B]
+Apples.
+[/RESPONSE B]
+{{"differences": [{{"a": "{frame} answers in a full sentence.", "b": "{frame} answers with a single word."}}, {{"a": "{frame} describes the taste of the fruit.", "b": "{frame} names a fruit without describing it."}}]}}
+
+Now the real pair
+[PROMPT]
+{prompt}
+[/PROMPT]
+[RESPONSE A]
+{text_a}
+[/RESPONSE A]
+[RESPONSE B]
+{text_b}
+[/RESPONSE B]
+"""
+"""Label-free proposals (`icai.propose.propose_unlabelled`): no side is called preferred, so each difference is
+written in both directions and the labels, given later, decide which direction a person agrees with."""
+
+EXAMPLE_DIFFERENCES = (
+    f"{FRAME} answers with a single word.",
+    f"{FRAME} names a fruit without describing it.",
+)
+"""The label-free worked example's "b" rules (its "a" rules are `EXAMPLE_PRINCIPLES`): copies are rejected."""
+
+PROPOSE_UNLABELLED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "differences": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                "required": ["a", "b"],
+            },
+        }
+    },
+    "required": ["differences"],
+}
+
 PROPOSE_SMALL_SYSTEM = "You write one short rule that explains why a person preferred one answer. You reply with the rule only."
 
 PROPOSE_SMALL_TEMPLATE = """Question: {prompt}
@@ -202,6 +255,16 @@ def propose_request(prompt: str, preferred: str, rejected: str, *, n: int = 3, m
     return Request.chat(user, system=PROPOSE_SYSTEM, max_tokens=max_tokens, json_schema=PROPOSE_SCHEMA, seed=seed)
 
 
+def propose_unlabelled_request(
+    prompt: str, text_a: str, text_b: str, *, n: int = 3, max_tokens: int = 400, seed: int = 0
+) -> Request:
+    """Ask for `n` differences of an unlabelled pair, each as a rule for A and its opposite for B."""
+    user = _render_pair(PROPOSE_UNLABELLED_TEMPLATE, prompt, text_a, text_b, n=str(n), frame=FRAME)
+    return Request.chat(
+        user, system=PROPOSE_UNLABELLED_SYSTEM, max_tokens=max_tokens, json_schema=PROPOSE_UNLABELLED_SCHEMA, seed=seed
+    )
+
+
 def propose_small_request(
     prompt: str,
     preferred_words: Sequence[str],
@@ -326,6 +389,10 @@ STAGE_PROMPTS: dict[str, tuple[str, ...]] = {
         "PROPOSE_SMALL_EXAMPLE",
         "PROPOSE_SMALL_FORM_TEMPLATE",
         "PROPOSE_SMALL_FORM_EXAMPLES",
+        "PROPOSE_UNLABELLED_SYSTEM",
+        "PROPOSE_UNLABELLED_TEMPLATE",
+        "EXAMPLE_DIFFERENCES",
+        "PROPOSE_UNLABELLED_SCHEMA",
     ),
     "vote": (
         "MAX_RESPONSE_CHARS",

@@ -38,7 +38,7 @@ from typing import Literal
 
 from icai.llm.base import Capabilities, Request
 from icai.llm.client import LLM
-from icai.parse import copies_text, is_generic, parse_principles, principle_content
+from icai.parse import copies_text, is_generic, parse_differences, parse_principles, principle_content
 from icai.prompts import (
     FRAME,
     PROPOSE_SMALL_EXAMPLE,
@@ -46,6 +46,7 @@ from icai.prompts import (
     propose_request,
     propose_small_form_request,
     propose_small_request,
+    propose_unlabelled_request,
 )
 from icai.surface import FormSignal, pair_form_hint, separating_features
 from icai.types import Comparison, Principle
@@ -60,8 +61,12 @@ FALLBACK_ORIGIN = "hint-fallback"
 KEYWORD_HINT = "keywords"
 """`Principle.hint` of small-style rules written from contrastive key words (and of the fallback's rules)."""
 
-HINT_KINDS = re.compile(r"^(?:|keywords|form:[a-z_]+:(?:more|less))$")
+DIFFERENCES_HINT = "differences"
+"""`Principle.hint` of label-free rules (`propose_unlabelled`): the writer saw an unlabelled pair."""
+
+HINT_KINDS = re.compile(r"^(?:|keywords|differences|form:[a-z_]+:(?:more|less))$")
 """Well-formed `Principle.hint` values: "" (standard style: the model saw both responses), "keywords",
+"differences" (label-free: the model saw both responses and no label),
 or "form:<icai.surface feature>:<more|less>" (the preferred side has more or less of that feature)."""
 
 SMALL_MIN_WORDS = 6
@@ -317,6 +322,33 @@ def propose(
     if empty:
         log.warning("propose: %d of %d pairs gave no usable principle", empty, len(comparisons))
     return [Principle.from_text(text, source_ids=ids) for text, ids in sources.items()]
+
+
+def propose_unlabelled(
+    comparisons: Sequence[Comparison], llm: LLM, *, per_pair: int = 3, seed: int = 0
+) -> list[Principle]:
+    """Candidate principles from unlabelled pairs: each way the two responses differ, in both directions.
+
+    The model sees a pair with no label and writes `per_pair` differences, each as a rule that selects
+    Response A and its opposite that selects Response B ("Select the response that is concise." /
+    "... that gives more detail."), so whichever side a person later prefers, one direction of each
+    difference can agree with them. `Comparison.preferred` is not read. A one-sided difference keeps its
+    one usable rule. The principles carry hint "differences" and go on to clustering and voting as usual.
+    """
+    requests = [propose_unlabelled_request(c.prompt, c.text_a, c.text_b, n=per_pair, seed=seed) for c in comparisons]
+    completions = llm.map(requests, desc="propose (label-free)", keys=[c.id for c in comparisons])
+    sources: dict[str, list[str]] = {}
+    empty = 0
+    for comparison, completion in zip(comparisons, completions, strict=True):
+        rules = [r for pair in parse_differences(completion.text)[:per_pair] for r in pair if r is not None]
+        empty += not rules
+        for text in rules:
+            ids = sources.setdefault(text, [])
+            if comparison.id not in ids:
+                ids.append(comparison.id)
+    if empty:
+        log.warning("propose (label-free): %d of %d pairs gave no usable difference", empty, len(comparisons))
+    return [Principle.from_text(text, source_ids=ids, hint=DIFFERENCES_HINT) for text, ids in sources.items()]
 
 
 def _propose_small(

@@ -3,7 +3,8 @@
 - `FakeProvider(script)`: answers by the first rule whose substring occurs in the prompt.
 - `fake/keyword`: a scripted annotator that reads icai's own prompts and reasons
   over words: it proposes "mentions <word>" principles from words only the preferred
-  response uses, and votes by which response contains a principle's word.
+  response uses (label-free: from words only one response uses, with the opposite rule
+  "does not mention <word>"), and votes by which response contains a principle's word.
   It tests the machinery end to end; it is not a model.
 """
 
@@ -87,19 +88,44 @@ def _rules(prompt: str) -> list[str]:
 
 
 def _side_for(rule: str, text_a: str, text_b: str) -> str:
-    m = re.search(r"mentions '([^']+)'", rule)
+    m = re.search(r"(does not mention|mentions) '([^']+)'", rule)
     if not m:
         return "neither"
-    word = m.group(1)
+    word = m.group(2)
     in_a, in_b = word in _words(text_a), word in _words(text_b)
     if in_a == in_b:
         return "neither"
-    return "A" if in_a else "B"
+    return "A" if in_a == (m.group(1) == "mentions") else "B"
+
+
+def _only(words: Counter[str], other: Counter[str]) -> list[str]:
+    """Words of one side the other lacks, most frequent first (ties alphabetically)."""
+    only = [(n, w) for w, n in words.items() if w not in other]
+    only.sort(key=lambda t: (-t[0], t[1]))
+    return [w for _, w in only]
+
+
+def _differences(prompt: str) -> str:
+    """A label-free proposal: alternately a word only A uses and one only B uses, each rule with its opposite."""
+    found = re.search(r"Write (\d+) ways", prompt)
+    n = int(found.group(1)) if found else 3
+    a, b = _words(_block(prompt, "RESPONSE A")), _words(_block(prompt, "RESPONSE B"))
+    only_a, only_b = _only(a, b), _only(b, a)
+    out: list[dict[str, str]] = []
+    for i in range(max(len(only_a), len(only_b))):
+        for word, side in ((only_a, "a"), (only_b, "b")):
+            if i < len(word) and len(out) < n:
+                has = f"Select the response that mentions '{word[i]}' in its text."
+                lacks = f"Select the response that does not mention '{word[i]}' in its text."
+                out.append({"a": has, "b": lacks} if side == "a" else {"a": lacks, "b": has})
+    return json.dumps({"differences": out})
 
 
 def keyword_responder(request: Request) -> str:
     """Answer icai's propose / vote / judge prompts by word statistics."""
     prompt = request.prompt_text
+    if "Nobody has said which one is better" in prompt:
+        return _differences(prompt)
     if "[PREFERRED]" in prompt:
         preferred = _words(_block(prompt, "PREFERRED"))
         other = _words(_block(prompt, "OTHER"))
