@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from apprun import keyword_llm, make_run, with_group
@@ -21,6 +22,9 @@ from testdata import data_file
 from testdata import missing as not_installed
 
 from icai.io import load_comparisons
+
+if TYPE_CHECKING:
+    from icai.app import Workbench
 
 CHROMIUM = ("/usr/bin/chromium", "chromium")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
@@ -45,7 +49,13 @@ def _require_browser() -> tuple[str, str]:
 
 
 @pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
+def app_url(served: tuple[str, Workbench]) -> str:
+    return served[0]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Workbench]]:
+    """The app on a fake run, served by uvicorn on 127.0.0.1: its URL and its workbench."""
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
     from icai.app import Workbench
@@ -61,7 +71,7 @@ def app_url(tmp_path: Path) -> Iterator[str]:
         time.sleep(0.05)
     assert server.started, "the app did not start"
     try:
-        yield f"http://127.0.0.1:{bound_port(server)}/"
+        yield f"http://127.0.0.1:{bound_port(server)}/", bench
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -81,19 +91,24 @@ def _non_blank(png: Path) -> None:
     assert colours is None or len(colours) > 16, "the screenshot has almost no colours"
 
 
-def test_reword_a_principle_in_headless_chromium(app_url: str, tmp_path: Path) -> None:
+def _chromium() -> Any:
     browser, driver_path = _require_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1400"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+
+def test_reword_a_principle_in_headless_chromium(app_url: str, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium()
     try:
         driver.get(app_url)
         wait = WebDriverWait(driver, 30)
@@ -128,3 +143,35 @@ def test_reword_a_principle_in_headless_chromium(app_url: str, tmp_path: Path) -
     if target_path := os.environ.get("ICAI_APP_SCREENSHOT"):
         Path(target_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target_path)
+
+
+HOSTILE_PRINCIPLE = "Select the response that says <!--<script> and </script><img src=x onerror=alert(1)> first."
+
+
+def test_a_principle_that_comments_out_the_script_leaves_save_working_in_chromium(served: tuple[str, Workbench]) -> None:
+    """Issue 27: a principle holding "<!--<script>" made the parser swallow the page's script, Save included."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, bench = served
+    job = bench.start_vote(HOSTILE_PRINCIPLE, wait=True)
+    assert job.state == "done" and job.result is not None, job.error
+    new_id = job.result["principle"]["id"]
+    driver = _chromium()
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, "#draft li")))  # the script ran
+        texts = driver.execute_script("return Object.values(JSON.parse(document.getElementById('state').textContent).principles).map((p) => p.text)")
+        assert HOSTILE_PRINCIPLE in texts
+        assert driver.execute_script("return document.querySelectorAll('img').length") == 0
+        driver.find_element(By.CSS_SELECTOR, f'#candidates tr[data-id="{new_id}"] button.add').click()
+        assert HOSTILE_PRINCIPLE in driver.find_element(By.ID, "draft").text
+        driver.find_element(By.ID, "save-note").send_keys("<!--<script>")
+        driver.find_element(By.ID, "save").click()
+        wait.until(ec.text_to_be_present_in_element((By.ID, "save-result"), "saved"))
+    finally:
+        driver.quit()
+    saved = bench.versions()[-1]
+    assert new_id in saved["ids"] and saved["note"] == "<!--<script>"

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from icai.app.workbench import MAX_PRINCIPLE_CHARS, Workbench, stats_dict
 from icai.errors import DataError
+from icai.htmlsafe import json_script
 from icai.report import CSS as REPORT_CSS
 from icai.report import analysis_sections, pair_html
 
@@ -64,11 +65,6 @@ def _ci(s: Mapping[str, Any] | None) -> str:
         return ""
     low, high = s["agreement_ci"]
     return f' <span class="ci">[{_num(low)}, {_num(high)}]</span>'
-
-
-def _json_script(element_id: str, data: Any) -> str:
-    text = json.dumps(data, ensure_ascii=False, default=str).replace("</", "<\\/")
-    return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
 def _page(title: str, body: str, *, token: str) -> HTMLResponse:
@@ -276,7 +272,7 @@ version through the run's store (the earlier ones stay).</p>
 </section>
 <section id="versions-section"><h2>Versions</h2>{_versions_table(wb)}</section>
 {"".join(analysis_sections(wb.store.path))}
-{_json_script("state", state)}
+{json_script("state", state)}
 """
     return _page(f"icai workbench: {wb.store.path.name}", body, token=token)
 
