@@ -115,11 +115,12 @@ def fake_part(n_pairs: int, repeats: int) -> dict[str, Any]:
     import pandas as pd
 
     from icai.app import Workbench
+    from icai.config import RunConfig
     from icai.embed import HashingEmbedder
     from icai.io import load_comparisons
     from icai.llm import LLM, ResponseCache
     from icai.llm.fake import fake_provider
-    from icai.pipeline import RunConfig, run
+    from icai.pipeline import run
     from icai.store import RunStore
 
     frames = [pd.read_csv(LLMBAR / name) for name in ("natural.csv", "adversarial.csv")]

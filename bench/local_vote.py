@@ -25,11 +25,11 @@ from typing import Any
 import torch
 import transformers
 
+from icai.config import RunConfig
 from icai.io import load_comparisons
 from icai.llm.base import Capabilities, Completion, Request
 from icai.llm.client import LLM
 from icai.llm.local import LocalProvider
-from icai.pipeline import RunConfig
 from icai.prompts import vote_one_request
 from icai.types import Comparison, Principle, Vote, write_json_atomic
 from icai.vote import VoteMode, debiased_margin, order_margin, vote

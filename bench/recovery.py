@@ -51,13 +51,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calls import DATASETS, PARAPHRASES, TRAITS, SimulatedAnnotator, _block  # noqa: E402
 from rules import ORTHOGONAL, RULES, HiddenRule, check_oracle, text_direction, vote_direction  # noqa: E402
 
+from icai.config import RunConfig  # noqa: E402
 from icai.embed import get_embedder  # noqa: E402
 from icai.evaluate import agreement_scores, judge  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.llm.base import Completion, Request  # noqa: E402
 from icai.llm.cache import ResponseCache  # noqa: E402
 from icai.llm.client import LLM  # noqa: E402
-from icai.pipeline import RunConfig, run  # noqa: E402
+from icai.pipeline import run  # noqa: E402
 from icai.prompts import JUDGE_SYSTEM, PROPOSE_SYSTEM, VOTE_SYSTEM  # noqa: E402
 from icai.stats import bootstrap_ci, paired_bootstrap_diff  # noqa: E402
 from icai.store import RunStore  # noqa: E402

@@ -21,10 +21,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from icai.config import RunConfig  # noqa: E402
 from icai.cost import estimate_run  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.llm.prices import PRICES_AS_OF, price_for  # noqa: E402
-from icai.pipeline import RunConfig  # noqa: E402
 from icai.types import write_json_atomic  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

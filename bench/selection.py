@@ -36,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calls import SimulatedAnnotator, load_dataset  # noqa: E402
 from recovery import git_commit, selection_metadata, verdict_of  # noqa: E402
 
+from icai.config import RunConfig  # noqa: E402
 from icai.embed import get_embedder  # noqa: E402
 from icai.evaluate import agreement_scores, judge  # noqa: E402
 from icai.llm.cache import ResponseCache  # noqa: E402
 from icai.llm.client import LLM  # noqa: E402
-from icai.pipeline import RunConfig, run  # noqa: E402
+from icai.pipeline import run  # noqa: E402
 from icai.stats import bootstrap_ci, paired_bootstrap_diff  # noqa: E402
 from icai.store import RunStore  # noqa: E402
 from icai.types import Constitution, write_json_atomic  # noqa: E402

@@ -3,11 +3,13 @@
 from icai._version import __version__
 from icai.annotated_pairs import AnnotatedPairs, annotated_pairs_stats, read_annotated_pairs  # noqa: E402
 from icai.cluster import Clustering, cluster  # noqa: E402
+from icai.config import RunConfig  # noqa: E402
 from icai.embed import Embedder, HashingEmbedder, SentenceTransformerEmbedder, get_embedder  # noqa: E402
+from icai.errors import DataError  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.llm import LLM, get_llm  # noqa: E402
 from icai.llm.fake import FakeProvider  # noqa: E402
-from icai.pipeline import RunConfig, RunResult, run  # noqa: E402
+from icai.pipeline import RunResult, run  # noqa: E402
 from icai.propose import propose  # noqa: E402
 from icai.ray_executor import make_executor  # noqa: E402
 from icai.select import select  # noqa: E402
@@ -15,7 +17,6 @@ from icai.store import RunStore  # noqa: E402
 from icai.types import (  # noqa: E402
     Comparison,
     Constitution,
-    DataError,
     Principle,
     PrincipleStats,
     Vote,

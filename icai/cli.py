@@ -33,7 +33,7 @@ GROUP_TITLES = {
 
 
 def _config_fields() -> dict[str, dataclasses.Field[Any]]:
-    from icai.pipeline import RunConfig
+    from icai.config import RunConfig
 
     return {f.name: f for f in dataclasses.fields(RunConfig)}
 
@@ -51,7 +51,7 @@ def config_dest(name: str) -> str:
 
 def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str) -> None:
     """One RunConfig field as an option: flag, type or choices, default and help all come from the field."""
-    from icai.pipeline import RunConfig
+    from icai.config import RunConfig
 
     f = _config_fields()[name]
     flag = config_flag(name)
@@ -76,7 +76,7 @@ def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, nam
 
 def _add_config_options(p: argparse.ArgumentParser, *, stages: Sequence[str] | None = None) -> None:
     """Every RunConfig field with a flag, in one argument group per stage (`stages`: only those groups)."""
-    from icai.pipeline import STAGES
+    from icai.config import STAGES
 
     groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in (STAGES if stages is None else stages)}
     for name, f in _config_fields().items():
@@ -396,7 +396,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The RunConfig of `icai run`'s options; a value RunConfig refuses is reported under its flag."""
-    from icai.pipeline import OptionError, RunConfig
+    from icai.config import OptionError, RunConfig
 
     try:
         given = {
@@ -512,7 +512,7 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
             result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
             analysis = None
             if args.by is not None:
-                from icai.pipeline import run_groups
+                from icai.analyses import run_groups
 
                 analysis = run_groups(
                     result, by=args.by, bins=args.bins, config=config, store=store,
@@ -752,7 +752,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         llm = _make_llm(args, executor)
         analysis = None
         if args.by is not None:
-            from icai.pipeline import evaluate_groups
+            from icai.analyses import evaluate_groups
 
             analysis = evaluate_groups(
                 comparisons, list(constitution.principles), llm, by=args.by, bins=args.bins,
@@ -874,14 +874,15 @@ def _run_data(data: str, out, args: argparse.Namespace, config, executor):  # ty
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from icai.analyses import compare_runs
     from icai.compare import load_side
     from icai.compare_report import render_compare
+    from icai.config import RunConfig
     from icai.cost import estimate_run
     from icai.embed import get_embedder
     from icai.io import load_comparisons
     from icai.llm import ResponseCache
     from icai.llm.registry import capabilities_for
-    from icai.pipeline import RunConfig, compare_runs
     from icai.store import CompareStore
 
     if not 0 < args.min_similarity <= 1:

@@ -21,8 +21,8 @@ from icai.split import propose_pool, train_test_split
 from icai.types import Comparison
 
 if TYPE_CHECKING:
+    from icai.config import RunConfig
     from icai.llm.base import Capabilities
-    from icai.pipeline import RunConfig
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def estimate_run(
             judged.append(n_constitution)
         stages.append(_judge(test, judged, mode))
         curve = min(config.curve_candidates, n_principles)
-        stages.append(_vote("evaluate: vote", test, curve, config, mode, capabilities))
+        stages.append(estimate_vote("evaluate: vote", test, curve, config, mode, capabilities))
     return RunEstimate(config.model, tuple(stages), price_for(config.model), len(train), len(test), n_principles)
 
 
@@ -211,14 +211,14 @@ def _learn_vote(
         return StageEstimate(stage, 0, 0, 0)
     if config.adaptive:
         orders = 1 if config.adaptive_one_order else 2
-        most = _vote(stage, train, n_principles, config, mode, capabilities, orders=orders)
-        fewest = _vote(stage, train[: config.min_pairs], n_principles, config, mode, capabilities, orders=orders)
+        most = estimate_vote(stage, train, n_principles, config, mode, capabilities, orders=orders)
+        fewest = estimate_vote(stage, train[: config.min_pairs], n_principles, config, mode, capabilities, orders=orders)
         return dataclasses.replace(most, min_calls=fewest.calls)
-    exhaustive = _vote(stage, train, n_principles, config, mode, capabilities)
+    exhaustive = estimate_vote(stage, train, n_principles, config, mode, capabilities)
     return dataclasses.replace(exhaustive, min_calls=0) if config.cascade else exhaustive
 
 
-def _vote(
+def estimate_vote(
     stage: str,
     pairs: Sequence[Comparison],
     n_principles: int,
@@ -228,6 +228,7 @@ def _vote(
     *,
     orders: int = 2,
 ) -> StageEstimate:
+    """Calls and tokens of voting `n_principles` on `pairs` in `orders` presentation orders with the config's batch size."""
     if n_principles == 0 or not pairs:
         return StageEstimate(stage, 0, 0, 0)
     batch_size = config.vote_batch_size

@@ -33,7 +33,6 @@ they apply.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -43,13 +42,13 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 from icai import formats, shapes
+from icai.shapes import Collector, Label, LoadReport, RowError, data_error, one_line, show_value
 from icai.turns import encode_turns, split_conversations
-from icai.types import Comparison, DataError, Side, write_text_atomic
+from icai.types import Comparison, DataError, write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,10 +64,7 @@ FORMATS: tuple[str, ...] = tuple(f for f in get_args(FormatName) if f != "auto")
 Source: TypeAlias = "str | os.PathLike[str] | pd.DataFrame"
 """A file path, or a pandas DataFrame."""
 
-_Label = Side | Literal["tie"] | None
-"""A parsed preference: a side, a tie, or None when it is missing."""
-
-_PREFERRED_WORDS: dict[str, _Label] = {"text_a": "a", "a": "a", "text_b": "b", "b": "b", "tie": "tie"}
+_PREFERRED_WORDS: dict[str, Label] = {"text_a": "a", "a": "a", "text_b": "b", "b": "b", "tie": "tie"}
 _INSTRUCTION_RE = re.compile(r"Instruction:[ \t]*(.*?)\n\s*\nOutput:[ \t]*\n?", re.DOTALL)
 _ASSISTANT = "\n\nAssistant:"
 _ALPACA_KEYS = ("instruction", "output_1", "output_2", "preference")
@@ -78,37 +74,6 @@ _BINARY_KINDS = (
     (b"SQLite format 3", "an SQLite database: export the table as CSV"),
 )
 """Binary files people pass by mistake, by their first bytes (parquet and Arrow are read, `icai.formats`)."""
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """What a load read and what it dropped."""
-
-    source: str
-    format: str
-    n_rows: int
-    n_loaded: int
-    n_dropped_ties: int
-    n_dropped_missing: int
-    container: str = ""
-    """How the records were stored: csv, tsv, json, jsonl, parquet, arrow, hf_dataset, parquet_shards, dataframe."""
-    n_invalid: int = 0
-    """Rows skipped for a problem (only `scan_comparisons` skips rows; a load stops at the first)."""
-    notes: tuple[str, ...] = ()
-    """How the shape was read, where it matters (ties, which side is A)."""
-    unlabelled_ids: tuple[str, ...] = ()
-    """With ``allow_unlabelled=True``: ids of the pairs kept without a label (no or an empty label, or a tie);
-    their ``preferred`` is a placeholder "a" that means nothing. Their count is also in the two counts above."""
-
-
-class RowError(DataError):
-    """A problem in one row; `scan_comparisons` collects these instead of stopping."""
-
-    def __init__(self, message: str, *, kind: str, where: str, column: str | None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.where = where
-        self.column = column
 
 
 def load_comparisons(
@@ -184,10 +149,10 @@ def _load(
     *,
     lenient: bool,
     allow_unlabelled: bool = False,
-) -> _Collector:
+) -> Collector:
     if isinstance(source, (str, os.PathLike)):
         label = str(source)
-        collector = _Collector(label, format, problems=[] if lenient else None, allow_unlabelled=allow_unlabelled)
+        collector = Collector(label, format, problems=[] if lenient else None, allow_unlabelled=allow_unlabelled)
         collector.label_map = shapes.check_label_map(label, label_map)
         _load_path(Path(source), format, shapes.check_columns(label, columns), collector)
         return collector
@@ -200,8 +165,8 @@ def _load(
     label = "<DataFrame>"
     mapping = shapes.check_columns(label, columns)
     if format not in ("auto", "dataframe") and not (format in ("dpo", "arena") or mapping):
-        raise _error(label, f"a DataFrame needs format 'dataframe' or 'auto', not {format!r}")
-    collector = _Collector(
+        raise data_error(label, f"a DataFrame needs format 'dataframe' or 'auto', not {format!r}")
+    collector = Collector(
         label, "dataframe", problems=[] if lenient else None, container="dataframe", allow_unlabelled=allow_unlabelled
     )
     collector.label_map = shapes.check_label_map(label, label_map)
@@ -237,126 +202,14 @@ def save_comparisons_csv(comparisons: Iterable[Comparison], path: str | os.PathL
     return write_text_atomic(Path(path), buf.getvalue())
 
 
-@dataclass
-class _Collector:
-    """Turns parsed rows into comparisons, counting drops and catching duplicate ids."""
-
-    source: str
-    format: str
-    comparisons: list[Comparison] = field(default_factory=list)
-    n_rows: int = 0
-    n_ties: int = 0
-    n_missing: int = 0
-    seen: dict[str, str] = field(default_factory=dict)
-    problems: list[RowError] | None = None
-    """Set (to a list) for a scan: row problems are collected there and the row skipped."""
-    container: str = ""
-    label_map: dict[str, _Label] = field(default_factory=dict)
-    """The caller's label words (``--label-map``), lower-cased, tried before a format's own."""
-    notes: list[str] = field(default_factory=list)
-    n_invalid: int = 0
-    allow_unlabelled: bool = False
-    unlabelled: list[str] = field(default_factory=list)
-
-    @contextlib.contextmanager
-    def row(self, where: str) -> Iterator[None]:
-        """One input row: counted, and under a scan its problem is recorded instead of raised."""
-        self.n_rows += 1
-        try:
-            yield
-        except RowError as exc:
-            if self.problems is None:
-                raise
-            self.problems.append(exc)
-            self.n_invalid += 1
-
-    def add(
-        self,
-        where: str,
-        *,
-        id: str,
-        label: _Label,
-        texts: tuple[tuple[str, Any], tuple[str, Any]],
-        prompt: Any = "",
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Add one row (inside `row`); `texts` holds (column name, value) for sides a and b."""
-        if id in self.seen:
-            raise _error(
-                self.source, f"duplicate id {_show(id)} in {self.seen[id]} and {where}", kind="duplicate id", row=where
-            )
-        self.seen[id] = where
-        if label is None:
-            self.n_missing += 1
-        if label == "tie":
-            self.n_ties += 1
-        if label is None or label == "tie":
-            if not self.allow_unlabelled:
-                return
-            self.unlabelled.append(id)
-            label = "a"  # a placeholder: LoadReport.unlabelled_ids says which pairs have no label
-        text_a = self.text(where, *texts[0])
-        text_b = self.text(where, *texts[1])
-        prompt_text = "" if shapes.is_missing(prompt) else str(prompt)
-        self.comparisons.append(Comparison(id, text_a, text_b, label, prompt_text, dict(metadata or {})))
-
-    def mapped_label(self, value: Any) -> _Label | Literal["unmapped"]:
-        """The caller's `label_map` reading of a label value, or "unmapped" when it does not name the value."""
-        if not self.label_map or shapes.is_missing(value):
-            return "unmapped"
-        return self.label_map.get(shapes.label_key(value), "unmapped")
-
-    def text(self, where: str, column: str, value: Any) -> str:
-        if shapes.is_missing(value):
-            raise _error(self.source, "text is missing", where=where, column=column, kind="missing text")
-        if not isinstance(value, str):
-            raise _error(
-                self.source,
-                f"expected text, got {type(value).__name__} {_show(value)}",
-                where=where,
-                column=column,
-                kind="not text",
-            )
-        if not value.strip():
-            raise _error(self.source, "text is empty", where=where, column=column, kind="empty text")
-        return value
-
-    def error(
-        self, problem: str, *, where: str | None = None, column: str | None = None, kind: str = ""
-    ) -> DataError:
-        return _error(self.source, problem, where=where, column=column, kind=kind)
-
-    def finish(self) -> tuple[list[Comparison], LoadReport]:
-        if self.n_rows == 0:
-            raise _error(self.source, "file has no data rows")
-        if not self.comparisons and self.problems is None:
-            raise _error(
-                self.source,
-                f"no usable comparisons in {self.n_rows} rows ({self.n_ties} ties, {self.n_missing} missing preferences)",
-            )
-        report = LoadReport(
-            source=self.source,
-            format=self.format,
-            n_rows=self.n_rows,
-            n_loaded=len(self.comparisons),
-            n_dropped_ties=self.n_ties,
-            n_dropped_missing=self.n_missing,
-            container=self.container,
-            n_invalid=self.n_invalid,
-            notes=tuple(dict.fromkeys(self.notes)),
-            unlabelled_ids=tuple(self.unlabelled),
-        )
-        return self.comparisons, report
-
-
-def _load_path(path: Path, format: str, mapping: dict[str, str], collector: _Collector) -> None:
+def _load_path(path: Path, format: str, mapping: dict[str, str], collector: Collector) -> None:
     label = str(path)
     if format not in FORMATS and format != "auto":
-        raise _error(
+        raise data_error(
             label, f"unknown format {format!r}; supported formats are 'auto', " + ", ".join(map(repr, FORMATS))
         )
     if format == "dataframe":
-        raise _error(label, "format 'dataframe' needs a pandas DataFrame, not a file path")
+        raise data_error(label, "format 'dataframe' needs a pandas DataFrame, not a file path")
     if path.is_dir():
         _collect_table(formats.read_folder(path), format, mapping, collector)
         return
@@ -404,7 +257,7 @@ def _load_path(path: Path, format: str, mapping: dict[str, str], collector: _Col
     _collect_shape(shape, keys, records, mapping, collector)
 
 
-def _collect_table(table: formats.Table, format: str, mapping: dict[str, str], collector: _Collector) -> None:
+def _collect_table(table: formats.Table, format: str, mapping: dict[str, str], collector: Collector) -> None:
     collector.container = table.container
     shape = _shape(table.columns, format, mapping)
     if shape == "icai_csv":
@@ -440,7 +293,7 @@ def _collect_shape(
     columns: Sequence[str],
     records: Iterable[tuple[str, Any]],
     mapping: dict[str, str],
-    collector: _Collector,
+    collector: Collector,
 ) -> None:
     collector.format = shape
     if shape in ("hh_jsonl", "dpo"):
@@ -467,11 +320,11 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise _error(label, "file not found") from None
+        raise data_error(label, "file not found") from None
     except IsADirectoryError:
-        raise _error(label, "is a directory, not a file") from None
+        raise data_error(label, "is a directory, not a file") from None
     except OSError as exc:
-        raise _error(label, f"cannot be read ({exc.strerror})") from None
+        raise data_error(label, f"cannot be read ({exc.strerror})") from None
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -481,11 +334,11 @@ def _decode(path: Path, data: bytes) -> str:
     except UnicodeDecodeError as exc:
         for magic, what in _BINARY_KINDS:
             if data.startswith(magic):
-                raise _error(label, f"this looks like {what}") from None
-        raise _error(label, f"file is not valid UTF-8 (bad byte at offset {exc.start})") from None
+                raise data_error(label, f"this looks like {what}") from None
+        raise data_error(label, f"file is not valid UTF-8 (bad byte at offset {exc.start})") from None
     text = text.removeprefix("\ufeff")
     if not text.strip():
-        raise _error(label, "file is empty")
+        raise data_error(label, "file is empty")
     return text
 
 
@@ -509,7 +362,7 @@ def _container(path: Path, text: str) -> str:
         return "tsv"
     if "," in header:
         return "csv"
-    raise _error(
+    raise data_error(
         str(path),
         "cannot detect the format (not JSON, and the first line is not a CSV or TSV header); "
         "pass format= one of " + ", ".join(map(repr, FORMATS)),
@@ -527,7 +380,7 @@ def _detect(path: Path, text: str) -> str:
     except json.JSONDecodeError:
         if head == "{" and suffix != ".json":
             return "hh_jsonl"  # several JSON objects, one a line
-        data = _parse_json(text, _Collector(str(path), "auto"))  # raises the positioned error
+        data = _parse_json(text, Collector(str(path), "auto"))  # raises the positioned error
     if isinstance(data, dict) and "comparisons" in data:
         return "annotated_pairs"
     if isinstance(data, dict) and head == "{" and suffix != ".json":
@@ -536,31 +389,31 @@ def _detect(path: Path, text: str) -> str:
         shape = _shape(list(data[0]), "auto", {}, default="")
         if shape:
             return "hh_jsonl" if shape == "dpo" else shape
-    raise _error(
+    raise data_error(
         str(path),
         "cannot detect the format of this JSON (expected an AnnotatedPairs object, a list of alpaca_eval annotations, "
         "chosen/rejected or Arena records); name the fields with --columns prompt=...,a=...,b=...,label=...",
     )
 
 
-def _read_csv(text: str, collector: _Collector, *, sep: str = ",") -> pd.DataFrame:
+def _read_csv(text: str, collector: Collector, *, sep: str = ",") -> pd.DataFrame:
     import pandas as pd
 
     kind = "TSV" if sep == "\t" else "CSV"
     try:
         header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
     except csv.Error as exc:
-        raise collector.error(f"file is not valid {kind} ({_one_line(str(exc))})") from None
+        raise collector.error(f"file is not valid {kind} ({one_line(str(exc))})") from None
     dupes = sorted({name for name in header if name and header.count(name) > 1})
     if dupes:
-        raise collector.error(f"duplicate column {_show(dupes[0])} in the header")
+        raise collector.error(f"duplicate column {show_value(dupes[0])} in the header")
     try:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise collector.error(f"file is not valid {kind} ({_one_line(str(exc))})") from None
+        raise collector.error(f"file is not valid {kind} ({one_line(str(exc))})") from None
 
 
-def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
+def _collect_frame(frame: pd.DataFrame, collector: Collector) -> None:
     columns = [str(c) for c in frame.columns]
     if columns and re.fullmatch(r"Unnamed: 0(_level_0)?", columns[0]):
         frame, columns = frame.iloc[:, 1:], columns[1:]  # a saved pandas index, not data
@@ -596,7 +449,7 @@ def _collect_frame(frame: pd.DataFrame, collector: _Collector) -> None:
             )
 
 
-def _parse_preferred(value: Any, collector: _Collector, where: str, column: str) -> _Label:
+def _parse_preferred(value: Any, collector: Collector, where: str, column: str) -> Label:
     if shapes.is_missing(value):
         return None
     mapped = collector.mapped_label(value)
@@ -609,7 +462,7 @@ def _parse_preferred(value: Any, collector: _Collector, where: str, column: str)
         if word in _PREFERRED_WORDS:
             return _PREFERRED_WORDS[word]
     raise collector.error(
-        f"preferred value {_show(value)} is not one of 'text_a', 'text_b', 'a', 'b' (or empty/'tie' to drop the row; "
+        f"preferred value {show_value(value)} is not one of 'text_a', 'text_b', 'a', 'b' (or empty/'tie' to drop the row; "
         "--label-map maps other values)",
         where=where,
         column=column,
@@ -627,14 +480,14 @@ def _split_instruction(text_a: Any, text_b: Any) -> tuple[Any, Any, str]:
     return text_a.lstrip()[match_a.end() :], text_b.lstrip()[match_b.end() :], match_a.group(1).strip()
 
 
-def _parse_json(text: str, collector: _Collector) -> Any:
+def _parse_json(text: str, collector: Collector) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise collector.error(f"malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})") from None
 
 
-def _json_records(text: str, collector: _Collector) -> Iterator[tuple[str, Any]]:
+def _json_records(text: str, collector: Collector) -> Iterator[tuple[str, Any]]:
     """Yield (location, record) from a JSON list, or from JSON Lines."""
     if text.lstrip().startswith("["):
         data = _parse_json(text, collector)
@@ -655,7 +508,7 @@ def _json_records(text: str, collector: _Collector) -> Iterator[tuple[str, Any]]
 
 def _collect_hh(
     records: Iterable[tuple[str, Any]],
-    collector: _Collector,
+    collector: Collector,
     *,
     keys: tuple[str, str, str, str] = ("chosen", "rejected", "prompt", "id"),
 ) -> None:
@@ -687,7 +540,7 @@ def chosen_is_a(comparison_id: str) -> bool:
 
 
 def _dpo_texts(
-    prompt: Any, chosen: Any, rejected: Any, collector: _Collector, where: str, columns: tuple[str, str]
+    prompt: Any, chosen: Any, rejected: Any, collector: Collector, where: str, columns: tuple[str, str]
 ) -> tuple[str, str, str]:
     """(prompt, chosen, rejected) as strings: transcripts split at their last shared turn, message lists kept as turns."""
     chosen_turns, rejected_turns = shapes.messages(chosen), shapes.messages(rejected)
@@ -717,7 +570,7 @@ def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
     return chosen[:end].strip(), chosen[end:].strip(), rejected[end:].strip()
 
 
-def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
+def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: Collector) -> None:
     for index, (where, raw) in enumerate(records):
         with collector.row(where):
             keys = _ALPACA_KEYS[:3] if collector.allow_unlabelled else _ALPACA_KEYS
@@ -733,7 +586,7 @@ def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: _Collector) -
             )
 
 
-def _alpaca_label(value: Any, collector: _Collector, where: str) -> _Label:
+def _alpaca_label(value: Any, collector: Collector, where: str) -> Label:
     if shapes.is_missing(value):
         return None
     mapped = collector.mapped_label(value)
@@ -747,14 +600,14 @@ def _alpaca_label(value: Any, collector: _Collector, where: str) -> _Label:
         if value in (0, 1.5):
             return "tie"
     raise collector.error(
-        f"preference {_show(value)} is not 1 or 2 (1.5, 0 or null drop the row)",
+        f"preference {show_value(value)} is not 1 or 2 (1.5, 0 or null drop the row)",
         where=where,
         column="preference",
         kind="bad label",
     )
 
 
-def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
+def _collect_annotated_pairs(data: Any, collector: Collector) -> None:
     if not isinstance(data, dict):
         raise collector.error("expected an AnnotatedPairs JSON object with 'metadata' and 'comparisons'")
     missing = [k for k in ("metadata", "comparisons") if k not in data]
@@ -790,7 +643,7 @@ def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
             pref = annotation.get("pref") if isinstance(annotation, dict) else None
             if pref is not None and (not isinstance(pref, str) or pref not in _PREFERRED_WORDS):
                 raise collector.error(
-                    f"preference {_show(pref)} is not 'a' or 'b'", where=where, column=f"annotations.{annotator}.pref"
+                    f"preference {show_value(pref)} is not 'a' or 'b'", where=where, column=f"annotations.{annotator}.pref"
                 )
             collector.add(
                 where,
@@ -800,29 +653,3 @@ def _collect_annotated_pairs(data: Any, collector: _Collector) -> None:
                 prompt=record.get("prompt"),
                 metadata=metadata or None,
             )
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _error(
-    source: str,
-    problem: str,
-    *,
-    where: str | None = None,
-    column: str | None = None,
-    kind: str = "",
-    row: str | None = None,
-) -> DataError:
-    """The one-line error; a `RowError` when it is about one row (`where`, or `row` when the text names rows itself)."""
-    location = source + (f", {where}" if where else "") + (f", column {column!r}" if column else "")
-    message = _one_line(f"{location}: {problem}")
-    if where is None and row is None:
-        return DataError(message)
-    return RowError(message, kind=kind or _one_line(problem), where=where or row or "", column=column)

@@ -23,12 +23,15 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from icai.stats import benjamini_hochberg, direction, principle_stats
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
+
+if TYPE_CHECKING:
+    from icai.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +314,23 @@ def select(
         metadata=dict(metadata or {}),
     )
     return constitution, stats, selection
+
+
+def select_as_configured(
+    config: RunConfig, tested: Sequence[Principle], pairs: Sequence[Comparison], votes: Sequence[Vote]
+) -> tuple[Constitution, list[PrincipleStats], Selection]:
+    """`select` with a run's selection options (method, size, minimum votes and gain, duplicates, alpha)."""
+    return select(
+        tested,
+        pairs,
+        votes,
+        method=config.selection,
+        max_principles=config.max_principles,
+        min_votes=config.min_votes,
+        min_gain=config.min_gain,
+        duplicate_agreement=config.duplicate_agreement,
+        alpha=config.alpha,
+    )
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,193 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from icai.errors import DataError
 from icai.turns import Turn, as_messages, encode_turns, split_conversations
+from icai.types import Comparison, Side
 
-if TYPE_CHECKING:
-    from icai.io import _Collector, _Label
+Label = Side | Literal["tie"] | None
+"""A parsed preference: a side, a tie, or None when it is missing."""
 
-ARENA_WORDS: dict[str, _Label] = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load read and what it dropped."""
+
+    source: str
+    format: str
+    n_rows: int
+    n_loaded: int
+    n_dropped_ties: int
+    n_dropped_missing: int
+    container: str = ""
+    """How the records were stored: csv, tsv, json, jsonl, parquet, arrow, hf_dataset, parquet_shards, dataframe."""
+    n_invalid: int = 0
+    """Rows skipped for a problem (only `scan_comparisons` skips rows; a load stops at the first)."""
+    notes: tuple[str, ...] = ()
+    """How the shape was read, where it matters (ties, which side is A)."""
+    unlabelled_ids: tuple[str, ...] = ()
+    """With ``allow_unlabelled=True``: ids of the pairs kept without a label (no or an empty label, or a tie);
+    their ``preferred`` is a placeholder "a" that means nothing. Their count is also in the two counts above."""
+
+
+class RowError(DataError):
+    """A problem in one row; `scan_comparisons` collects these instead of stopping."""
+
+    def __init__(self, message: str, *, kind: str, where: str, column: str | None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.where = where
+        self.column = column
+
+
+@dataclass
+class Collector:
+    """What every input shape fills (`icai.io`'s and the ones here): parsed rows in, comparisons and a
+    `LoadReport` out, counting drops and catching duplicate ids."""
+
+    source: str
+    format: str
+    comparisons: list[Comparison] = field(default_factory=list)
+    n_rows: int = 0
+    n_ties: int = 0
+    n_missing: int = 0
+    seen: dict[str, str] = field(default_factory=dict)
+    problems: list[RowError] | None = None
+    """Set (to a list) for a scan: row problems are collected there and the row skipped."""
+    container: str = ""
+    label_map: dict[str, Label] = field(default_factory=dict)
+    """The caller's label words (``--label-map``), lower-cased, tried before a format's own."""
+    notes: list[str] = field(default_factory=list)
+    n_invalid: int = 0
+    allow_unlabelled: bool = False
+    unlabelled: list[str] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def row(self, where: str) -> Iterator[None]:
+        """One input row: counted, and under a scan its problem is recorded instead of raised."""
+        self.n_rows += 1
+        try:
+            yield
+        except RowError as exc:
+            if self.problems is None:
+                raise
+            self.problems.append(exc)
+            self.n_invalid += 1
+
+    def add(
+        self,
+        where: str,
+        *,
+        id: str,
+        label: Label,
+        texts: tuple[tuple[str, Any], tuple[str, Any]],
+        prompt: Any = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add one row (inside `row`); `texts` holds (column name, value) for sides a and b."""
+        if id in self.seen:
+            raise data_error(
+                self.source, f"duplicate id {show_value(id)} in {self.seen[id]} and {where}", kind="duplicate id", row=where
+            )
+        self.seen[id] = where
+        if label is None:
+            self.n_missing += 1
+        if label == "tie":
+            self.n_ties += 1
+        if label is None or label == "tie":
+            if not self.allow_unlabelled:
+                return
+            self.unlabelled.append(id)
+            label = "a"  # a placeholder: LoadReport.unlabelled_ids says which pairs have no label
+        text_a = self.text(where, *texts[0])
+        text_b = self.text(where, *texts[1])
+        prompt_text = "" if is_missing(prompt) else str(prompt)
+        self.comparisons.append(Comparison(id, text_a, text_b, label, prompt_text, dict(metadata or {})))
+
+    def mapped_label(self, value: Any) -> Label | Literal["unmapped"]:
+        """The caller's `label_map` reading of a label value, or "unmapped" when it does not name the value."""
+        if not self.label_map or is_missing(value):
+            return "unmapped"
+        return self.label_map.get(label_key(value), "unmapped")
+
+    def text(self, where: str, column: str, value: Any) -> str:
+        if is_missing(value):
+            raise data_error(self.source, "text is missing", where=where, column=column, kind="missing text")
+        if not isinstance(value, str):
+            raise data_error(
+                self.source,
+                f"expected text, got {type(value).__name__} {show_value(value)}",
+                where=where,
+                column=column,
+                kind="not text",
+            )
+        if not value.strip():
+            raise data_error(self.source, "text is empty", where=where, column=column, kind="empty text")
+        return value
+
+    def error(
+        self, problem: str, *, where: str | None = None, column: str | None = None, kind: str = ""
+    ) -> DataError:
+        return data_error(self.source, problem, where=where, column=column, kind=kind)
+
+    def finish(self) -> tuple[list[Comparison], LoadReport]:
+        if self.n_rows == 0:
+            raise data_error(self.source, "file has no data rows")
+        if not self.comparisons and self.problems is None:
+            raise data_error(
+                self.source,
+                f"no usable comparisons in {self.n_rows} rows ({self.n_ties} ties, {self.n_missing} missing preferences)",
+            )
+        report = LoadReport(
+            source=self.source,
+            format=self.format,
+            n_rows=self.n_rows,
+            n_loaded=len(self.comparisons),
+            n_dropped_ties=self.n_ties,
+            n_dropped_missing=self.n_missing,
+            container=self.container,
+            n_invalid=self.n_invalid,
+            notes=tuple(dict.fromkeys(self.notes)),
+            unlabelled_ids=tuple(self.unlabelled),
+        )
+        return self.comparisons, report
+
+
+def show_value(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def data_error(
+    source: str,
+    problem: str,
+    *,
+    where: str | None = None,
+    column: str | None = None,
+    kind: str = "",
+    row: str | None = None,
+) -> DataError:
+    """The one-line error; a `RowError` when it is about one row (`where`, or `row` when the text names rows itself)."""
+    location = source + (f", {where}" if where else "") + (f", column {column!r}" if column else "")
+    message = one_line(f"{location}: {problem}")
+    if where is None and row is None:
+        return DataError(message)
+    return RowError(message, kind=kind or one_line(problem), where=where or row or "", column=column)
+
+
+ARENA_WORDS: dict[str, Label] = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
 """Chatbot Arena's ``winner`` values; both ties are dropped and counted, as every tie is."""
-LABEL_TARGETS: dict[str, _Label] = {"a": "a", "b": "b", "tie": "tie", "none": None, "": None}
+LABEL_TARGETS: dict[str, Label] = {"a": "a", "b": "b", "tie": "tie", "none": None, "": None}
 """What a ``--label-map`` value may be read as (none: no label, the row is dropped as missing)."""
 COLUMN_ROLES = ("prompt", "a", "b", "label", "id", "chosen", "rejected")
 """What ``columns=`` (``--columns``) may name: the fields of a comparison, or DPO's chosen/rejected pair."""
@@ -46,8 +220,8 @@ def check_columns(source: str, columns: Mapping[str, str] | None) -> dict[str, s
     return mapping
 
 
-def check_label_map(source: str, label_map: Mapping[str, str] | None) -> dict[str, _Label]:
-    checked: dict[str, _Label] = {}
+def check_label_map(source: str, label_map: Mapping[str, str] | None) -> dict[str, Label]:
+    checked: dict[str, Label] = {}
     for value, target in (label_map or {}).items():
         word = str(target).strip().lower()
         if word not in LABEL_TARGETS:
@@ -113,7 +287,7 @@ def _pair_texts(prompt: Any, text_a: Any, text_b: Any) -> tuple[Any, Any, Any]:
     return prompt, conversation_text(text_a), conversation_text(text_b)
 
 
-def collect_arena(columns: Sequence[str], records: Iterable[tuple[str, Any]], collector: _Collector) -> None:
+def collect_arena(columns: Sequence[str], records: Iterable[tuple[str, Any]], collector: Collector) -> None:
     """Chatbot Arena records: response_a/response_b (or conversation_a/conversation_b) and a winner."""
     names = set(columns)
     a_key, b_key = ("response_a", "response_b") if "response_a" in names else ("conversation_a", "conversation_b")
@@ -146,7 +320,7 @@ def collect_arena(columns: Sequence[str], records: Iterable[tuple[str, Any]], co
             )
 
 
-def _one_hot_label(record: Mapping[str, Any], collector: _Collector, where: str) -> _Label:
+def _one_hot_label(record: Mapping[str, Any], collector: Collector, where: str) -> Label:
     flags = {}
     for key, label in (("winner_model_a", "a"), ("winner_model_b", "b"), ("winner_tie", "tie")):
         value = record.get(key)
@@ -159,7 +333,7 @@ def _one_hot_label(record: Mapping[str, Any], collector: _Collector, where: str)
     return chosen[0] if chosen else None  # type: ignore[return-value]
 
 
-def _word_label(value: Any, words: Mapping[str, _Label], collector: _Collector, where: str, column: str) -> _Label:
+def _word_label(value: Any, words: Mapping[str, Label], collector: Collector, where: str, column: str) -> Label:
     mapped = collector.mapped_label(value)
     if mapped != "unmapped":
         return mapped
@@ -176,7 +350,7 @@ def _word_label(value: Any, words: Mapping[str, _Label], collector: _Collector, 
     )
 
 
-def mapped_keys(columns: Sequence[str], mapping: Mapping[str, str], collector: _Collector) -> tuple[str, str]:
+def mapped_keys(columns: Sequence[str], mapping: Mapping[str, str], collector: Collector) -> tuple[str, str]:
     """The prompt and id columns of a mapped file (the named ones, else ``prompt``/``id`` where present, else "");
     a named column the file lacks is an error."""
     absent = [c for c in mapping.values() if c not in columns]
@@ -192,9 +366,9 @@ def collect_mapped(
     columns: Sequence[str],
     records: Iterable[tuple[str, Any]],
     mapping: Mapping[str, str],
-    collector: _Collector,
+    collector: Collector,
     *,
-    words: Mapping[str, _Label],
+    words: Mapping[str, Label],
 ) -> None:
     """Records whose a, b and label columns the caller named (``--columns``); `words` are the label values known
     without a ``--label-map``."""
@@ -218,7 +392,7 @@ def collect_mapped(
 
 
 def require_keys(
-    record: Any, keys: Sequence[str], collector: _Collector, where: str, *, expected: str = "a record"
+    record: Any, keys: Sequence[str], collector: Collector, where: str, *, expected: str = "a record"
 ) -> Mapping[str, Any]:
     """`record` as a mapping that has every one of `keys`; else the row's error (`expected`: what it should be)."""
     if not isinstance(record, dict):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from icai.types import Comparison, Side
 
 if TYPE_CHECKING:
-    from icai.pipeline import RunConfig
+    from icai.config import RunConfig
 
 
 def duplicate_key(comparison: Comparison) -> tuple[str, str, str]:

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from icai.debias import combine_picks as combine_picks  # re-exported: its old home
 from icai.errors import DataError as DataError  # re-exported: its old home
 
 if TYPE_CHECKING:  # pandas is imported lazily: records must stay cheap to import

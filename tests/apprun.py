@@ -6,10 +6,11 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from icai.config import RunConfig
 from icai.embed import HashingEmbedder
 from icai.llm import LLM
 from icai.llm.fake import fake_provider
-from icai.pipeline import RunConfig, run
+from icai.pipeline import run
 from icai.store import RunStore
 from icai.types import Comparison
 

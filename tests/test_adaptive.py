@@ -287,9 +287,10 @@ def test_cluster_representative_is_nearest_member_with_id_tiebreak():
 def test_pipeline_adaptive_run_records_pairs_tested(tmp_path, orthogonal_csv):
     import csv
 
+    from icai.config import RunConfig
     from icai.io import load_comparisons
     from icai.llm.fake import fake_provider
-    from icai.pipeline import RunConfig, run
+    from icai.pipeline import run
     from icai.store import RunStore
     from icai.types import Constitution
 

@@ -10,11 +10,12 @@ import pytest
 import icai
 import icai.prompts
 from icai.cli import build_parser, config_dest, config_flag, main
+from icai.config import STAGES, OptionError, RunConfig
 from icai.embed import HashingEmbedder
 from icai.io import load_comparisons
 from icai.llm import LLM
 from icai.llm.fake import fake_provider
-from icai.pipeline import STAGES, OptionError, RunConfig, run
+from icai.pipeline import run
 from icai.store import RunStore
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

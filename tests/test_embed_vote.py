@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from icai.config import RunConfig
 from icai.embed import HashingEmbedder
 from icai.embed_vote import (
     SKIPPED,
@@ -18,7 +19,7 @@ from icai.embed_vote import (
 from icai.io import load_comparisons
 from icai.llm import LLM, Request
 from icai.llm.fake import FakeProvider, fake_provider
-from icai.pipeline import RunConfig, run
+from icai.pipeline import run
 from icai.types import Comparison, Principle
 
 CAT_TEXT = "The cat purred and the cat slept on the warm windowsill."

@@ -154,9 +154,10 @@ def test_icai_test_votes_only_the_given_principles_in_a_run_directory(
 def test_icai_test_asks_no_proposal_and_its_estimate_has_no_propose_stage(
     aligned_csv: Path, principles_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from icai.config import RunConfig
     from icai.cost import estimate_run
     from icai.embed import HashingEmbedder
-    from icai.pipeline import RunConfig, run
+    from icai.pipeline import run
 
     provider = fake_provider("keyword")
     comparisons = load_comparisons(aligned_csv)

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from icai.cli import main
+from icai.config import RunConfig
 from icai.executor import LocalExecutor, WorkerRecipe, cut_shards
 from icai.io import load_comparisons
 from icai.llm import get_llm
 from icai.llm.base import Request
-from icai.pipeline import RunConfig, run
+from icai.pipeline import run
 from icai.ray_executor import RayExecutor, actor_options, default_workers
 from icai.store import RunStore
 from icai.types import Principle

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from icai.config import RunConfig
 from icai.embed import HashingEmbedder, get_embedder
 from icai.io import load_comparisons
 from icai.llm import LLMError, get_llm
-from icai.pipeline import RunConfig, run
+from icai.pipeline import run
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "sentence_transformers", "safetensors", "gguf", "accelerate", "openai", "anthropic", "ray")

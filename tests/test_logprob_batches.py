@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from icai.adaptive import vote_adaptive
+from icai.config import RunConfig
 from icai.cost import estimate_run
 from icai.llm import LLM, Request
 from icai.llm.base import Capabilities, Completion
 from icai.llm.cache import ResponseCache
-from icai.pipeline import RunConfig
 from icai.prompts import vote_branches_request, vote_one_request
 from icai.types import Comparison, Principle
 from icai.vote import calibrated_margins, vote

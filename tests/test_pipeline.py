@@ -5,11 +5,12 @@ import re
 
 import pytest
 
+from icai.config import RunConfig
 from icai.embed import HashingEmbedder
 from icai.io import load_comparisons
 from icai.llm import LLM, ResponseCache
 from icai.llm.fake import fake_provider
-from icai.pipeline import RunConfig, run
+from icai.pipeline import run
 from icai.store import RunStore
 from icai.types import Constitution
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from icai.cli import main
+from icai.config import RunConfig
 from icai.cost import RunEstimate, StageEstimate, estimate_run
 from icai.io import load_comparisons
 from icai.llm import LLM, Request
 from icai.llm.base import Capabilities, Completion
-from icai.pipeline import RunConfig
 from icai.progress import LOCAL_CPU_RATES, LocalRates, RunProgress, estimate_wall_time, format_seconds
 
 

@@ -7,10 +7,10 @@ import re
 import pandas as pd
 
 from icai.cli import _print_constitution, build_parser, main
+from icai.config import RunConfig
 from icai.export import to_inspect_scorer, to_judge_prompt, to_promptfoo_yaml
 from icai.llm import LLM, Request
 from icai.llm.fake import FakeProvider
-from icai.pipeline import RunConfig
 from icai.propose import FALLBACK_ORIGIN, HINT_KINDS, KEYWORD_HINT, propose
 from icai.report import render_report
 from icai.store import RunStore
@@ -179,7 +179,7 @@ def test_dry_run_estimate_counts_the_form_prompts_propose_sends() -> None:
     stage = next(s for s in estimate_run(pairs, config).stages if s.stage == "propose")
     provider = FakeProvider(_respond)
     llm = LLM(provider, progress=False)
-    from icai.pipeline import propose_pool
+    from icai.split import propose_pool
 
     propose(propose_pool(pairs, config), llm, style="small", samples=config.proposal_samples, form_from=pairs)
     sent = {r.cache_key(config.model) for r in provider.requests}

@@ -15,6 +15,7 @@ import pytest
 from fault_server import keyword_logprobs
 
 from icai.cli import main
+from icai.config import RunConfig
 from icai.embed import HashingEmbedder
 from icai.io import load_comparisons
 from icai.llm import (
@@ -29,7 +30,7 @@ from icai.llm import (
 )
 from icai.llm.fake import keyword_responder
 from icai.llm.registry import provider_names, unregister_provider
-from icai.pipeline import RunConfig, run
+from icai.pipeline import run
 from icai.types import Constitution
 
 RULES = {"cat": re.compile(r"\bcat\b|feline|kitten"), "blue": re.compile(r"\bblue\b"), "lemon": re.compile(r"\blemon")}

@@ -23,6 +23,7 @@ import pytest
 from fault_server import ALL_FAULTS, FAST_FAULTS, PROSE, TRANSIENT_FAULTS, FaultServer, LogEntry, spawn
 
 from icai.cli import main
+from icai.config import RunConfig
 from icai.cost import estimate_run, price_for
 from icai.embed import HashingEmbedder, get_embedder
 from icai.io import load_comparisons
@@ -30,7 +31,7 @@ from icai.llm import LLM, Request, ResponseCache, TransientError, get_llm
 from icai.llm.base import Completion
 from icai.llm.fake import FakeProvider, keyword_responder
 from icai.llm.openai_provider import OpenAIProvider
-from icai.pipeline import RunConfig, RunResult, run
+from icai.pipeline import RunResult, run
 from icai.store import RunStore
 from icai.types import Comparison, Principle
 from icai.vote import vote

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from icai.debias import combine_picks
 from icai.select import (
     VoteMatrix,
     filtered_q_values,
@@ -11,7 +12,7 @@ from icai.select import (
 )
 from icai.select import select as select_principles
 from icai.stats import principle_stats
-from icai.types import Comparison, Principle, Vote, combine_picks
+from icai.types import Comparison, Principle, Vote
 
 RULES = ("cat", "blue", "lemon")
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from fault_server import FaultServer, LogEntry
 
+from icai.config import RunConfig
 from icai.embed import HashingEmbedder
 from icai.io import load_comparisons
 from icai.llm import LLM, LLMError, Request, ResponseCache
 from icai.llm.fake import keyword_responder
 from icai.llm.openai_provider import OpenAIProvider
-from icai.pipeline import RunConfig, RunResult, run
+from icai.pipeline import RunResult, run
 from icai.store import RunStore
 from icai.types import Comparison
 from icai.vote import resolve_vote_mode

@@ -3,13 +3,14 @@ import json
 import pytest
 
 from icai.cluster import cluster
+from icai.debias import combine_picks
 from icai.embed import HashingEmbedder
 from icai.llm import LLM, LLMError, Request
 from icai.llm.base import Completion
 from icai.llm.fake import FakeProvider, keyword_responder
 from icai.propose import propose
 from icai.select import select
-from icai.types import Comparison, Principle, Vote, combine_picks
+from icai.types import Comparison, Principle, Vote
 from icai.vote import vote
 
 PAIRS = [

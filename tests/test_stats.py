@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from icai.debias import combine_picks
 from icai.stats import (
     benjamini_hochberg,
     binomial_p,
@@ -21,7 +22,7 @@ from icai.stats import (
     swap_consistency,
     wilson_ci,
 )
-from icai.types import Comparison, Principle, Vote, combine_picks
+from icai.types import Comparison, Principle, Vote
 
 # Ten comparisons: c0..c4 prefer a, c5..c9 prefer b. Response a is the longer one in c0..c4.
 COMPARISONS = [Comparison(f"c{i}", "x" * (20 if i < 5 else 5), "y" * 10, "a" if i < 5 else "b") for i in range(10)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from icai.config import DEFAULT_MODEL  # the default of RunConfig.model, kept in the config module
 from icai.executor import DEFAULT_SHARD_SIZE, Executor, WorkerRecipe
 from icai.llm.base import (
     Capabilities,
@@ -21,8 +22,6 @@ from icai.llm.cache import ResponseCache
 from icai.llm.client import LLM, BudgetExceeded, Usage
 from icai.llm.prices import price_for
 from icai.llm.registry import ENTRY_POINT_GROUP, build_provider, capabilities_for, register_provider
-
-DEFAULT_MODEL = "local/smollm2"
 
 __all__ = [
     "DEFAULT_MODEL",
