@@ -12,11 +12,11 @@ The layers, top to bottom; a module imports only modules of its own layer or of 
                     icai.analyses (subgroups of a run, the comparison of two runs)
     outputs         report, compare_report, export, cost, progress, validate     what a run is turned into
     stages          propose, cluster, vote, voter, adaptive, embed_vote, select, evaluate, compare,
-                    groups, surface, reward, target, user_principles, annotated_pairs   plain functions
+                    groups, surface, reward, target, user_principles, annotated_pairs, active   plain functions
     numerics        stats, debias, split
     data            io, shapes, formats, turns, store, prompts, parse, types    records, files, prompt text
     models          icai.llm.*, embed, executor, ray_executor     providers, caching, where calls run
-    base            config, errors, _version                      importable from anywhere
+    base            config, errors, _version, htmlsafe            importable from anywhere
 
 This differs from the first draft of the house style in one place: the data layer sits above the models.
 Prompts are built as the model layer's `Request` records (icai.prompts imports icai.llm.base), and the
@@ -224,6 +224,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "icai.target",
             "icai.user_principles",
             "icai.annotated_pairs",
+            "icai.active",
         ),
     ),
     ("numerics", ("icai.stats", "icai.debias", "icai.split")),
@@ -232,7 +233,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("icai.io", "icai.shapes", "icai.formats", "icai.turns", "icai.store", "icai.prompts", "icai.parse", "icai.types"),
     ),
     ("models", ("icai.llm", "icai.llm.*", "icai.embed", "icai.executor", "icai.ray_executor")),
-    ("base", ("icai.config", "icai.errors", "icai._version")),
+    ("base", ("icai.config", "icai.errors", "icai._version", "icai.htmlsafe")),
 )
 """The package's layers, top to bottom (see the module docstring); `name.*` stands for every module below `name`."""
 
