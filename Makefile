@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-DEMO_DATA := $(firstword $(wildcard ../shared/data/icai_synthetic/synthetic_data_orthogonal_adcbg.csv) data/synthetic_data_orthogonal_adcbg.csv)
+DEMO_DATA := icai/data/icai_synthetic/synthetic_data_orthogonal_adcbg.csv
 
 .PHONY: install demo test test-fast lint clean interop interop-venv
 

@@ -6,7 +6,7 @@ as the page does) until the job reports the new statistics:
 - `local`: the demo run (`make demo`: 21 training pairs) with its own model, the packaged SmolLM2
   (local/smollm2, log-prob votes); the model is loaded before the clock starts (its load time is
   recorded apart). The run directory is copied first, so the demo's own stays as it was.
-- `fake`: a run on 300 LLMBar pairs (shared/data/llmbar: natural, then adversarial) made here with
+- `fake`: a run on 300 LLMBar pairs (icai/data/llmbar: natural, then adversarial) made here with
   the keyword fake annotator and the hashing embedder, all 300 as training pairs; `--repeats` edits.
 
     .venv/bin/python bench/app_edit.py --run runs/demo      # writes bench/results/app_edit.json
@@ -31,13 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recovery import git_commit  # noqa: E402
 
+from icai import datasets  # noqa: E402
 from icai.types import write_json_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "app_edit.json"
-LLMBAR = next(
-    (p for p in (ROOT.parent / "shared" / "data" / "llmbar", ROOT / "data" / "llmbar") if p.exists()), ROOT / "data" / "llmbar"
-)
 LOCAL_EDIT = "Select the response that tells a story about a cat."
 FAKE_EDITS = [f"Select the response that mentions '{w}' in its text." for w in ("list", "code", "python", "step", "example", "number", "answer")]
 
@@ -123,7 +121,7 @@ def fake_part(n_pairs: int, repeats: int) -> dict[str, Any]:
     from icai.pipeline import run
     from icai.store import RunStore
 
-    frames = [pd.read_csv(LLMBAR / name) for name in ("natural.csv", "adversarial.csv")]
+    frames = [pd.read_csv(datasets.path(name)) for name in ("llmbar-natural", "llmbar-adversarial")]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "llmbar.csv"
         pd.concat(frames, ignore_index=True).head(n_pairs).to_csv(data, index=False)
@@ -142,7 +140,7 @@ def fake_part(n_pairs: int, repeats: int) -> dict[str, Any]:
     seconds = [e["seconds_edit_to_statistics"] for e in edits]
     return {
         "model": "fake/keyword",
-        "data": f"shared/data/llmbar natural.csv + adversarial.csv, first {n_pairs} rows",
+        "data": f"icai/data/llmbar/natural.csv + adversarial.csv, first {n_pairs} rows",
         "n_train": len(pairs),
         "page_load_s": page,
         "median_s": round(statistics.median(seconds), 3),

@@ -33,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from local_vote import workload  # noqa: E402
 
+from icai import datasets  # noqa: E402
 from icai.llm import LLM  # noqa: E402
 from icai.llm.local import LocalProvider  # noqa: E402
 from icai.prompts import propose_small_request  # noqa: E402
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "model": args.model, "weights": "random, in the shipped architecture" if args.random_weights else "real",
-        "device": args.device, "data": str(data), "pairs": len(pairs), "principles": len(principles),
+        "device": args.device, "data": datasets.repo_path(data), "pairs": len(pairs), "principles": len(principles),
         "block": args.block, "votes": rows, "proposals": proposal_rows,
     }  # fmt: skip
     write_json_atomic(args.out, report)

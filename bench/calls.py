@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from icai import datasets
 from icai.config import RunConfig
 from icai.embed import Embedder, get_embedder
 from icai.evaluate import agreement_scores, judge, train_test_split
@@ -69,11 +70,10 @@ from icai.stats import bootstrap_ci, paired_bootstrap_diff
 from icai.types import Comparison, Vote, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 DATASETS = {
-    "synthetic_orthogonal": DATA / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv",
-    "synthetic_aligned": DATA / "icai_synthetic" / "synthetic_data_aligned_vqvtb.csv",
-    "llmbar_adversarial": DATA / "llmbar" / "adversarial.csv",
+    "synthetic_orthogonal": datasets.path("synthetic-orthogonal"),
+    "synthetic_aligned": datasets.path("synthetic-aligned"),
+    "llmbar_adversarial": datasets.path("llmbar-adversarial"),
 }
 
 READ_ACCURACY = 0.97

@@ -30,17 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recovery import git_commit, selection_metadata, verdict_of  # noqa: E402
 from rules import ORTHOGONAL, text_direction  # noqa: E402
 
+from icai import datasets  # noqa: E402
 from icai.cli import main as icai_main  # noqa: E402
 from icai.types import write_json_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "demo.json"
-DEMO_DATA = next(
-    (p for p in (ROOT.parent / "shared" / "data" / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv",
-                 ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv") if p.exists()),
-    ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv",
-)  # fmt: skip
-"""As the Makefile's DEMO_DATA: the shared copy when present, else the repository's."""
+DEMO_DATA = datasets.path("synthetic-orthogonal")
+"""As the Makefile's DEMO_DATA."""
 
 
 def demo_report(run_dir: Path, *, wall_s: float, command: list[str], stdout: str) -> dict[str, Any]:
@@ -112,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rc != 0:
             print(f"icai run exited with {rc}", file=sys.stderr)
             return rc
-        data = str(DEMO_DATA.relative_to(ROOT)) if DEMO_DATA.is_relative_to(ROOT) else f"../{DEMO_DATA.relative_to(ROOT.parent)}"
+        data = datasets.repo_path(DEMO_DATA)
         shown = ["run", data, "--out", "runs/demo", "--test-size", "0.3"]  # as the Makefile writes it
         report = demo_report(run_dir, wall_s=wall, command=shown, stdout=buffer.getvalue())
         report["response_cache"] = f"warm: a copy of {args.warm_cache}" if args.warm_cache else "cold (empty)"

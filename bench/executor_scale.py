@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from icai import datasets
 from icai.executor import Executor, LocalExecutor
 from icai.io import load_comparisons
 from icai.llm import Request, get_llm
@@ -32,15 +33,10 @@ from icai.types import Comparison, Principle, Vote, write_json_atomic
 from icai.vote import VoteMode, vote
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 DATA = {
     # the fake is fast: the 319 LLMBar adversarial pairs; SmolLM2: the 30 synthetic pairs
-    "fake": SHARED / "llmbar" / "adversarial.csv",
-    "local": next(
-        p
-        for p in (SHARED / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv", ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv")
-        if p.exists()
-    ),
+    "fake": datasets.path("llmbar-adversarial"),
+    "local": datasets.path("synthetic-orthogonal"),
 }
 
 PRINCIPLES = [
@@ -105,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reference = votes if reference is None else reference
                 row = {
                     "model": spec,
-                    "data": DATA[model].name,
+                    "data": datasets.repo_path(DATA[model]),
                     "vote_mode": mode,
                     "executor": label,
                     "workers": workers,

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-DEFAULT_DATA = (SHARED / "offsetbias" / "evalbiasbench.csv", SHARED / "llmbar" / "natural.csv")
+DEFAULT_DATA = ("evalbiasbench", "llmbar-natural")
+"""Shipped sets (`icai.datasets`) the benchmark reads when no --data is given."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "transformers", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    from icai import datasets
     from icai.io import load_comparisons
     from icai.propose import propose, small_plan
     from icai.surface import agreement, cross_val_picks, fit_surface, separating_features
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         llm = get_llm("local/smollm2", cache_path=Path(tmp.name) / "cache.sqlite", progress=False)
 
     results: list[dict[str, Any]] = []
-    for path in [p.resolve() for p in (args.data or list(DEFAULT_DATA))]:
+    for path in args.data or [datasets.path(name) for name in DEFAULT_DATA]:
         pairs = load_comparisons(path)
         start = time.perf_counter()
         cv = cross_val_picks(pairs, seed=args.seed)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         slice_ = [pairs[i] for i in chosen]
         _, forms = small_plan(slice_, form_from=pairs)
         entry: dict[str, Any] = {
-            "data": str(path.relative_to(ROOT.parent)) if path.is_relative_to(ROOT.parent) else str(path),
+            "data": datasets.repo_path(path),
             "n_pairs": len(pairs),
             "surface_cv_accuracy": None if cv is None else float(agreement(cv, pairs).mean()),
             "surface_top_weights": {k: round(v, 3) for k, v in weights[:5]},

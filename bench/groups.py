@@ -1,6 +1,6 @@
 """The group-difference test of icai.groups (`icai run --by`): false positives on random splits, power on a planted difference.
 
-Data: LLMBar natural + adversarial (419 pairs, /work/shared/data/llmbar). Annotator: the packaged fake
+Data: LLMBar natural + adversarial (419 pairs, icai/data/llmbar, `icai.datasets`). Annotator: the packaged fake
 (`fake/keyword`) voting N_PRINCIPLES principles "mentions '<word>'" for the most common words of the
 responses; the votes are made once (both orders, as a run does) and every split reuses them.
 
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from icai import datasets
 from icai.debias import combine_picks
 from icai.groups import analyse_groups, group_labels
-from icai.io import load_comparisons
 from icai.llm import get_llm
 from icai.llm.fake import _words
 from icai.types import Comparison, Principle, Vote, write_json_atomic
@@ -41,7 +41,6 @@ from icai.vote import vote
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "groups.json"
-LLMBAR = ROOT.parent / "shared" / "data" / "llmbar"
 N_PRINCIPLES = 12
 ALPHA = 0.05
 EFFECTS = (0.25, 0.5, 0.75, 1.0)
@@ -49,8 +48,8 @@ EFFECTS = (0.25, 0.5, 0.75, 1.0)
 
 def load_pairs() -> list[Comparison]:
     pairs: list[Comparison] = []
-    for name in ("natural.csv", "adversarial.csv"):
-        pairs += load_comparisons(LLMBAR / name)
+    for name in ("llmbar-natural", "llmbar-adversarial"):
+        pairs += datasets.load(name)
     return pairs
 
 
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "command": "bench/groups.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "data": "LLMBar natural + adversarial",
+        "data": "icai/data/llmbar/natural.csv + adversarial.csv",
         "n_pairs": len(pairs),
         "annotator": "fake/keyword",
         "principles": [p.text for p in principles],

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import transformers
 
+from icai import datasets
 from icai.config import RunConfig
 from icai.io import load_comparisons
 from icai.llm.base import Capabilities, Completion, Request
@@ -35,10 +36,7 @@ from icai.types import Comparison, Principle, Vote, write_json_atomic
 from icai.vote import VoteMode, debiased_margin, order_margin, vote
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_CANDIDATES = (
-    ROOT.parent / "shared" / "data" / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv",
-    ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv",
-)
+DATA = datasets.path("synthetic-orthogonal")
 
 # (principle, keyword of the prompts it is relevant to, or None for a distractor)
 PRINCIPLES: tuple[tuple[str, str | None], ...] = (
@@ -145,8 +143,8 @@ def spread(comparisons: Sequence[Comparison], n: int) -> list[Comparison]:
 def workload(n_pairs: int, n_principles: int) -> tuple[Path, list[Comparison], list[Principle]] | None:
     """The throughput benchmarks' work: `n_pairs` spread over the synthetic orthogonal set, and the
     first `n_principles` of PRINCIPLES then DISTRACTORS; None when the data file is missing."""
-    data = next((p for p in DATA_CANDIDATES if p.exists()), None)
-    if data is None:
+    data = DATA
+    if not data.exists():
         return None
     texts = [t for t, _ in PRINCIPLES] + list(DISTRACTORS)
     return data, spread(load_comparisons(data), n_pairs), [Principle.from_text(t) for t in texts[:n_principles]]
@@ -336,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    data = next((p for p in DATA_CANDIDATES if p.exists()), None)
-    if data is None:
+    data = DATA
+    if not data.exists():
         parser.error("synthetic_data_orthogonal_adcbg.csv not found")
     comparisons = spread(load_comparisons(data), args.pairs)
     chosen = list(PRINCIPLES) + [(text, None) for text in DISTRACTORS[: args.principles - len(PRINCIPLES)]]
@@ -360,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load_average_at_end": os.getloadavg(),
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "data": str(data),
+        "data": datasets.repo_path(data),
         "pairs": len(comparisons),
         "principles": [p.text for p in principles],
         "generate_batch_size": args.batch_size,

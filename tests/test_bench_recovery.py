@@ -6,16 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from testdata import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from rules import ALIGNED, ORTHOGONAL, RULES, check_oracle, text_direction, vote_direction  # noqa: E402
 
+from icai import datasets  # noqa: E402
 from icai.types import Comparison, Vote  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "icai_synthetic"
 ALL = [(rules, r, text, sign) for rules in (ORTHOGONAL, ALIGNED) for r in rules for sign, texts in ((1, r.right), (-1, r.wrong)) for text in texts]
 
 
@@ -47,9 +46,7 @@ def test_negation_and_comparison_cues(text, rule, sign) -> None:
 def test_oracle_sides_match_the_labels_on_every_pair(name) -> None:
     from icai.io import load_comparisons
 
-    path = DATA / f"synthetic_data_{name}.csv"
-    if not path.exists():
-        missing(f"{path} is not here")
+    path = datasets.path("synthetic-orthogonal" if "orthogonal" in name else "synthetic-aligned")
     rules = RULES["synthetic_orthogonal" if "orthogonal" in name else "synthetic_aligned"]
     assert check_oracle(load_comparisons(path), rules) == {"pairs": 30, "oracle_matches_label": 30}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from testdata import missing
 
+from icai import datasets
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, annotator_id, read_annotated_pairs
 from icai.export import (
     FORMATS,
@@ -29,7 +29,6 @@ TEXTS = {
     "p2": 'Select the response that quotes a "source": {like this} # not a comment',
     "p3": "Select the response that is shorter.",
 }
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 AID = {pid: annotator_id(text) for pid, text in TEXTS.items()}
 PREFERRED = ["a", "b", "a", "b", "a", "b"]
 VOTES = {
@@ -110,9 +109,7 @@ def test_annotated_pairs_metadata_and_annotators(constitution, comparisons, vote
 
 
 def test_default_annotator_matches_the_reference_example() -> None:
-    path = SHARED / "icai_synthetic" / "example_annotated_pairs.json"
-    if not path.exists():
-        missing(f"{path} not available")
+    path = datasets.path("synthetic-annotated-pairs")
     example = json.loads(path.read_text(encoding="utf-8"))
     human = example["metadata"]["default_annotator"]
     assert human == DEFAULT_ANNOTATOR_ID

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -13,6 +12,7 @@ from typing import Any, cast
 import pandas as pd
 import pytest
 
+from icai import datasets
 from icai.io import (
     FORMATS,
     LoadReport,
@@ -22,10 +22,7 @@ from icai.io import (
 )
 from icai.types import Comparison, DataError
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "io"
-SHARED = Path(os.environ.get("ICAI_SHARED_DATA", "/work/shared/data"))
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared data folder not available")
 
 HEADER = "text_a,text_b,preferred_text\n"
 
@@ -50,14 +47,13 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 # --- every format loads -------------------------------------------------------------------
 
 
-@needs_shared
 @pytest.mark.parametrize(
-    ("relpath", "n_rows"),
-    [("llmbar/natural.csv", 100), ("llmbar/adversarial.csv", 319), ("offsetbias/evalbiasbench.csv", 80)],
+    ("name", "n_rows"), [("llmbar-natural", 100), ("llmbar-adversarial", 319), ("evalbiasbench", 80)]
 )
-def test_shared_csv_files_load(relpath: str, n_rows: int) -> None:
-    comparisons, report = load_comparisons_with_report(SHARED / relpath)
-    assert report == LoadReport(str(SHARED / relpath), "icai_csv", n_rows, n_rows, 0, 0, container="csv")
+def test_shipped_real_csv_files_load(name: str, n_rows: int) -> None:
+    path = datasets.path(name)
+    comparisons, report = load_comparisons_with_report(path)
+    assert report == LoadReport(str(path), "icai_csv", n_rows, n_rows, 0, 0, container="csv")
     first = comparisons[0]
     assert first.prompt and first.text_a and first.text_b
     assert set(first.metadata) == {"source", "subset"}
@@ -65,9 +61,9 @@ def test_shared_csv_files_load(relpath: str, n_rows: int) -> None:
     assert {c.preferred for c in comparisons} == {"a", "b"}
 
 
-@pytest.mark.parametrize("name", ["synthetic_data_aligned_vqvtb.csv", "synthetic_data_orthogonal_adcbg.csv"])
+@pytest.mark.parametrize("name", ["synthetic-aligned", "synthetic-orthogonal"])
 def test_synthetic_csv_splits_shared_instruction_into_prompt(name: str) -> None:
-    comparisons = load_comparisons(REPO / "data" / name)
+    comparisons = load_comparisons(datasets.path(name))
     assert len(comparisons) == 30
     assert [c.id for c in comparisons] == [str(i) for i in range(30)]
     for c in comparisons:
@@ -89,9 +85,8 @@ def test_instruction_split_needs_identical_instruction(tmp_path: Path) -> None:
     assert (second.prompt, second.text_a, second.text_b) == ("X", "one", "two")
 
 
-@needs_shared
 def test_annotated_pairs_example_loads() -> None:
-    path = SHARED / "icai_synthetic" / "example_annotated_pairs.json"
+    path = datasets.path("synthetic-annotated-pairs")
     (c,), report = load_comparisons_with_report(path)
     assert report.format == "annotated_pairs"
     assert c.id == "4b49a6e7" and c.prompt == "Write a short story about a pet." and c.preferred == "a"

@@ -1,4 +1,4 @@
-"""Where the tests find the bundled datasets, and what they do when a tool is missing (importable by name:
+"""Where the tests find the shipped datasets, and what they do when a tool is missing (importable by name:
 `from testdata import data_file, missing`)."""
 
 import os
@@ -7,16 +7,14 @@ from typing import NoReturn
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from icai.datasets import DATA_DIR, DATASETS
+
+_BY_FILE_NAME = {Path(d.file).name: DATA_DIR / d.file for d in DATASETS.values()}
 
 
 def data_file(name: str) -> Path:
-    """A bundled dataset: the shared copy when present, else the one in data/."""
-    for candidate in (SHARED / "icai_synthetic" / name, ROOT / "data" / name):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(name)
+    """A shipped dataset's file (icai/data/...) by its file name; `icai.datasets.path` takes the set's name."""
+    return _BY_FILE_NAME[name]
 
 
 def missing(message: str) -> NoReturn:

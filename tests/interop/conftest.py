@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from interop_env import ROOT, export
+from interop_env import export
 
+from icai import datasets
 from icai.cli import main
-
-DATA = "synthetic_data_orthogonal_adcbg.csv"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,8 +21,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def icai_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run directory of `icai run` on the synthetic orthogonal set."""
-    candidates = [ROOT.parent / "shared" / "data" / "icai_synthetic" / DATA, ROOT / "data" / DATA]
-    data = next(p for p in candidates if p.exists())
+    data = datasets.path("synthetic-orthogonal")
     out = tmp_path_factory.mktemp("interop") / "run"
     argv = ["run", str(data), "--out", str(out), "--model", "fake/keyword", "--embedder", "hash", "--test-size", "0.3"]
     assert main(argv) == 0

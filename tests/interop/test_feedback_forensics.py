@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interop_env import FF_PYTHON, ROOT, feedback_forensics_metrics, needs
-from testdata import missing
+from interop_env import FF_PYTHON, feedback_forensics_metrics, needs
 
+from icai import datasets
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, read_annotated_pairs
 from icai.types import Constitution, PrincipleStats
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.interop
 _tool_installed = needs(FF_PYTHON, "Feedback Forensics")
 
 TOLERANCE = 1e-6
-EXAMPLE = ROOT.parent / "shared" / "data" / "icai_synthetic" / "example_annotated_pairs.json"
+EXAMPLE = datasets.path("synthetic-annotated-pairs")
 
 
 def _assert_same(ff: dict[str, Any], stats: PrincipleStats) -> None:
@@ -58,8 +58,6 @@ def test_icai_reads_the_export_back_with_feedback_forensics_numbers(
 
 
 def test_reference_example_gives_the_same_numbers_in_both(tmp_path: Path) -> None:
-    if not EXAMPLE.exists():
-        missing(f"{EXAMPLE} not available")
     (ff,) = feedback_forensics_metrics([(EXAMPLE, None)], work_dir=tmp_path)
     example = json.loads(EXAMPLE.read_text(encoding="utf-8"))
     stats = annotated_pairs_stats(EXAMPLE)

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from interop_env import FF_PYTHON, ROOT, feedback_forensics_metrics, needs
+from interop_env import FF_PYTHON, feedback_forensics_metrics, needs
 
+from icai import datasets
 from icai.cli import main
 from icai.types import stats_from_dict
 
 pytestmark = pytest.mark.interop
 _tool_installed = needs(FF_PYTHON, "Feedback Forensics")
 
-DATA = "synthetic_data_orthogonal_adcbg.csv"
 MINE = [
     "Select the response that mentions 'cat' in its text.",
     "Select the response that mentions 'raspberry' in its text.",
@@ -24,8 +24,7 @@ MINE = [
 
 
 def test_user_principles_export_with_feedback_forensics_numbers(tmp_path: Path) -> None:
-    candidates = [ROOT.parent / "shared" / "data" / "icai_synthetic" / DATA, ROOT / "data" / DATA]
-    data = next(p for p in candidates if p.exists())
+    data = datasets.path("synthetic-orthogonal")
     principles = tmp_path / "mine.txt"
     principles.write_text("\n".join(MINE) + "\n", encoding="utf-8")
     out = tmp_path / "run"

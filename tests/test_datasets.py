@@ -1,0 +1,115 @@
+"""icai.datasets: every shipped set loads by name from any folder, with the rows its file holds; the
+repository reads no data from outside itself."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import icai
+from icai import datasets
+from icai.errors import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = {
+    "synthetic-orthogonal": 30,
+    "synthetic-aligned": 30,
+    "synthetic-annotated-pairs": 1,
+    "llmbar-natural": 100,
+    "llmbar-adversarial": 319,
+    "evalbiasbench": 80,
+    "arena-small": 160,
+}
+
+
+def _rows_in_file(path: Path) -> int:
+    """The records of a file, read without icai: CSV rows, or an AnnotatedPairs file's comparisons."""
+    if path.suffix == ".json":
+        return len(json.loads(path.read_text(encoding="utf-8"))["comparisons"])
+    with path.open(newline="", encoding="utf-8") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def test_names_are_the_shipped_sets() -> None:
+    assert datasets.names() == list(EXPECTED)
+    assert icai.datasets is datasets and "datasets" in icai.__all__
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_every_set_loads_with_the_rows_of_its_file(name: str) -> None:
+    path = datasets.path(name)
+    assert path.is_file() and path.is_relative_to(ROOT / "icai" / "data")
+    pairs = datasets.load(name)
+    assert len(pairs) == _rows_in_file(path) == EXPECTED[name] == datasets.info(name).rows
+    assert all(c.preferred in ("a", "b") and c.text_a and c.text_b for c in pairs)
+    assert len({c.id for c in pairs}) == len(pairs)
+
+
+@pytest.mark.parametrize("folder", sorted({Path(d.file).parts[0] for d in datasets.DATASETS.values()}))
+def test_every_set_has_its_source_and_licence(folder: str) -> None:
+    readme = (datasets.DATA_DIR / folder / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"Licence: \*{0,2}[A-Za-z]", readme), f"{folder}/README.md names no licence"
+    if folder != "arena_small":  # made up here, under the project's own licence
+        assert "Source: https://github.com/" in readme and "commit" in readme
+        assert (datasets.DATA_DIR / folder / "LICENSE").read_text(encoding="utf-8").strip()
+
+
+def test_data_readme_lists_every_set_with_its_rows() -> None:
+    table = (datasets.DATA_DIR / "README.md").read_text(encoding="utf-8")
+    for name, rows in EXPECTED.items():
+        file = datasets.info(name).file
+        assert re.search(rf"^\| `{re.escape(name)}` \| `{re.escape(file)}` \| {rows} \|", table, re.M), name
+
+
+def test_unknown_name_is_one_sentence_listing_the_known_ones() -> None:
+    with pytest.raises(DataError) as info:
+        datasets.load("llmbar")
+    message = str(info.value)
+    assert message == (
+        "unknown dataset 'llmbar'; the shipped sets are: synthetic-orthogonal, synthetic-aligned, "
+        "synthetic-annotated-pairs, llmbar-natural, llmbar-adversarial, evalbiasbench, arena-small"
+    )
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        datasets.path("nope")
+
+
+def test_loads_from_another_working_directory(tmp_path: Path) -> None:
+    code = "import icai; print(len(icai.datasets.load('llmbar-natural')), icai.datasets.path('arena-small').is_file())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["100", "True"]
+
+
+def test_repo_path_names_shipped_files_by_their_repository_path(tmp_path: Path) -> None:
+    assert datasets.repo_path(datasets.path("llmbar-natural")) == "icai/data/llmbar/natural.csv"
+    elsewhere = tmp_path / "mine.csv"
+    assert datasets.repo_path(elsewhere) == str(elsewhere)
+
+
+# --- nothing reads data from outside the repository ------------------------------------------
+
+SEARCHED = ["icai", "tests", "bench", "notebooks", "Makefile", ".ci"]
+OUTSIDE = re.compile(r"shared/data|/work/shared|ICAI_SHARED_DATA|\"shared\"\s*/\s*\"data\"|'shared'\s*/\s*'data'")
+
+
+def test_no_data_path_outside_the_repository() -> None:
+    """Code, tests, benchmarks, notebooks, Makefile and CI name no data folder beside the checkout
+    (bench/results keep the paths their runs recorded; this file names the pattern it searches for)."""
+    found = []
+    for top in SEARCHED:
+        start = ROOT / top
+        files = [start] if start.is_file() else sorted(p for p in start.rglob("*") if p.is_file())
+        for path in files:
+            if "results" in path.relative_to(ROOT).parts[:2] or path == Path(__file__).resolve():
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            found += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
+    assert not found, "data read from outside the repository (use icai.datasets): " + ", ".join(found)
