@@ -14,7 +14,8 @@ The layers, top to bottom; a module imports only modules of its own layer or of 
     stages          propose, cluster, vote, voter, adaptive, embed_vote, select, evaluate, compare,
                     groups, surface, reward, target, user_principles, annotated_pairs, active   plain functions
     numerics        stats, debias, split
-    data            io, shapes, formats, turns, store, prompts, parse, types    records, files, prompt text
+    data            io, shapes, formats, turns, store, prompts, parse, types,   records, files, prompt text,
+                    datasets                                                    the shipped example sets
     models          icai.llm.*, embed, executor, ray_executor     providers, caching, where calls run
     base            config, errors, _version, htmlsafe            importable from anywhere
 
@@ -230,7 +231,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("numerics", ("icai.stats", "icai.debias", "icai.split")),
     (
         "data",
-        ("icai.io", "icai.shapes", "icai.formats", "icai.turns", "icai.store", "icai.prompts", "icai.parse", "icai.types"),
+        (
+            "icai.io",
+            "icai.shapes",
+            "icai.formats",
+            "icai.turns",
+            "icai.store",
+            "icai.prompts",
+            "icai.parse",
+            "icai.types",
+            "icai.datasets",
+        ),
     ),
     ("models", ("icai.llm", "icai.llm.*", "icai.embed", "icai.executor", "icai.ray_executor")),
     ("base", ("icai.config", "icai.errors", "icai._version", "icai.htmlsafe")),
