@@ -28,8 +28,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "synthetic_data_orthogonal_adcbg.csv"
-ARENA = ROOT / "data" / "arena_small.csv"
+# this checkout's copies (icai.datasets is not imported: PYTHONPATH may name an older checkout without it)
+DATA = ROOT / "icai" / "data" / "icai_synthetic" / "synthetic_data_orthogonal_adcbg.csv"
+ARENA = ROOT / "icai" / "data" / "arena_small" / "arena_small.csv"
 FAKE = ["--model", "fake/keyword", "--embedder", "hash"]
 PRINCIPLES = (
     "Select the response that mentions 'cat' in its text.\n"
