@@ -28,6 +28,7 @@ The model (documented in README "Labelling" and docs/benchmarks.md):
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from typing import Literal
 
 import numpy as np
 
-from icai.types import Vote
+from icai.debias import combine_picks
+from icai.types import Comparison, Vote
 
 Label = Literal["a", "b", "tie", "skip"]
 """What a person answers for one pair: response A, response B, a tie, or skip (no answer)."""
@@ -60,6 +62,16 @@ def side_matrix(pair_ids: Sequence[str], principle_ids: Sequence[str], votes: Se
         score = sum(1 if p == "a" else -1 if p == "b" else 0 for p in v.picks)
         sides[i, j] = np.sign(score)
     return sides
+
+
+def relabelled(votes: Sequence[Vote], labelled: Sequence[Comparison]) -> list[Vote]:
+    """The votes on the labelled pairs, their for/against values recomputed from their picks and the labels."""
+    by_id = {c.id: c for c in labelled}
+    return [
+        dataclasses.replace(v, value=combine_picks(v.picks, by_id[v.comparison_id].preferred))
+        for v in votes
+        if v.comparison_id in by_id
+    ]
 
 
 def label_vector(pair_ids: Sequence[str], labels: Mapping[str, str]) -> np.ndarray:

@@ -293,6 +293,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(c)
     c.set_defaults(model=None, embedder=None)  # default: the models the runs recorded
 
+    lb = sub.add_parser(
+        "label",
+        help="label pairs yourself, the most informative first; a constitution with intervals from only your labels",
+        description="Propose principles from the unlabelled pairs (each difference in both directions), cluster and "
+        "vote them once, then ask you about one pair at a time, the one whose answer tells the principles apart "
+        "fastest (a share chosen at random). Keys: a/1 A, b/2 B, t tie, s skip, u undo, q quit. Every answer is "
+        "written at once to --out (labels.json with who and when; labelled.csv for icai run; constitution.json); "
+        "rerun the same command to resume. Labelling makes no model calls. The same queue is in icai app --out.",
+    )
+    lb.add_argument("data")
+    _add_run_dir_options(lb)
+    add_data_options(lb)
+    lb.add_argument("--who", help="name recorded with each label (default: your login name)")
+    lb.add_argument(
+        "--patience", type=int, default=10,
+        help="labels without a change in the constitution's membership after which you may stop (default 10)",
+    )
+    lb.add_argument(
+        "--random-share", type=float, default=0.2,
+        help="share of pairs chosen at random rather than as the most informative (default 0.2)",
+    )
+    _add_model_options(lb, with_config=False)
+    _add_config_options(lb, stages=("models", "propose", "cluster", "vote", "select"))
+
     rep = sub.add_parser("report", help="(re)write report.html for a run directory")
     rep.add_argument("run_dir")
 
@@ -354,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-RESUMABLE = ("run", "test")
+RESUMABLE = ("run", "test", "label")
 """Commands whose model calls are cached in a run directory."""
 
 EXIT_INTERRUPTED = 130
@@ -961,6 +985,83 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    """icai label: label-free principles and votes once (resumable, budgets as in run), then the terminal labeller."""
+    import dataclasses as dc
+
+    from icai.cost import estimate_run
+    from icai.embed import get_embedder
+    from icai.io import load_comparisons_with_report
+    from icai.label_terminal import key_reader, label_loop, terminal_width
+    from icai.labelling import LabelSession
+    from icai.llm import ResponseCache
+    from icai.llm.registry import capabilities_for
+    from icai.pipeline import labelling_config, prepare_labelling, recorded_config
+    from icai.store import RunStore
+
+    if args.patience < 1:
+        raise UsageError(f"--patience must be at least 1, not {args.patience}")
+    if not 0 <= args.random_share <= 1:
+        raise UsageError(f"--random-share must lie in [0, 1], not {args.random_share}")
+    pairs, report = load_comparisons_with_report(args.data, **data_options(args), allow_unlabelled=True)
+    if not pairs:
+        raise UsageError(f"{args.data}: no pairs to label")
+    n_given = len(pairs) - len(report.unlabelled_ids)
+    if n_given:
+        print(f"Note: {n_given} of {len(pairs)} pairs carry a label in {args.data}; icai label asks for yours and ignores it.")
+    config = labelling_config(run_config(args))
+    capabilities = capabilities_for(config.model, base_url=args.base_url)
+    estimate = estimate_run(pairs, dc.replace(config, propose_style="standard"), capabilities=capabilities)
+    if args.dry_run:
+        print(estimate.table())
+        print("Dry run: no model calls were made. Labelling itself makes none.")
+        return 0
+    with _executor(args) as executor:
+        llm = _make_llm(args, executor)
+        embedder = get_embedder(args.embedder, executor=executor)
+        store = RunStore(args.out)
+        store.begin(
+            dataset_hash=_label_hash(pairs),
+            config=recorded_config(config, llm=llm, embedder=embedder).to_dict(),
+            version=__version__,
+            overwrite=args.overwrite,
+        )
+        try:
+            llm.cache = ResponseCache(store.cache_path)
+            try:
+                prepare_labelling(pairs, llm=llm, embedder=embedder, config=config, store=store)
+            finally:
+                llm.cache.close()
+            before = llm.usage.as_dict()
+            print(
+                f"Principles and votes ready: {before['calls']} model calls ({before['cache_hits']} from cache). "
+                "Labelling makes no more."
+            )
+            session = LabelSession(store.path, who=args.who, random_share=args.random_share, patience=args.patience, store=store)
+
+            def write(text: str) -> None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+
+            with key_reader(sys.stdin) as read_key:
+                ended = label_loop(session, read_key=read_key, write=write, width=terminal_width(sys.stdout))
+            during = llm.usage.as_dict()["calls"] - before["calls"]
+            print(
+                f"{'Input ended; ' if ended == 'eof' else ''}{len(session.records)} answers in {store.path / 'labels.json'}; "
+                f"labelled pairs in {store.path / 'labelled.csv'} (icai run reads it). Model calls while labelling: {during}."
+            )
+        finally:
+            store.release()
+    return 0
+
+
+def _label_hash(pairs) -> str:  # type: ignore[no-untyped-def]
+    """The dataset hash of a labelling run: of the pairs without their labels (`prepare_labelling` uses the same)."""
+    from icai.pipeline import dataset_hash
+
+    return str(dataset_hash([c.with_preferred("a") for c in pairs]))
+
+
 APP_INSTALL_HINT = "icai app needs starlette and uvicorn, which are not installed; install with: pip install 'icai[app]'"
 
 
@@ -1017,6 +1118,7 @@ COMMANDS = {
     "report": cmd_report,
     "export": cmd_export,
     "app": cmd_app,
+    "label": cmd_label,
 }
 
 if __name__ == "__main__":

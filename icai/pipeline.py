@@ -26,7 +26,7 @@ from icai.evaluate import (
 )
 from icai.llm.client import LLM
 from icai.prompts import MAX_RESPONSE_CHARS
-from icai.propose import propose, resolve_propose_style
+from icai.propose import propose, propose_unlabelled, resolve_propose_style
 from icai.select import Selection, Stability, rank_key, select_as_configured, selection_stability, significance_note
 from icai.split import propose_pool, train_test_split
 from icai.store import RunStore
@@ -231,6 +231,90 @@ def _learn(
             store.save_clusters(candidates, tested)
             store.mark_done("cluster", fp_cluster)
     return _vote_and_select(train, candidates, tested, fp_cluster, llm, embedder, config, store)
+
+
+@dataclass(frozen=True)
+class LabelPrep:
+    """What `icai label` needs before the first label: the pairs, the principles and their label-free votes."""
+
+    pairs: tuple[Comparison, ...]
+    candidates: tuple[Principle, ...]
+    tested: tuple[Principle, ...]
+    votes: tuple[Vote, ...]
+    """One per (pair, tested principle); their picks say which side each principle takes, their value means nothing."""
+
+
+def labelling_config(config: RunConfig) -> RunConfig:
+    """The options a labelling session runs under: every pair is a training pair and every vote is made up front."""
+    return dataclasses.replace(config, test_size=0.0, adaptive=False, flip_check=False, principles_only=False)
+
+
+def prepare_labelling(
+    pairs: Sequence[Comparison],
+    *,
+    llm: LLM,
+    embedder: Embedder,
+    config: RunConfig = RunConfig(),
+    store: RunStore | None = None,
+    overwrite: bool = False,
+) -> LabelPrep:
+    """Label-free propose -> cluster -> vote over unlabelled pairs, checkpointed like `run`; no label is read.
+
+    Principles come from `icai.propose.propose_unlabelled` (each difference in both directions) on
+    `propose_pool(pairs, config)`, then are clustered and voted on every pair. These are all the model calls
+    of a labelling session: labels, given later (`icai.labelling`), only count votes. The pairs'
+    `preferred` is ignored (the saved votes' values are relative to it and are never read; their picks are).
+    """
+    if not pairs:
+        raise ValueError("no pairs to label")
+    config = recorded_config(labelling_config(config), llm=llm, embedder=embedder)
+    placeholder = [c.with_preferred("a") for c in pairs]  # a label in the input must not change any fingerprint
+    locked_here = False
+    if store is not None:
+        locked_here = store.begin(
+            dataset_hash=dataset_hash(placeholder), config=config.to_dict(), version=__version__, overwrite=overwrite
+        )
+    try:
+        if store is not None:
+            store.save_label_pairs(placeholder)
+        data = dataset_hash(placeholder)
+        fp_propose = stage_fingerprint("propose", data, config, llm.model, "label-free")
+        if store is not None and store.is_done("propose", fp_propose):
+            proposals = store.load_principles("proposals.json")
+        else:
+            proposals = propose_unlabelled(
+                propose_pool(placeholder, config), llm, per_pair=config.proposals_per_pair, seed=config.seed
+            )
+            if store is not None:
+                store.save_principles("proposals.json", proposals)
+                store.mark_done("propose", fp_propose)
+        if not proposals:
+            raise ValueError("the annotator proposed no usable principle for any pair; nothing to label against")
+        fp_cluster = stage_fingerprint("cluster", fp_propose, config, embedder.name)
+        if store is not None and store.is_done("cluster", fp_cluster):
+            candidates, tested = store.load_clusters()
+        else:
+            clustering = cluster(proposals, embedder, n_clusters=config.n_clusters, seed=config.seed)
+            candidates, tested = with_user_principles(
+                clustering.candidates, clustering.representatives, user_principles(config.principles)
+            )
+            if store is not None:
+                store.save_clusters(candidates, tested)
+                store.mark_done("cluster", fp_cluster)
+        mode = llm_vote_mode(config, llm)
+        uses_embedder = config.vote_mode == "embedding" or config.cascade
+        fp_vote = stage_fingerprint("vote", fp_cluster, config, llm.model, mode, embedder.name if uses_embedder else None)
+        if store is not None and store.is_done("vote", fp_vote):
+            votes = store.load_votes()
+        else:
+            votes = vote_as_configured(placeholder, tested, llm, embedder, config, mode, adaptive=False)
+            if store is not None:
+                store.save_votes(votes)
+                store.mark_done("vote", fp_vote)
+        return LabelPrep(tuple(placeholder), tuple(candidates), tuple(tested), tuple(votes))
+    finally:
+        if store is not None and locked_here:
+            store.release()
 
 
 def with_user_principles(

@@ -19,6 +19,9 @@ Layout of a run directory:
   constitution.vN.json  hand-edited versions saved from `icai app` (N = 2, 3, ...; constitution.json is v1)
   evaluation.vN.json    held-out scores of version N, when evaluated from the app
   app_principles.json, app_votes.csv  principles written or reworded in the app, and their training votes
+  label_pairs.csv    `icai label`: the unlabelled pairs a person labels (their votes in votes.csv are label-free)
+  labels.json        `icai label`: every answer in order (pair id, a/b/tie/skip, who, when); rewritten per label
+  labelled.csv       `icai label`: the pairs labelled a or b, as an ordinary labelled ICAI CSV for `icai run`
 
 A run directory always describes one run: `begin` refuses a folder that holds files but no icai run,
 a run on another dataset (unless overwrite=True, which first removes that run's files) and a folder
@@ -77,6 +80,9 @@ RUN_FILES = (
     "flipped",
     "app_principles.json",
     "app_votes.csv",
+    "label_pairs.csv",
+    "labels.json",
+    "labelled.csv",
 )
 """Every file and folder icai writes into a run directory (besides the lock)."""
 
@@ -338,6 +344,38 @@ class RunStore:
             )
             (test if row["split"] == "test" else train).append(c)
         return train, test
+
+    # labelling (icai label) -----------------------------------------------------------
+    def save_label_pairs(self, pairs: Sequence[Comparison]) -> None:
+        """label_pairs.csv: the pairs to label; their `preferred` is a placeholder and is not read back."""
+        frame = comparisons_to_frame(pairs).drop(columns=["preferred"])
+        buf = io.StringIO()
+        frame.to_csv(buf, index=False)
+        write_text_atomic(self.path / "label_pairs.csv", buf.getvalue())
+
+    def is_labelling(self) -> bool:
+        """Whether this directory holds an `icai label` session (its pairs were saved)."""
+        return (self.path / "label_pairs.csv").is_file()
+
+    def read_label_pairs(self) -> list[Comparison]:
+        frame = self.read_csv("label_pairs.csv", ("id", "prompt", "text_a", "text_b"))
+        return [Comparison(str(r["id"]), r["text_a"], r["text_b"], "a", r["prompt"]) for r in frame.to_dict("records")]
+
+    def save_labels(self, records: Sequence[Mapping[str, Any]], labelled: Sequence[Comparison]) -> None:
+        """labels.json (every answer, in order) then labelled.csv (the pairs labelled a or b), each atomically."""
+        write_json_atomic(self.path / "labels.json", {"schema": "icai.labels/1", "labels": [dict(r) for r in records]})
+        from icai.io import save_comparisons_csv
+
+        save_comparisons_csv(labelled, self.path / "labelled.csv")
+
+    def load_labels(self) -> list[dict[str, Any]]:
+        f = self.path / "labels.json"
+        if not f.is_file():
+            return []
+        data = json.loads(f.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
+            raise DataError(f"{f}: not an icai labels file")
+        return [dict(r) for r in data["labels"]]
 
     def save_report(self, html: str) -> Path:
         return write_text_atomic(self.path / "report.html", html)
