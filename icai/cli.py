@@ -323,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = sub.add_parser("app", help="a local web workbench over a run directory: browse, reword, vote, save versions")
     ap.add_argument("run_dir")
     ap.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)")
-    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only); "
+                    "any other address needs --allow-host")
+    ap.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME",
+                    help="a host name (or IP address) the app may be reached by when --host is not a loopback address; "
+                    "repeatable; requests naming any other host are refused")
     ap.add_argument("--model", help="annotator for edited principles (default: the run's own model)")
     ap.add_argument("--base-url", help="OpenAI-compatible server URL (vLLM, llama.cpp, Ollama); also OPENAI_BASE_URL")
     ap.add_argument("--concurrency", type=int, default=4, help="parallel API calls (default 4)")
@@ -1075,10 +1079,18 @@ def cmd_app(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must lie in 0-65535, not {args.port}")
     from icai.app import Workbench
+    from icai.app.hosts import host_policy
     from icai.app.server import serve
+    from icai.errors import DataError
     from icai.llm import get_llm
     from icai.store import RunStore
 
+    try:
+        policy = host_policy(args.host, args.allow_hosts)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    if args.allow_hosts and not policy.exposed:
+        print(f"icai app: --allow-host is ignored: --host {args.host} keeps the app on this machine", file=sys.stderr)
     identity = RunStore.existing(args.run_dir).read_identity() or {}
     model = args.model or (identity.get("config") or {}).get("model")
     if not model:
@@ -1094,6 +1106,9 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     def ready(url: str) -> None:
         print(f"icai app: {workbench.store.path} at {url} (model {model}); Ctrl-C stops", flush=True)
+        warning = policy.warning(int(url.rstrip("/").rsplit(":", 1)[1]))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         workbench.warm_up()
 
     try:
@@ -1101,6 +1116,7 @@ def cmd_app(args: argparse.Namespace) -> int:
             workbench,
             host=args.host,
             port=args.port,
+            allow_hosts=policy.extra if policy.exposed else (),
             on_ready=ready,
         )
     finally:

@@ -53,6 +53,7 @@ from icai.types import (
     PrincipleStats,
     Vote,
     comparisons_to_frame,
+    process_umask,
     votes_to_frame,
     write_json_atomic,
     write_text_atomic,
@@ -170,7 +171,7 @@ class RunStore:
         """Take the directory's lock (run.lock, holding this pid); False when this store holds it already."""
         if self._lock_fd is not None:
             return False
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every run file
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -433,6 +434,7 @@ class RunStore:
             fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{target.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    os.fchmod(fh.fileno(), 0o666 & ~process_umask())  # the mode of every run file (write_text_atomic)
                     fh.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
                     fh.flush()
                     os.fsync(fh.fileno())

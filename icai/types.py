@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import threading
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,8 +35,26 @@ CONSTITUTION_SCHEMA = "icai.constitution/1"
 
 
 def text_id(text: str, *, length: int = 12) -> str:
-    """Stable short id for a text (used for principles and for comparisons without ids)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+    """Stable short id for a text (used for principles and for comparisons without ids); never raises on odd text."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+def normalize_text(text: str) -> str:
+    """Text a person typed, as it is checked, hashed and stored: NFKC, with format characters removed.
+
+    Format characters (Unicode category Cf: zero-width spaces and joiners, direction overrides such as
+    U+202E, soft hyphens, byte-order marks) are invisible, so two texts that look alike are one text and
+    a filter sees the letters a reader sees. A lone surrogate (possible in JSON, "\\ud800") is not a
+    character: a DataError.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"the text holds a lone surrogate (U+{ord(text[exc.start]):04X}), which is not a character") from None
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFKC", text)
 
 
 @dataclass(frozen=True)

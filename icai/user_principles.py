@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from icai.types import DataError, Principle
+from icai.types import DataError, Principle, normalize_text
 
 USER_ORIGIN = "user"
 """`Principle.origin` of a principle the user gave (`icai run --principles`, `icai test`)."""
@@ -53,11 +53,15 @@ def _json_item(item: object, path: Path, index: int) -> str:
 
 
 def check_principle_texts(texts: Iterable[str], *, source: str = "principles") -> list[str]:
-    """Stripped, non-empty, distinct (ignoring case) principle texts; a DataError when none is left or one is too long."""
+    """Normalised (`normalize_text`), stripped, non-empty, distinct (ignoring case) principle texts; a DataError
+    when none is left or one is too long."""
     out: list[str] = []
     seen: set[str] = set()
     for number, raw in enumerate(texts, start=1):
-        text = str(raw).strip()
+        try:
+            text = normalize_text(str(raw)).strip()
+        except DataError as exc:
+            raise DataError(f"{source}: principle {number}: {exc}") from None
         if not text:
             continue
         if len(text) > MAX_PRINCIPLE_CHARS:
@@ -75,5 +79,5 @@ def check_principle_texts(texts: Iterable[str], *, source: str = "principles") -
 
 
 def user_principles(texts: Sequence[str]) -> list[Principle]:
-    """Principle records for user texts: origin "user", no cluster, in the given order."""
-    return [Principle.from_text(t, origin=USER_ORIGIN) for t in texts]
+    """Principle records for user texts (normalised, `normalize_text`): origin "user", no cluster, in the given order."""
+    return [Principle.from_text(normalize_text(t), origin=USER_ORIGIN) for t in texts]

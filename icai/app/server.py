@@ -1,8 +1,12 @@
 """The HTTP layer of `icai app`: Starlette routes over a Workbench, server-rendered HTML and a little vanilla JS.
 
-Safe by default: the CLI binds 127.0.0.1; every request must name an allowed Host (no DNS rebinding);
-every write is a JSON POST that carries the page's token in X-ICAI-Token and, when the browser sends
-one, an Origin of this server (so another site's page cannot write: CSRF). No external assets.
+Safe by default: the app binds 127.0.0.1; every request must name a host of the host policy
+(`icai.app.hosts`: loopback names, plus the --allow-host names when bound elsewhere), so DNS
+rebinding finds nothing; every write is a JSON POST that carries the page's token in X-ICAI-Token and,
+when the browser sends one, an Origin of this server (so another site's page cannot write: CSRF).
+Every body and path parameter is checked by `icai.app.schema` (a 4xx with one sentence otherwise; bodies
+over 64 KB get 413 before they are read); every response carries a CSP and the other security headers;
+the page's JSON state is written by `icai.htmlsafe.json_script`. No external assets.
 """
 
 from __future__ import annotations
@@ -10,15 +14,29 @@ from __future__ import annotations
 import html
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from icai.app.hosts import HostPolicy, host_policy
+from icai.app.schema import (
+    MAX_BODY_BYTES,
+    RequestError,
+    export_format,
+    job_id,
+    parse_body,
+    parse_subset,
+    principle_id,
+    subset_value,
+    version_number,
+)
 from icai.app.workbench import MAX_PRINCIPLE_CHARS, Workbench, stats_dict
 from icai.errors import DataError
 from icai.htmlsafe import json_script
@@ -73,7 +91,7 @@ def _page(title: str, body: str, *, token: str) -> HTMLResponse:
         f'<meta name="icai-token" content="{_e(token)}">\n<title>{_e(title)}</title>\n'
         f"<style>{REPORT_CSS}{APP_CSS}</style>\n</head>\n<body>\n{body}\n<script>{JS}</script>\n</body>\n</html>\n"
     )
-    return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "X-Frame-Options": "DENY"})
+    return HTMLResponse(page)
 
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'"
@@ -151,7 +169,7 @@ def _filters(wb: Workbench, rows: list[dict[str, Any]], subset: tuple[str, str] 
     meta_form = ""
     if meta:
         options = "".join(
-            f'<option value="{_e(col)}={_e(v)}"{" selected" if subset == (col, v) else ""}>{_e(col)} = {_e(v)}</option>'
+            f'<option value="{_e(subset_value(col, v))}"{" selected" if subset == (col, v) else ""}>{_e(col)} = {_e(v)}</option>'
             for col, values in meta.items()
             for v in values
         )
@@ -204,14 +222,6 @@ def _versions_table(wb: Workbench) -> str:
         '<table id="versions"><thead><tr><th>version</th><th>file</th><th>principles</th><th>by</th><th>when (UTC)</th>'
         "<th>changes</th><th>note</th><th>evaluated</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
-
-
-def _parse_subset(request: Request) -> tuple[str, str] | None:
-    where = request.query_params.get("where") or ""
-    if "=" not in where:
-        return None
-    column, value = where.split("=", 1)
-    return column, value
 
 
 def _index(wb: Workbench, token: str, subset: tuple[str, str] | None) -> HTMLResponse:
@@ -351,37 +361,97 @@ def _diff_html(changes: Mapping[str, Any] | None) -> str:
     )
 
 
-def create_app(
-    workbench: Workbench,
-    *,
-    allowed_hosts: Iterable[str] = ("127.0.0.1", "localhost", "::1"),
-    any_host: bool = False,
-    token: str | None = None,
-) -> Starlette:
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+"""Sent with every response, whatever its route or status."""
+
+DATA_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+"""The policy of every response that is not a page (JSON, plain text, exports): nothing runs, nothing loads."""
+
+MAX_RUNNING_JOBS = 8
+"""Model jobs queued at once; more get 429 (each waits for the model in a thread of its own)."""
+
+
+class _Guard:
+    """ASGI middleware in front of every route: the host policy, the body size limit, the security headers."""
+
+    def __init__(self, app: Any, policy: HostPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                html_page = headers.get("content-type", "").startswith("text/html")
+                headers["Content-Security-Policy"] = CSP if html_page else DATA_CSP
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        headers = Headers(scope=scope)
+        refusal: Response | None = None
+        if not self.policy.allows(headers.get("host", "")):
+            refusal = PlainTextResponse("this host name is not served here", status_code=403)
+        else:
+            declared = headers.get("content-length")
+            if declared is not None and not (declared.isascii() and declared.isdigit() and len(declared) < 19):
+                refusal = JSONResponse({"error": "the Content-Length header is not a number"}, status_code=400)
+            elif declared is not None and int(declared) > MAX_BODY_BYTES:
+                refusal = JSONResponse({"error": f"the request body is larger than {MAX_BODY_BYTES // 1024} KB"}, status_code=413)
+        if refusal is not None:
+            await refusal(scope, receive, secured)
+            return
+        await self.app(scope, receive, secured)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, read in chunks and refused (413) as soon as it passes MAX_BODY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(f"the request body is larger than {MAX_BODY_BYTES // 1024} KB", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(workbench: Workbench, *, policy: HostPolicy | None = None, token: str | None = None) -> Starlette:
     """The Starlette app over `workbench`.
 
     Args:
-        allowed_hosts: host names (any port) a request's Host header may name; others get 403.
-        any_host: accept every Host (a server bound to all interfaces); writes still need the page's token.
+        policy: the host names (any port) a request's Host header and Origin may name (`icai.app.hosts`;
+            default: the loopback names); others get 403.
         token: the write token the page carries (default: a random one per app).
     """
     token = token or secrets.token_urlsafe(24)
-    hosts = {h.lower() for h in allowed_hosts}
+    token_bytes = token.encode("ascii")
+    policy = policy or host_policy()
     wb = workbench
-
-    def host_ok(request: Request) -> bool:
-        host = (request.headers.get("host") or "").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return any_host or name.strip("[]") in hosts
 
     def write_refusal(request: Request) -> str | None:
         """Why a write request is refused (CSRF rules); None when it may go ahead."""
         origin = request.headers.get("origin")
-        if origin is not None and origin.rstrip("/").lower() != f"{request.url.scheme}://{request.headers.get('host', '')}".lower():
-            return f"requests from {origin} may not change this run; use the page this server serves"
+        if origin is not None:
+            scheme, sep, rest = origin.rstrip("/").lower().partition("://")
+            same = f"{request.url.scheme}://{request.headers.get('host', '')}".lower() == f"{scheme}{sep}{rest}"
+            if not (sep and same and policy.allows(rest)):
+                return f"requests from {origin[:100]} may not change this run; use the page this server serves"
         if request.headers.get("sec-fetch-site") not in (None, "same-origin", "none"):
             return "cross-site requests may not change this run"
-        if not secrets.compare_digest(request.headers.get(TOKEN_HEADER.lower(), ""), token):
+        # compared as bytes: a header may hold any Latin-1 text, compare_digest takes only ASCII str
+        if not secrets.compare_digest(request.headers.get(TOKEN_HEADER.lower(), "").encode("latin-1"), token_bytes):
             return "this request lacks the page's token; reload the workbench page"
         if not (request.headers.get("content-type") or "").startswith("application/json"):
             return "write requests must send JSON"
@@ -389,103 +459,117 @@ def create_app(
 
     def guarded(handler: Callable[[Request], Awaitable[Response]], *, writes: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            if not host_ok(request):
-                return PlainTextResponse("this host name is not served here", status_code=403)
             if writes:
                 why = write_refusal(request)
                 if why is not None:
                     return JSONResponse({"error": why}, status_code=403)
             try:
                 return await handler(request)
+            except RequestError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=exc.status)
             except DataError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
 
         return endpoint
 
-    async def body(request: Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError:
-            raise DataError("the request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise DataError("the request body must be a JSON object")
-        return data
+    def page(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """A page route: a refusal is plain text, as a browser shows it."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestError as exc:
+                return PlainTextResponse(str(exc), status_code=exc.status)
+            except DataError as exc:
+                return PlainTextResponse(str(exc), status_code=404)
+
+        return endpoint
+
+    async def body(request: Request, kind: str) -> dict[str, Any]:
+        return parse_body(await _read_body(request), kind)
+
+    def subset(request: Request) -> tuple[str, str] | None:
+        return parse_subset(request.query_params.get("where"), wb.metadata_columns)
+
+    def jobs_free() -> None:
+        running = sum(1 for j in list(wb.jobs.values()) if j.state == "running")
+        if running >= MAX_RUNNING_JOBS:
+            raise RequestError(f"the workbench is busy with {running} jobs; wait for them to finish", 429)
 
     async def index(request: Request) -> Response:
-        return await run_in_threadpool(_index, wb, token, _parse_subset(request))
+        return await run_in_threadpool(_index, wb, token, subset(request))
 
     async def principle(request: Request) -> Response:
-        try:
-            return await run_in_threadpool(_principle_page, wb, token, request.path_params["pid"])
-        except DataError as exc:
-            return PlainTextResponse(str(exc), status_code=404)
+        return await run_in_threadpool(_principle_page, wb, token, principle_id(request.path_params["pid"]))
 
     async def version(request: Request) -> Response:
-        try:
-            return await run_in_threadpool(_version_page, wb, token, int(request.path_params["n"]))
-        except DataError as exc:
-            return PlainTextResponse(str(exc), status_code=404)
+        return await run_in_threadpool(_version_page, wb, token, version_number(request.path_params["n"]))
 
     async def export(request: Request) -> Response:
-        n, fmt = int(request.path_params["n"]), request.path_params["fmt"]
+        from icai.export import FORMATS
+
+        n = version_number(request.path_params["n"])
+        fmt = export_format(request.path_params["fmt"], list(FORMATS))
         try:
             text = await run_in_threadpool(wb.export, n, fmt)
         except DataError as exc:
-            return PlainTextResponse(str(exc), status_code=400)
+            return PlainTextResponse(str(exc), status_code=404 if "not found" in str(exc) else 400)
         suffix = {"promptfoo": "yaml", "pairwise-promptfoo": "yaml", "inspect": "py", "pairwise-inspect": "py", "prompt": "txt"}
         name = f"constitution.v{n}.{fmt}.{suffix.get(fmt, 'json')}"
         return PlainTextResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def state(request: Request) -> Response:
-        return JSONResponse({"principles": wb.rows(subset=_parse_subset(request)), "versions": wb.versions()})
+        rows = await run_in_threadpool(wb.rows, subset=subset(request))
+        return JSONResponse({"principles": rows, "versions": await run_in_threadpool(wb.versions)})
 
     async def estimate(request: Request) -> Response:
-        data = await body(request)
-        return JSONResponse(wb.vote_estimate(str(data.get("text", "")) if data.get("text") is not None else ""))
+        data = await body(request, "estimate")
+        return JSONResponse(wb.vote_estimate(data["text"]))
 
     async def start_vote(request: Request) -> Response:
-        data = await body(request)
-        replaces = data.get("replaces") or None
-        job = wb.start_vote(str(data.get("text") or ""), replaces=str(replaces) if replaces else None)
+        data = await body(request, "vote")
+        jobs_free()
+        job = wb.start_vote(data["text"], replaces=data["replaces"] or None)
         return JSONResponse(job.to_dict(), status_code=202)
 
     async def job(request: Request) -> Response:
-        found = wb.jobs.get(request.path_params["jid"])
+        found = wb.jobs.get(job_id(request.path_params["jid"]))
         if found is None:
             return JSONResponse({"error": "no such job"}, status_code=404)
         return JSONResponse(found.to_dict())
 
     async def save(request: Request) -> Response:
-        data = await body(request)
-        ids = data.get("ids")
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise DataError("ids must be a list of principle ids")
-        note = data.get("note") or ""
-        result = await run_in_threadpool(lambda: wb.save_version(ids, note=str(note)))
+        data = await body(request, "save")
+        note = data["note"] or ""
+        result = await run_in_threadpool(lambda: wb.save_version(data["ids"], note=note))
         return JSONResponse(result, status_code=201)
 
     async def evaluate_estimate(request: Request) -> Response:
-        return JSONResponse(wb.evaluate_estimate(int(request.path_params["n"])))
+        n = version_number(request.path_params["n"])
+        return JSONResponse(await run_in_threadpool(wb.evaluate_estimate, n))
 
     async def start_evaluate(request: Request) -> Response:
-        await body(request)
-        return JSONResponse(wb.start_evaluate(int(request.path_params["n"])).to_dict(), status_code=202)
+        n = version_number(request.path_params["n"])
+        await body(request, "evaluate")
+        jobs_free()
+        return JSONResponse(wb.start_evaluate(n).to_dict(), status_code=202)
 
     routes = [
-        Route("/", guarded(index)),
-        Route("/principle/{pid}", guarded(principle)),
-        Route("/versions/{n:int}", guarded(version)),
-        Route("/versions/{n:int}/export/{fmt}", guarded(export)),
+        Route("/", page(index)),
+        Route("/principle/{pid}", page(principle)),
+        Route("/versions/{n}", page(version)),
+        Route("/versions/{n}/export/{fmt}", page(export)),
         Route("/api/state", guarded(state)),
         Route("/api/estimate", guarded(estimate, writes=True), methods=["POST"]),
         Route("/api/vote", guarded(start_vote, writes=True), methods=["POST"]),
         Route("/api/jobs/{jid}", guarded(job)),
         Route("/api/versions", guarded(save, writes=True), methods=["POST"]),
-        Route("/api/versions/{n:int}/estimate", guarded(evaluate_estimate)),
-        Route("/api/versions/{n:int}/evaluate", guarded(start_evaluate, writes=True), methods=["POST"]),
+        Route("/api/versions/{n}/estimate", guarded(evaluate_estimate)),
+        Route("/api/versions/{n}/evaluate", guarded(start_evaluate, writes=True), methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(_Guard, policy=policy)])
     app.state.token = token
+    app.state.policy = policy
     return app
 
 
@@ -643,11 +727,17 @@ JS = r"""
 """
 
 
-def make_server(workbench: Workbench, *, host: str = "127.0.0.1", port: int = 8765) -> Any:
-    """A uvicorn.Server for the workbench at host:port (port 0: any free one); `.run()` serves until `should_exit`."""
+def make_server(
+    workbench: Workbench, *, host: str = "127.0.0.1", port: int = 8765, allow_hosts: Sequence[str] = ()
+) -> Any:
+    """A uvicorn.Server for the workbench at host:port (port 0: any free one); `.run()` serves until `should_exit`.
+
+    A host other than a loopback address needs `allow_hosts`, the names the app may be reached by
+    (`icai.app.hosts.host_policy`); a DataError otherwise.
+    """
     import uvicorn
 
-    app = create_app(workbench, allowed_hosts=("127.0.0.1", "localhost", "::1", host), any_host=host in ("0.0.0.0", "::"))
+    app = create_app(workbench, policy=host_policy(host, tuple(allow_hosts)))
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
 
@@ -661,18 +751,19 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
+    allow_hosts: Sequence[str] = (),
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the workbench until interrupted; `on_ready(url)` is called once the socket listens."""
-    server = make_server(workbench, host=host, port=port)
+    """Serve the workbench until interrupted; `on_ready(url)` is called once the socket listens, with a URL that works."""
+    server = make_server(workbench, host=host, port=port, allow_hosts=allow_hosts)
     if on_ready is not None:
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        policy: HostPolicy = server.config.app.state.policy
         original_startup = server.startup
 
         async def startup(sockets: Any = None) -> None:
             await original_startup(sockets)
             if server.started:
-                on_ready(f"http://{shown}:{bound_port(server)}/")
+                on_ready(policy.url(bound_port(server)))
 
         server.startup = startup
     server.run()

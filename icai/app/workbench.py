@@ -25,7 +25,7 @@ from icai.errors import DataError
 from icai.select import filtered_q_values, verdict
 from icai.stats import principle_stats
 from icai.store import RunStore
-from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
+from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, normalize_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,6 +59,16 @@ _INJECTION = [
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
+_CONFUSABLES = str.maketrans(
+    # Cyrillic letters that look like Latin ones
+    "АВЕЅІЈКМНОРСТХУаеѕіјорсхуԁһӏԛԝ"
+    # Greek letters that look like Latin ones
+    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορτυχ",
+    "ABESIJKMHOPCTXYaesijopcxydhlqw"
+    "ABEZHIKMNOPTYXaikvoptux",
+)
+"""Look-alike letters folded to Latin before the injection filter looks ("Іgnore" with a Cyrillic І is "Ignore")."""
+
 
 class PrincipleTextError(DataError):
     """A principle text the app refuses; the message says why in one sentence."""
@@ -67,12 +77,19 @@ class PrincipleTextError(DataError):
 def check_principle_text(text: str) -> str:
     """The text as the app votes it (one line, control characters removed), or PrincipleTextError.
 
-    Refused: empty text, text over MAX_PRINCIPLE_CHARS characters, and text that tries to steer the
-    annotator (prompt block tags, "ignore the instructions", JSON answers). Newlines are folded into
-    spaces, so a principle cannot add numbered rules of its own to a voting prompt.
+    The text is normalised first (`icai.types.normalize_text`: NFKC, zero-width and other format
+    characters removed). Refused: empty text, text over MAX_PRINCIPLE_CHARS characters, and text that
+    tries to steer the annotator (prompt block tags, "ignore the instructions", JSON answers), also when
+    written with Cyrillic or Greek look-alike letters. Newlines are folded into spaces, so a principle
+    cannot add numbered rules of its own to a voting prompt. The filter is a courtesy, not the defence:
+    prompts quote a principle where it cannot close its own line or block (`icai.prompts.rule_text`).
     """
     if not isinstance(text, str):
         raise PrincipleTextError("a principle must be text")
+    try:
+        text = normalize_text(text)
+    except DataError as exc:
+        raise PrincipleTextError(str(exc)) from None
     cleaned = " ".join(_CONTROL.sub(" ", text).split())
     if not cleaned:
         raise PrincipleTextError("a principle needs some text; write one such as 'Select the response that ...'")
@@ -80,8 +97,9 @@ def check_principle_text(text: str) -> str:
         raise PrincipleTextError(
             f"a principle may have at most {MAX_PRINCIPLE_CHARS:,} characters; this one has {len(cleaned):,}"
         )
+    folded = cleaned.translate(_CONFUSABLES)
     for pattern, what in _INJECTION:
-        if pattern.search(cleaned):
+        if pattern.search(folded):
             raise PrincipleTextError(
                 f"this text contains {what}; a principle describes the response to select, "
                 "it does not instruct the annotator"
@@ -478,6 +496,7 @@ class Workbench:
         """
         if not principle_ids:
             raise DataError("a constitution needs at least one principle")
+        note = normalize_text(note)
         if len(set(principle_ids)) != len(principle_ids):
             raise DataError("a principle appears twice in the constitution")
         if len(note) > MAX_PRINCIPLE_CHARS:
