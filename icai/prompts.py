@@ -6,7 +6,11 @@ Design notes, learnt from small models:
 - the pair comes first and the principles last, so provider prefix caches and a
   local KV cache can reuse the pair across many principle batches;
 - responses sit in delimited blocks, and delimiters inside response text are
-  neutralised so a response cannot close its own block.
+  neutralised so a response cannot close its own block;
+- a principle is quoted on a line of its own ("1. ...", "Rule: ..."): `rule_text` turns every line
+  break inside it into a space and neutralises block tags, so a principle can neither end its line
+  (and add rules or instructions of its own) nor open or close a block. Text without line breaks or
+  block tags reaches the prompt unchanged (proposals have their whitespace folded by `icai.parse`).
 """
 
 from __future__ import annotations
@@ -244,6 +248,19 @@ def sanitize(text: str, *, max_chars: int = MAX_RESPONSE_CHARS) -> str:
     return text
 
 
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+"""Every character str.splitlines breaks a line at."""
+
+
+def rule_text(principle: str) -> str:
+    """A principle as it stands on its own line of a prompt: line breaks become spaces, block tags are neutralised.
+
+    The line is the principle's delimiter, and this makes it one the text cannot close; text with neither
+    is returned unchanged, so its prompts and cache keys are what they were before this function existed.
+    """
+    return _BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", _LINE_BREAKS.sub(" ", principle))
+
+
 def propose_request(prompt: str, preferred: str, rejected: str, *, n: int = 3, max_tokens: int = 300, seed: int = 0) -> Request:
     user = PROPOSE_TEMPLATE.format(
         n=n,
@@ -324,7 +341,7 @@ def vote_schema(n_rules: int) -> dict[str, Any]:
 
 
 def vote_request(prompt: str, text_a: str, text_b: str, principles: Sequence[str], *, max_tokens: int | None = None) -> Request:
-    rules = "\n".join(f"{i}. {p}" for i, p in enumerate(principles, start=1))
+    rules = "\n".join(f"{i}. {rule_text(p)}" for i, p in enumerate(principles, start=1))
     user = _render_pair(VOTE_TEMPLATE, prompt, text_a, text_b, rules=rules)
     budget = max_tokens if max_tokens is not None else 16 + 12 * len(principles)
     return Request.chat(user, system=VOTE_SYSTEM, max_tokens=budget, json_schema=vote_schema(len(principles)))
@@ -332,7 +349,7 @@ def vote_request(prompt: str, text_a: str, text_b: str, principles: Sequence[str
 
 def vote_one_request(prompt: str, text_a: str, text_b: str, principle: str) -> Request:
     """One principle, answered by the log-probabilities of "A" and "B" as the next token."""
-    user = _render_pair(VOTE_ONE_TEMPLATE, prompt, text_a, text_b, principle=principle)
+    user = _render_pair(VOTE_ONE_TEMPLATE, prompt, text_a, text_b, principle=rule_text(principle))
     return Request.chat(user, system=VOTE_ONE_SYSTEM, max_tokens=1, choices=LOGPROB_CHOICES)
 
 
@@ -350,7 +367,7 @@ def vote_branches_request(prompt: str, text_a: str, text_b: str, principles: Seq
         system=VOTE_ONE_SYSTEM,
         max_tokens=1,
         choices=LOGPROB_CHOICES,
-        branches=tuple(VOTE_ONE_RULE.format(principle=p) for p in principles),
+        branches=tuple(VOTE_ONE_RULE.format(principle=rule_text(p)) for p in principles),
     )
 
 
@@ -362,7 +379,7 @@ def judge_request(
     With `logprob`, the answer is read from the next-token log-probabilities of "A" and "B".
     """
     if principles:
-        listed = "\n".join(f"{i}. {p}" for i, p in enumerate(principles, start=1))
+        listed = "\n".join(f"{i}. {rule_text(p)}" for i, p in enumerate(principles, start=1))
         criteria = JUDGE_CRITERIA_CONSTITUTION.format(principles=listed)
     else:
         criteria = JUDGE_CRITERIA_DEFAULT

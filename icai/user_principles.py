@@ -7,16 +7,53 @@ A principles file is plain text with one principle per line (blank lines and lin
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from icai.types import DataError, Principle, normalize_text
+
+log = logging.getLogger(__name__)
 
 USER_ORIGIN = "user"
 """`Principle.origin` of a principle the user gave (`icai run --principles`, `icai test`)."""
 
 MAX_PRINCIPLE_CHARS = 1000
 """A longer line is more likely a pasted document than a principle; it is refused."""
+
+_INJECTION = [
+    (re.compile(r"\[/?\s*(prompt|preferred|other|response a|response b)\s*\]", re.I), "a prompt block tag such as [RESPONSE A]"),
+    (
+        re.compile(r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompt|above|previous)\b", re.I),
+        "an instruction to ignore the annotator's instructions",
+    ),
+    (re.compile(r"\b(system prompt|you are now|new instructions?|act as)\b", re.I), "an instruction addressed to the model"),
+    (re.compile(r"\b(always|only)\s+(answer|reply|respond|say|output)\b", re.I), "an instruction fixing the model's answer"),
+    (re.compile(r"[{}]|\"\s*(preferred|[0-9]+)\"\s*:", re.I), "JSON, which is how the annotator answers"),
+]
+"""Patterns that make a text an instruction to the annotator rather than a principle about responses."""
+
+_CONFUSABLES = str.maketrans(
+    # Cyrillic letters that look like Latin ones
+    "АВЕЅІЈКМНОРСТХУаеѕіјорсхуԁһӏԛԝ"
+    # Greek letters that look like Latin ones
+    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορτυχ",
+    "ABESIJKMHOPCTXYaesijopcxydhlqw"
+    "ABEZHIKMNOPTYXaikvoptux",
+)
+"""Look-alike letters folded to Latin before the injection filter looks ("Іgnore" with a Cyrillic І is "Ignore")."""
+
+
+def injection(text: str) -> str | None:
+    """What in `text` reads as an instruction to the annotator rather than a principle (None: nothing).
+
+    Look-alike Cyrillic and Greek letters are folded to Latin first; run `normalize_text` before, so
+    zero-width characters and fullwidth letters are gone too. This is a courtesy check, not the defence:
+    a principle reaches a prompt on a line it cannot end (`icai.prompts.rule_text`).
+    """
+    folded = text.translate(_CONFUSABLES)
+    return next((what for pattern, what in _INJECTION if pattern.search(folded)), None)
 
 
 def read_principles_file(path: str | Path) -> list[str]:
@@ -70,6 +107,10 @@ def check_principle_texts(texts: Iterable[str], *, source: str = "principles") -
                 "give one short rule per line"
             )
         key = text.lower()
+        what = injection(text)
+        if what is not None:
+            log.warning("%s: principle %d contains %s; it is voted as written, but a principle should describe "
+                        "the response to select, not instruct the annotator", source, number, what)
         if key not in seen:
             seen.add(key)
             out.append(text)

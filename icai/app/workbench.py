@@ -26,6 +26,7 @@ from icai.select import filtered_q_values, verdict
 from icai.stats import principle_stats
 from icai.store import RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, normalize_text
+from icai.user_principles import injection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,30 +46,7 @@ USER_ORIGIN = "user"
 BASE_COLUMNS = ("id", "prompt", "text_a", "text_b", "preferred", "split")
 """comparisons.csv columns that are not input metadata."""
 
-_INJECTION = [
-    (re.compile(r"\[/?\s*(prompt|preferred|other|response a|response b)\s*\]", re.I), "a prompt block tag such as [RESPONSE A]"),
-    (
-        re.compile(r"\b(ignore|disregard|forget|override)\b.{0,40}\b(instructions?|rules?|prompt|above|previous)\b", re.I),
-        "an instruction to ignore the annotator's instructions",
-    ),
-    (re.compile(r"\b(system prompt|you are now|new instructions?|act as)\b", re.I), "an instruction addressed to the model"),
-    (re.compile(r"\b(always|only)\s+(answer|reply|respond|say|output)\b", re.I), "an instruction fixing the model's answer"),
-    (re.compile(r"[{}]|\"\s*(preferred|[0-9]+)\"\s*:", re.I), "JSON, which is how the annotator answers"),
-]
-"""Patterns that make a text an instruction to the annotator rather than a principle about responses."""
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-_CONFUSABLES = str.maketrans(
-    # Cyrillic letters that look like Latin ones
-    "АВЕЅІЈКМНОРСТХУаеѕіјорсхуԁһӏԛԝ"
-    # Greek letters that look like Latin ones
-    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορτυχ",
-    "ABESIJKMHOPCTXYaesijopcxydhlqw"
-    "ABEZHIKMNOPTYXaikvoptux",
-)
-"""Look-alike letters folded to Latin before the injection filter looks ("Іgnore" with a Cyrillic І is "Ignore")."""
-
 
 class PrincipleTextError(DataError):
     """A principle text the app refuses; the message says why in one sentence."""
@@ -97,13 +75,12 @@ def check_principle_text(text: str) -> str:
         raise PrincipleTextError(
             f"a principle may have at most {MAX_PRINCIPLE_CHARS:,} characters; this one has {len(cleaned):,}"
         )
-    folded = cleaned.translate(_CONFUSABLES)
-    for pattern, what in _INJECTION:
-        if pattern.search(folded):
-            raise PrincipleTextError(
-                f"this text contains {what}; a principle describes the response to select, "
-                "it does not instruct the annotator"
-            )
+    what = injection(cleaned)
+    if what is not None:
+        raise PrincipleTextError(
+            f"this text contains {what}; a principle describes the response to select, "
+            "it does not instruct the annotator"
+        )
     return cleaned
 
 
