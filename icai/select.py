@@ -155,6 +155,18 @@ class VoteMatrix:
     def n_pairs(self) -> int:
         return int(self.correct.shape[0])
 
+    @classmethod
+    def from_directions(cls, principle_ids: Sequence[str], correct: np.ndarray) -> VoteMatrix:
+        """A matrix of exhaustive votes from their directions (rows pairs, columns principles; +1 the preferred
+        side, -1 the other, 0 neither): what the constructor builds from votes with no invalid ones, without the
+        records (`bench/active_labelling.py` selects after every simulated label)."""
+        m = cls.__new__(cls)
+        m.principle_ids = list(principle_ids)
+        m.correct = np.asarray(correct, dtype=np.int8)
+        m.abstain = m.correct == 0
+        m.voted = np.ones(m.correct.shape, dtype=bool)
+        return m
+
 
 def _column_stats(m: VoteMatrix, w: np.ndarray) -> dict[str, np.ndarray]:
     """Weighted counts, agreement and strength per principle (weights: bootstrap multiplicities).
@@ -314,6 +326,21 @@ def select(
         metadata=dict(metadata or {}),
     )
     return constitution, stats, selection
+
+
+def select_ids_as_configured(config: RunConfig, m: VoteMatrix) -> list[str]:
+    """The principle ids `select_as_configured` would choose from the votes in `m`, without their statistics."""
+    chosen, _, _, _ = _select_ids(
+        m,
+        np.ones(m.n_pairs),
+        method=config.selection,
+        max_principles=config.max_principles,
+        min_votes=config.min_votes,
+        min_agreement=0.5,
+        min_gain=config.min_gain,
+        duplicate_agreement=config.duplicate_agreement,
+    )
+    return [m.principle_ids[j] for j in chosen]
 
 
 def select_as_configured(
