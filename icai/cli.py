@@ -1091,6 +1091,22 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.allow_hosts and not policy.exposed:
         print(f"icai app: --allow-host is ignored: --host {args.host} keeps the app on this machine", file=sys.stderr)
+    if RunStore.existing(args.run_dir).is_labelling():
+        from icai.labelling import LabelSession
+
+        labeller = LabelSession(args.run_dir)  # no model: labelling only counts the votes made before
+
+        def label_ready(url: str) -> None:
+            print(f"icai app: label the pairs of {labeller.store.path} at {url}label; Ctrl-C stops", flush=True)
+
+        try:
+            serve(
+                None, host=args.host, port=args.port, allow_hosts=policy.extra if policy.exposed else (),
+                on_ready=label_ready, labeller=labeller,
+            )
+        finally:
+            labeller.close()
+        return 0
     identity = RunStore.existing(args.run_dir).read_identity() or {}
     model = args.model or (identity.get("config") or {}).get("model")
     if not model:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -10,48 +9,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from testdata import data_file
+from labelrun import prepared_label_run, unlabelled_csv
 
 from icai.config import RunConfig
 from icai.embed import get_embedder
-from icai.io import load_comparisons, load_comparisons_with_report
+from icai.io import load_comparisons
 from icai.label_terminal import label_loop, side_by_side
 from icai.labelling import LabelSession
 from icai.llm.client import LLM
 from icai.llm.fake import FakeProvider, keyword_responder
-from icai.pipeline import prepare_labelling, run
-from icai.store import RunStore
-from icai.types import Comparison
+from icai.pipeline import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _unlabelled_csv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """The synthetic orthogonal set without its label column, and the hidden labels (the 'person')."""
-    pairs = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))
-    path = tmp_path / "unlabelled.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "prompt", "text_a", "text_b"])
-        for c in pairs:
-            w.writerow([c.id, c.prompt, c.text_a, c.text_b])
-    return path, {c.id: c.preferred for c in pairs}
-
-
-def _prepared(tmp_path: Path) -> tuple[Path, FakeProvider, dict[str, str], list[Comparison]]:
-    data, truth = _unlabelled_csv(tmp_path)
-    pairs, report = load_comparisons_with_report(data, allow_unlabelled=True)
-    assert len(report.unlabelled_ids) == len(pairs) == 30
-    fake = FakeProvider(keyword_responder, model="fake/keyword")
-    out = tmp_path / "label-run"
-    config = RunConfig(model="fake/keyword", embedder="hash", n_clusters=20)
-    prep = prepare_labelling(pairs, llm=LLM(fake, progress=False), embedder=get_embedder("hash"), config=config, store=RunStore(out))
-    assert prep.tested and len(prep.votes) == len(pairs) * len(prep.tested)
-    return out, fake, truth, pairs
-
-
 def test_labels_make_no_model_calls_and_are_saved_at_once(tmp_path: Path) -> None:
-    out, fake, truth, _ = _prepared(tmp_path)
+    out, fake, truth, _ = prepared_label_run(tmp_path)
     calls = len(fake.requests)
     assert calls > 0  # proposals and votes, once, before the first label
     with LabelSession(out, who="tester") as session:
@@ -83,7 +56,7 @@ def test_labels_make_no_model_calls_and_are_saved_at_once(tmp_path: Path) -> Non
 
 
 def test_a_resumed_session_keeps_its_answers_and_asks_the_same_pair(tmp_path: Path) -> None:
-    out, fake, truth, _ = _prepared(tmp_path)
+    out, fake, truth, _ = prepared_label_run(tmp_path)
     with LabelSession(out) as session:
         for _ in range(5):
             pair = session.next()[0]  # type: ignore[index]
@@ -101,7 +74,7 @@ def test_a_resumed_session_keeps_its_answers_and_asks_the_same_pair(tmp_path: Pa
 
 def test_active_choice_beats_the_input_order_on_its_first_labels(tmp_path: Path) -> None:
     # not a benchmark (bench/active_labelling.py is): the chosen pairs are ones principles decide on
-    out, _, truth, pairs = _prepared(tmp_path)
+    out, _, truth, pairs = prepared_label_run(tmp_path)
     with LabelSession(out, random_share=0.0) as session:
         first = session.next()
         assert first is not None and first[1].reason == "active" and first[1].gain > 0
@@ -110,7 +83,7 @@ def test_active_choice_beats_the_input_order_on_its_first_labels(tmp_path: Path)
 
 
 def test_terminal_loop_keys_with_undo_and_quit(tmp_path: Path) -> None:
-    out, _, _, _ = _prepared(tmp_path)
+    out, _, _, _ = prepared_label_run(tmp_path)
     keys = iter(["a", "x", "u", "b", "t", "q"])
     written = io.StringIO()
     with LabelSession(out, who="keys") as session:
@@ -129,7 +102,7 @@ def test_side_by_side_columns_and_cuts() -> None:
 
 def test_icai_label_in_a_pseudo_terminal(tmp_path: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
-    data, truth = _unlabelled_csv(tmp_path)
+    data, truth = unlabelled_csv(tmp_path)
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "LINES": "40"}
     argv = ["-m", "icai", "label", str(data), "--out", str(out), "--model", "fake/keyword", "--embedder", "hash", "--who", "pty"]

@@ -58,6 +58,8 @@ BODIES: dict[str, dict[str, Field]] = {
     "vote": {"text": Field("text", required=True), "replaces": Field("id", max_chars=MAX_ID_CHARS)},
     "save": {"ids": Field("ids", required=True, max_chars=MAX_ID_CHARS), "note": Field("text", max_chars=MAX_NOTE_CHARS)},
     "evaluate": {},
+    "label": {"id": Field("text", required=True, max_chars=MAX_ID_CHARS), "label": Field("text", required=True, max_chars=8)},
+    "undo": {},
 }
 """The body of each write request: allowed keys and what each holds (null is as good as absent where optional)."""
 

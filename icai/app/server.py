@@ -15,14 +15,14 @@ import html
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from icai.app.hosts import HostPolicy, host_policy
@@ -40,6 +40,7 @@ from icai.app.schema import (
 from icai.app.workbench import MAX_PRINCIPLE_CHARS, Workbench, stats_dict
 from icai.errors import DataError
 from icai.htmlsafe import json_script
+from icai.labelling import LabelSession
 from icai.report import CSS as REPORT_CSS
 from icai.report import analysis_sections, pair_html
 
@@ -427,10 +428,17 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(workbench: Workbench, *, policy: HostPolicy | None = None, token: str | None = None) -> Starlette:
-    """The Starlette app over `workbench`.
+def create_app(
+    workbench: Workbench | None,
+    *,
+    policy: HostPolicy | None = None,
+    token: str | None = None,
+    labeller: LabelSession | None = None,
+) -> Starlette:
+    """The Starlette app over `workbench`, and over `labeller`'s labelling page (`icai.app.labelpage`) when given.
 
     Args:
+        workbench: the run to browse and edit; None serves the labelling page only (an `icai label` run).
         policy: the host names (any port) a request's Host header and Origin may name (`icai.app.hosts`;
             default: the loopback names); others get 403.
         token: the write token the page carries (default: a random one per app).
@@ -438,7 +446,9 @@ def create_app(workbench: Workbench, *, policy: HostPolicy | None = None, token:
     token = token or secrets.token_urlsafe(24)
     token_bytes = token.encode("ascii")
     policy = policy or host_policy()
-    wb = workbench
+    if workbench is None and labeller is None:
+        raise ValueError("create_app needs a workbench or a labelling session")
+    wb = cast(Workbench, workbench)  # the workbench routes below are served only when there is one
 
     def write_refusal(request: Request) -> str | None:
         """Why a write request is refused (CSRF rules); None when it may go ahead."""
@@ -554,7 +564,7 @@ def create_app(workbench: Workbench, *, policy: HostPolicy | None = None, token:
         jobs_free()
         return JSONResponse(wb.start_evaluate(n).to_dict(), status_code=202)
 
-    routes = [
+    routes = [] if workbench is None else [
         Route("/", page(index)),
         Route("/principle/{pid}", page(principle)),
         Route("/versions/{n}", page(version)),
@@ -567,6 +577,18 @@ def create_app(workbench: Workbench, *, policy: HostPolicy | None = None, token:
         Route("/api/versions/{n}/estimate", guarded(evaluate_estimate)),
         Route("/api/versions/{n}/evaluate", guarded(start_evaluate, writes=True), methods=["POST"]),
     ]
+    if labeller is not None:
+        from icai.app.labelpage import label_routes
+
+        routes += label_routes(
+            labeller, guarded=guarded, page=page, body=body, render=lambda title, html: _page(title, html, token=token)
+        )
+        if workbench is None:
+
+            async def to_label(request: Request) -> Response:
+                return RedirectResponse("label", status_code=303)
+
+            routes.append(Route("/", page(to_label)))
     app = Starlette(routes=routes, middleware=[Middleware(_Guard, policy=policy)])
     app.state.token = token
     app.state.policy = policy
@@ -728,7 +750,12 @@ JS = r"""
 
 
 def make_server(
-    workbench: Workbench, *, host: str = "127.0.0.1", port: int = 8765, allow_hosts: Sequence[str] = ()
+    workbench: Workbench | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    allow_hosts: Sequence[str] = (),
+    labeller: LabelSession | None = None,
 ) -> Any:
     """A uvicorn.Server for the workbench at host:port (port 0: any free one); `.run()` serves until `should_exit`.
 
@@ -737,7 +764,7 @@ def make_server(
     """
     import uvicorn
 
-    app = create_app(workbench, policy=host_policy(host, tuple(allow_hosts)))
+    app = create_app(workbench, policy=host_policy(host, tuple(allow_hosts)), labeller=labeller)
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
 
 
@@ -747,15 +774,16 @@ def bound_port(server: Any) -> int:
 
 
 def serve(
-    workbench: Workbench,
+    workbench: Workbench | None,
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
     allow_hosts: Sequence[str] = (),
     on_ready: Callable[[str], None] | None = None,
+    labeller: LabelSession | None = None,
 ) -> None:
     """Serve the workbench until interrupted; `on_ready(url)` is called once the socket listens, with a URL that works."""
-    server = make_server(workbench, host=host, port=port, allow_hosts=allow_hosts)
+    server = make_server(workbench, host=host, port=port, allow_hosts=allow_hosts, labeller=labeller)
     if on_ready is not None:
         policy: HostPolicy = server.config.app.state.policy
         original_startup = server.startup
