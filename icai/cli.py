@@ -334,11 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
     ap.add_argument("--max-attempts", type=int, default=6, help="tries per model call before giving up (default 6)")
 
-    from icai.export import FORMATS as EXPORT_FORMATS
+    from icai.export import EXPORT_FORMATS
 
-    x = sub.add_parser("export", help="export a constitution for other tools")
+    x = sub.add_parser(
+        "export",
+        help="export a constitution for other tools",
+        epilog="formats:\n" + "\n".join(f"  {f.name:<20}{f.help}" for f in EXPORT_FORMATS.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     x.add_argument("constitution")
-    x.add_argument("--format", dest="export_format", required=True, choices=EXPORT_FORMATS)
+    x.add_argument("--format", dest="export_format", required=True, choices=list(EXPORT_FORMATS))
     x.add_argument("--out", help="file to write (default: print)")
     return parser
 

@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 from icai.annotated_pairs import (
     DEFAULT_ANNOTATOR_DESCRIPTION,
@@ -27,7 +29,7 @@ from icai.annotated_pairs import (
     annotator_id,
 )
 from icai.prompts import _BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
-from icai.store import RunStore, read_run_csv  # noqa: F401 (read_run_csv: re-exported, its home is the store)
+from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, VOTE_PICK_COLUMNS, RunStore
 from icai.turns import render_turns
 from icai.types import Comparison, Constitution, DataError, Pick, Principle, Side, Vote, write_text_atomic
 
@@ -36,21 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ExportFormat = Literal[
-    "annotated-pairs",
-    "prompt",
-    "promptfoo",
-    "inspect",
-    "pairwise-prompt",
-    "pairwise-inspect",
-    "pairwise-promptfoo",
-    "reward-weights",
-]
-FORMATS: tuple[str, ...] = get_args(ExportFormat)
-
-COMPARISON_COLUMNS = ("id", "prompt", "text_a", "text_b", "preferred")
 MODEL_COLUMNS = ("model_a", "model_b")
-VOTE_COLUMNS = ("comparison_id", "principle_id", "value")
+"""Input metadata columns that name each response's model: the annotated-pairs export puts them on the responses."""
 
 JUDGE_INTRO = (
     "You are judging which of two responses to the same prompt is better.\n"
@@ -338,40 +327,185 @@ def _as_statement(text: str) -> str:
     return text if rest == text else f"The response {rest}"
 
 
-# --- files ----------------------------------------------------------------------------------
+# --- the table of formats, and files --------------------------------------------------------
+#
+# Adding a format: write its render function (constitution and run tables in, text out) and add one
+# `ExportFormat` to `EXPORT_FORMATS` (or call `register_format`); the CLI's --format choices and help,
+# the workbench's export links and downloads, and the README's list all read this table.
+
+
+class RunTables:
+    """The run tables an export reads beside a constitution (comparisons.csv, votes.csv, test_votes.csv).
+
+    Read when a render asks; `extra_votes` (the workbench's own votes) join votes.csv.
+    """
+
+    def __init__(self, run_dir: Path, *, extra_votes: pd.DataFrame | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.extra_votes = extra_votes
+
+    @functools.cached_property
+    def store(self) -> RunStore:
+        return RunStore.existing(self.run_dir)
+
+    @property
+    def run_name(self) -> str:
+        return self.run_dir.name
+
+    def has(self, name: str) -> bool:
+        return self.store.has(name)
+
+    def read(self, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+        return self.store.read_csv(name, columns)
+
+    def votes(self, columns: tuple[str, ...]) -> pd.DataFrame:
+        """votes.csv, with `extra_votes` after it."""
+        votes = self.read("votes.csv", columns)
+        if self.extra_votes is None:
+            return votes
+        import pandas as pd
+
+        return pd.concat([votes, self.extra_votes], ignore_index=True)
+
+    def test_votes(self, columns: tuple[str, ...]) -> pd.DataFrame | None:
+        """test_votes.csv, or None when the run has no held-out votes."""
+        return self.read("test_votes.csv", columns) if self.has("test_votes.csv") else None
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: its name, how it renders, the file it gets in a folder, the run tables it reads, its help."""
+
+    name: str
+    render: Callable[[Constitution, RunTables], str]
+    file_name: str
+    """The file an export gets when --out names a folder; its suffix names the workbench's downloads too."""
+    help: str
+    """One line for `icai export --help`."""
+    tables: tuple[str, ...] = ()
+    """Run tables it needs beside constitution.json (test_votes.csv is read too when present)."""
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _render_annotated_pairs(constitution: Constitution, tables: RunTables) -> str:
+    comparisons = tables.read("comparisons.csv", COMPARISON_COLUMNS)
+    votes = tables.votes(VOTE_COLUMNS)
+    test_votes = tables.test_votes(VOTE_COLUMNS)
+    if test_votes is not None:
+        import pandas as pd
+
+        # held-out votes (on the test split) let Feedback Forensics show both splits
+        votes = pd.concat([votes, test_votes], ignore_index=True)
+    name = str(constitution.metadata.get("dataset_name") or f"icai run {tables.run_name}")
+    data = to_annotated_pairs(constitution, comparisons, votes, dataset_name=name, also=user_principles_of(constitution))
+    return _json_text(data)
+
+
+def _render_reward_weights(constitution: Constitution, tables: RunTables) -> str:
+    comparisons = tables.read("comparisons.csv", COMPARISON_COLUMNS)
+    votes = tables.votes(VOTE_PICK_COLUMNS)
+    test_votes = tables.test_votes(VOTE_PICK_COLUMNS)
+    return _json_text(to_reward_weights(constitution, comparisons, votes, test_votes))
+
+
+RUN_TABLES = ("comparisons.csv", "votes.csv")
+"""The run files the annotated-pairs and reward-weights exports read beside constitution.json."""
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat(
+            "annotated-pairs",
+            _render_annotated_pairs,
+            "constitution.annotated_pairs.json",
+            "AnnotatedPairs v2.0 JSON for Feedback Forensics: the human label and one annotator per principle",
+            RUN_TABLES,
+        ),
+        ExportFormat(
+            "prompt", lambda c, _: to_judge_prompt(c), "constitution.prompt.txt", "a pairwise judge prompt (text)"
+        ),
+        ExportFormat(
+            "promptfoo",
+            lambda c, _: to_promptfoo_yaml(c),
+            "constitution.promptfoo.yaml",
+            "a promptfoo defaultTest with an llm-rubric assertion (YAML)",
+        ),
+        ExportFormat(
+            "inspect",
+            lambda c, _: to_inspect_scorer(c),
+            "constitution_scorer.py",
+            "an Inspect scorer: model_graded_qa with the constitution (Python)",
+        ),
+        ExportFormat(
+            "pairwise-prompt",
+            lambda c, _: _json_text(to_pairwise_judge(c)),
+            "pairwise_judge.json",
+            "icai's pairwise judge: system and user templates, answer format, position-swap rule (JSON)",
+        ),
+        ExportFormat(
+            "pairwise-inspect",
+            lambda c, _: to_pairwise_inspect_task(c),
+            "pairwise_judge.py",
+            "a standalone Inspect task that judges pairs in both orders (Python)",
+        ),
+        ExportFormat(
+            "pairwise-promptfoo",
+            lambda c, _: to_pairwise_promptfoo_yaml(c),
+            "pairwise.yaml",
+            "a promptfoo config that judges each pair in both orders (YAML)",
+        ),
+        ExportFormat(
+            "reward-weights",
+            _render_reward_weights,
+            "reward.json",
+            "per-principle reward weights fitted on the run's votes, with held-out accuracy (JSON)",
+            RUN_TABLES,
+        ),
+    )
+}
+"""Every export format by name, in the order the CLI and the workbench list them."""
+
+
+def register_format(fmt: ExportFormat) -> None:
+    """Add (or replace) a format in `EXPORT_FORMATS`: the CLI, the workbench and `export` offer it from then on."""
+    EXPORT_FORMATS[fmt.name] = fmt
+
+
+def export_format(name: str) -> ExportFormat:
+    """The format called `name`; DataError naming the known ones otherwise."""
+    if name not in EXPORT_FORMATS:
+        raise DataError(f"unknown export format {name!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    return EXPORT_FORMATS[name]
+
+
+def render_export(constitution: Constitution, fmt: ExportFormat, tables: RunTables, *, beside: str) -> str:
+    """The text of `constitution` in `fmt`; refused in one sentence when a run table it needs is not in the run.
+
+    beside: the constitution's file name, named in the refusal.
+    """
+    if fmt.tables:
+        missing = [name for name in fmt.tables if not tables.has(name)]
+        if missing:
+            raise DataError(
+                f"the {fmt.name} export reads the run's votes and pairs, but {tables.store.path} has no "
+                f"{' or '.join(missing)} beside {beside}: export from the run directory, or copy "
+                f"{', '.join(fmt.tables)} (and test_votes.csv, if any) next to the constitution"
+            )
+    return fmt.render(constitution, tables)
 
 
 def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None = None) -> str:
     """Export the constitution at `constitution_path` as `fmt`; also write it to `out_path` if given.
 
-    "annotated-pairs" reads comparisons.csv, votes.csv and (when present)
-    test_votes.csv from the same directory; "reward-weights" reads the same files.
+    A format with run tables (annotated-pairs, reward-weights) reads them from the constitution's directory.
     """
-    if fmt not in FORMATS:
-        raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    spec = export_format(fmt)
     path = constitution_file(constitution_path)
     constitution = Constitution.load(path)
-    if fmt == "annotated-pairs":
-        run = _run_beside(path, fmt)
-        comparisons = run.read_csv("comparisons.csv", COMPARISON_COLUMNS)
-        votes = run.read_csv("votes.csv", VOTE_COLUMNS)
-        if run.has("test_votes.csv"):
-            import pandas as pd
-
-            # held-out votes (on the test split) let Feedback Forensics show both splits
-            test_votes = run.read_csv("test_votes.csv", VOTE_COLUMNS)
-            votes = pd.concat([votes, test_votes], ignore_index=True)
-        name = str(constitution.metadata.get("dataset_name") or f"icai run {path.parent.name}")
-        data = to_annotated_pairs(constitution, comparisons, votes, dataset_name=name, also=user_principles_of(constitution))
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    elif fmt == "prompt":
-        text = to_judge_prompt(constitution)
-    elif fmt == "promptfoo":
-        text = to_promptfoo_yaml(constitution)
-    elif fmt == "inspect":
-        text = to_inspect_scorer(constitution)
-    else:
-        text = _export_pairwise_or_reward(constitution, fmt, path)
+    text = render_export(constitution, spec, RunTables(path.parent), beside=path.name)
     if out_path is not None:
         target = export_target(out_path, fmt)
         write_text_atomic(target, text)
@@ -379,25 +513,12 @@ def export(constitution_path: str | Path, fmt: str, out_path: str | Path | None 
     return text
 
 
-DEFAULT_FILE_NAMES: dict[str, str] = {
-    "annotated-pairs": "constitution.annotated_pairs.json",
-    "prompt": "constitution.prompt.txt",
-    "promptfoo": "constitution.promptfoo.yaml",
-    "inspect": "constitution_scorer.py",
-    "pairwise-prompt": "pairwise_judge.json",
-    "pairwise-inspect": "pairwise_judge.py",
-    "pairwise-promptfoo": "pairwise.yaml",
-    "reward-weights": "reward.json",
-}
-"""The file an export gets when --out names an existing directory."""
-
-
 def export_target(out_path: str | Path, fmt: str) -> Path:
-    """Where an export to `out_path` goes: the path itself, or `DEFAULT_FILE_NAMES[fmt]` inside it when it is a folder
+    """Where an export to `out_path` goes: the path itself, or the format's `file_name` inside it when it is a folder
     (an existing one, or a new one named with a trailing slash: ``--out exports/``)."""
     out = Path(out_path)
     is_folder = out.is_dir() or str(out_path).endswith(("/", os.sep))
-    return out / DEFAULT_FILE_NAMES[fmt] if is_folder else out
+    return out / export_format(fmt).file_name if is_folder else out
 
 
 def constitution_file(path: str | Path) -> Path:
@@ -409,23 +530,6 @@ def constitution_file(path: str | Path) -> Path:
             raise DataError(f"{path} is a directory without a constitution.json; give a constitution file or a run directory")
         return inside
     return path
-
-
-RUN_TABLES = ("comparisons.csv", "votes.csv")
-"""The run files the annotated-pairs and reward-weights exports read beside constitution.json."""
-
-
-def _run_beside(path: Path, fmt: str) -> RunStore:
-    """The run directory holding `path`, refused in one sentence when the tables an export needs are not there."""
-    run = RunStore.existing(path.parent)
-    missing = [name for name in RUN_TABLES if not run.has(name)]
-    if missing:
-        raise DataError(
-            f"the {fmt} export reads the run's votes and pairs, but {run.path} has no {' or '.join(missing)} beside "
-            f"{path.name}: export from the run directory, or copy {', '.join(RUN_TABLES)} (and test_votes.csv, "
-            "if any) next to the constitution"
-        )
-    return run
 
 
 def user_principles_of(constitution: Constitution) -> list[Principle]:
@@ -587,202 +691,31 @@ def _block_dumper() -> type:
     return BlockDumper
 
 
-_PAIRWISE_INSPECT_BODY = '''
-_SWAP = {"A": "B", "B": "A"}
-
-
-def sanitize(text: str) -> str:
-    """As icai does: neutralise block tags inside a text and cut a long one to its head and tail."""
-    text = BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", text)
-    if len(text) > MAX_CHARS:
-        half = MAX_CHARS // 2
-        text = text[:half] + "\\n[... cut ...]\\n" + text[-half:]
-    return text
-
-
-def render(prompt: str, first: str, second: str) -> str:
-    """The judge's user message with `first` in slot A and `second` in slot B."""
-    return TEMPLATE.format(prompt=sanitize(prompt) or "(none)", response_a=sanitize(first), response_b=sanitize(second))
-
-
-def parse_verdict(text: str) -> str | None:
-    """"A" or "B" from {"preferred": "A"} or a bare letter; None when unreadable."""
-    found = re.search(r'"preferred"\\s*:\\s*"\\s*(?:response\\s+)?([AB])\\b', text, re.IGNORECASE)
-    found = found or re.fullmatch(r"\\s*(?:response\\s+)?([AB])\\s*\\.?\\s*", text, re.IGNORECASE)
-    return found.group(1).upper() if found else None
-
-
-def combine(as_shown: str | None, swapped: str | None) -> str:
-    """The verdict over both orders: "A", "B", "tie" when they split, "invalid" when neither is readable.
-
-    `swapped` is the verdict on (response_b, response_a), in that order's own letters.
-    """
-    picks = [p for p in (as_shown, _SWAP[swapped] if swapped else None) if p]
-    if not picks:
-        return "invalid"
-    return picks[0] if len(set(picks)) == 1 else "tie"
-
-
-@metric
-def tie_rate() -> Metric:
-    """Share of pairs whose two orders gave opposite verdicts."""
-
-    def compute(scores: list[SampleScore]) -> float:
-        return sum(s.score.answer == "tie" for s in scores) / len(scores) if scores else 0.0
-
-    return compute
-
-
-@scorer(metrics=[accuracy(), stderr(), tie_rate()])
-def pairwise_constitution(model: str | Model | None = None, max_tokens: int = 16) -> Scorer:
-    """Judge the sample's two responses with the constitution, in both orders.
-
-    The sample's metadata holds "response_a" and "response_b" (and "prompt"; else the
-    sample input is the prompt); its target is the preferred one, "A" or "B".
-    Score value: C when the verdict is the target, I when it is the other response,
-    P (0.5) for a tie or no readable verdict, N when the sample has no target.
-    Score answer: "A", "B", "tie" or "invalid".
-    """
-
-    async def score(state: TaskState, target: Target) -> Score:
-        judge = get_model(model)
-        meta = state.metadata
-        prompt = str(meta.get("prompt", state.input_text))
-        a, b = str(meta["response_a"]), str(meta["response_b"])
-        config = GenerateConfig(temperature=0.0, max_tokens=max_tokens)
-        outputs = []
-        for first, second in ((a, b), (b, a)):
-            messages = [ChatMessageSystem(content=SYSTEM), ChatMessageUser(content=render(prompt, first, second))]
-            outputs.append((await judge.generate(messages, config=config)).completion)
-        as_shown, swapped = parse_verdict(outputs[0]), parse_verdict(outputs[1])
-        verdict = combine(as_shown, swapped)
-        expected = target.text.strip().upper()
-        if expected not in ("A", "B"):
-            value = NOANSWER
-        elif verdict == expected:
-            value = CORRECT
-        elif verdict == _SWAP[expected]:
-            value = INCORRECT
-        else:
-            value = PARTIAL
-        return Score(
-            value=value,
-            answer=verdict,
-            explanation=f"order (A, B): {outputs[0]!r}; order (B, A): {outputs[1]!r}",
-            metadata={"as_shown": as_shown, "swapped": swapped},
-        )
-
-    return score
-
-
-@solver
-def keep_pair() -> Solver:
-    """No generation: the scorer asks the judge."""
-
-    async def solve(state: TaskState, generate: Generate) -> TaskState:
-        return state
-
-    return solve
-
-
-def record_to_sample(record: dict[str, Any], split: str | None = None) -> list[Sample]:
-    """A pair record: prompt, response_a (or text_a), response_b (or text_b), preferred (A/B, or preferred_text)."""
-    if split is not None and str(record.get("split", "")) != split:
-        return []
-    a = str(record.get("response_a", record.get("text_a", "")))
-    b = str(record.get("response_b", record.get("text_b", "")))
-    prompt = str(record.get("prompt") or "")
-    preferred = str(record.get("preferred", record.get("target", "")) or "").strip().upper()
-    if not preferred and record.get("preferred_text") is not None:
-        chosen = str(record["preferred_text"])
-        preferred = "A" if chosen == a else "B" if chosen == b else ""
-    sample_id = record.get("id")
-    return [
-        Sample(
-            input=prompt or "(none)",
-            target=preferred if preferred in ("A", "B") else "",
-            id=str(sample_id) if sample_id not in (None, "") else None,
-            metadata={"prompt": prompt, "response_a": a, "response_b": b},
-        )
-    ]
-
-
-@task
-def pairwise_constitution_task(
-    pairs: str, split: str | None = None, judge: str | None = None, max_tokens: int = 16
-) -> Task:
-    """Judge labelled pairs from a CSV or JSONL file (an icai run's comparisons.csv works, e.g. with split=test)."""
-    load = csv_dataset if pairs.lower().endswith(".csv") else json_dataset
-    dataset = load(pairs, lambda record: record_to_sample(record, split))
-    return Task(dataset=dataset, solver=keep_pair(), scorer=pairwise_constitution(model=judge, max_tokens=max_tokens))
-'''
-
-
 def to_pairwise_inspect_task(constitution: Constitution) -> str:
     """Python source of an Inspect task and scorer that judge two responses per sample with the constitution.
 
     Standalone (it needs inspect_ai, not icai). The scorer asks the model in both
-    orders and returns A, B or tie, as `icai.evaluate.judge` does.
+    orders and returns A, B or tie, as `icai.evaluate.judge` does. The program is the package's
+    template `icai/templates/pairwise_inspect.py.tmpl`, with the constitution's values in its @@SLOTS@@.
     """
     system, user = pairwise_judge_messages(constitution)
-    principles = "".join(f"    {text!r},\n" for text in _principle_lines(constitution))
-    n = len(constitution)
-    return (
-        f'"""Pairwise Inspect judge generated by icai from a {n}-principle constitution.\n'
-        "\n"
-        "Each sample carries two responses in its metadata (response_a, response_b, prompt)\n"
-        'and the preferred one as target, "A" or "B". The scorer asks the judge model in both\n'
-        "orders (the prompt icai evaluates a constitution with), translates the swapped verdict\n"
-        'back and answers "A" or "B" when the orders agree and "tie" when they split.\n'
-        "\n"
-        "    inspect eval this_file.py --model openai/gpt-4o-mini -T pairs=pairs.jsonl\n"
-        "    inspect eval this_file.py --model openai/gpt-4o-mini -T pairs=runs/mine/comparisons.csv -T split=test\n"
-        "\n"
-        "pairs: CSV or JSONL with prompt, response_a, response_b, preferred (A or B); icai's column\n"
-        "names (text_a, text_b, preferred a/b or preferred_text) work too. -T judge=MODEL sets a\n"
-        "judge other than the evaluated model; -T max_tokens=N gives it room to think (default 16).\n"
-        '"""\n'
-        "\n"
-        "from __future__ import annotations\n"
-        "\n"
-        "import re\n"
-        "from typing import Any\n"
-        "\n"
-        "from inspect_ai import Task, task\n"
-        "from inspect_ai.dataset import Sample, csv_dataset, json_dataset\n"
-        "from inspect_ai.model import ChatMessageSystem, ChatMessageUser, GenerateConfig, Model, get_model\n"
-        "from inspect_ai.scorer import (\n"
-        "    CORRECT,\n"
-        "    INCORRECT,\n"
-        "    NOANSWER,\n"
-        "    PARTIAL,\n"
-        "    Metric,\n"
-        "    SampleScore,\n"
-        "    Score,\n"
-        "    Scorer,\n"
-        "    Target,\n"
-        "    accuracy,\n"
-        "    metric,\n"
-        "    scorer,\n"
-        "    stderr,\n"
-        ")\n"
-        "from inspect_ai.solver import Generate, Solver, TaskState, solver\n"
-        "\n"
-        f"PRINCIPLES = [\n{principles}]\n"
-        "\n"
-        f"SYSTEM = {system!r}\n"
-        "\n"
-        f"TEMPLATE = {_fill_slots(user, _FORMAT_NAMES, style='format')!r}\n"
-        '"""The judge\'s user message; str.format fields: prompt, response_a, response_b."""\n'
-        "\n"
-        f"MAX_CHARS = {MAX_RESPONSE_CHARS}\n"
-        f"BLOCK_TAG = re.compile({_BLOCK_TAG.pattern!r}, re.IGNORECASE)\n"
-        "\n"
-        f"{_PAIRWISE_INSPECT_BODY}"
-    )
+    values = {
+        "N": str(len(constitution)),
+        "PRINCIPLES": "".join(f"    {text!r},\n" for text in _principle_lines(constitution)),
+        "SYSTEM": repr(system),
+        "TEMPLATE": repr(_fill_slots(user, _FORMAT_NAMES, style="format")),
+        "MAX_CHARS": str(MAX_RESPONSE_CHARS),
+        "BLOCK_TAG": repr(_BLOCK_TAG.pattern),
+    }
+    return re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], _template("pairwise_inspect.py.tmpl"))
 
 
-REWARD_VOTE_COLUMNS = ("comparison_id", "principle_id", "picks")
+@functools.cache
+def _template(name: str) -> str:
+    """A program template shipped in the package (icai/templates/)."""
+    return resources.files("icai").joinpath("templates", name).read_text(encoding="utf-8")
+
+
 _PICKS: dict[str, Pick] = {"a": "a", "b": "b", "neither": "neither", "invalid": "invalid"}
 
 
@@ -806,7 +739,7 @@ def to_reward_weights(
     from icai.reward import fit_reward_weights
 
     _require_columns(comparisons_frame, COMPARISON_COLUMNS, "comparisons table")
-    _require_columns(votes_frame, REWARD_VOTE_COLUMNS, "votes table")
+    _require_columns(votes_frame, VOTE_PICK_COLUMNS, "votes table")
     config = constitution.metadata.get("config") or {}
     if seed is None:
         seed = int(config.get("seed", 0))
@@ -824,7 +757,7 @@ def to_reward_weights(
         (test if str(row.get("split", "train")) == "test" else train).append(comparison)
     test_votes: list[Vote] = []
     if test_votes_frame is not None:
-        _require_columns(test_votes_frame, REWARD_VOTE_COLUMNS, "test votes table")
+        _require_columns(test_votes_frame, VOTE_PICK_COLUMNS, "test votes table")
         test_votes = _vote_records(test_votes_frame)
     _principle_lines(constitution)  # an empty constitution fails as in the other exports
     weights = fit_reward_weights(
@@ -859,21 +792,3 @@ def _vote_records(frame: pd.DataFrame) -> list[Vote]:
                 )
         votes.append(Vote(str(row["comparison_id"]), str(row["principle_id"]), "abstain", tuple(picks)))
     return votes
-
-
-def _export_pairwise_or_reward(constitution: Constitution, fmt: str, path: Path) -> str:
-    """The text of a pairwise-judge or reward-weights export of the constitution at `path`."""
-    if fmt == "pairwise-prompt":
-        return json.dumps(to_pairwise_judge(constitution), indent=2, ensure_ascii=False) + "\n"
-    if fmt == "pairwise-inspect":
-        return to_pairwise_inspect_task(constitution)
-    if fmt == "pairwise-promptfoo":
-        return to_pairwise_promptfoo_yaml(constitution)
-    if fmt == "reward-weights":
-        run = _run_beside(path, fmt)
-        comparisons = run.read_csv("comparisons.csv", COMPARISON_COLUMNS)
-        votes = run.read_csv("votes.csv", REWARD_VOTE_COLUMNS)
-        test_votes = run.read_csv("test_votes.csv", REWARD_VOTE_COLUMNS) if run.has("test_votes.csv") else None
-        data = to_reward_weights(constitution, comparisons, votes, test_votes)
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icai.export import COMPARISON_COLUMNS, VOTE_COLUMNS
-from icai.store import RunStore
+from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, RunStore
 from icai.types import Constitution, PrincipleStats, stats_from_dict
 
 if TYPE_CHECKING:

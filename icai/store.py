@@ -63,6 +63,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CONFIG_FILE = "config.json"
+COMPARISON_COLUMNS = ("id", "prompt", "text_a", "text_b", "preferred")
+"""The columns every comparisons.csv starts with; then `split` and one column per input metadata key."""
+COMPARISON_TABLE_COLUMNS = (*COMPARISON_COLUMNS, "split")
+"""comparisons.csv's fixed columns, the train/test split included."""
+VOTE_COLUMNS = ("comparison_id", "principle_id", "value")
+"""The columns of votes.csv (and test_votes.csv, app_votes.csv) that say which way a vote went."""
+VOTE_PICK_COLUMNS = ("comparison_id", "principle_id", "picks")
+"""The columns of votes.csv with each vote's per-order picks (a, b, neither, invalid)."""
 LOCK_FILE = "run.lock"
 FINAL_OUTPUTS = ("constitution.json", "principles.csv", "evaluation.json", "test_votes.csv", "report.html", "groups.json")
 """Written at the end of a run from everything before: removed when a rerun changes the config."""
@@ -331,8 +339,8 @@ class RunStore:
 
     def read_comparisons(self) -> tuple[list[Comparison], list[Comparison]]:
         """(train, test) from comparisons.csv, each with the input metadata columns it was saved with."""
-        frame = self.read_csv("comparisons.csv", ("id", "prompt", "text_a", "text_b", "preferred", "split"))
-        fixed = {"id", "prompt", "text_a", "text_b", "preferred", "split"}
+        frame = self.read_csv("comparisons.csv", COMPARISON_TABLE_COLUMNS)
+        fixed = set(COMPARISON_TABLE_COLUMNS)
         extra = [c for c in frame.columns if c not in fixed]
         train: list[Comparison] = []
         test: list[Comparison] = []

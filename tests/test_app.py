@@ -26,7 +26,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from icai.app import MAX_PRINCIPLE_CHARS, Workbench, check_principle_text  # noqa: E402
 from icai.app.server import TOKEN_HEADER, create_app  # noqa: E402
 from icai.errors import DataError  # noqa: E402
-from icai.export import FORMATS  # noqa: E402
+from icai.export import EXPORT_FORMATS  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.select import filtered_q_values  # noqa: E402
 from icai.stats import principle_stats  # noqa: E402
@@ -299,7 +299,7 @@ def test_a_version_exports_in_every_format(client: TestClient, bench: Workbench)
     ids = [p.id for p in bench.original.principles]
     new = _wait(client, client.post("/api/vote", headers=WRITE, json={"text": NEW_TEXT}).json())["result"]["principle"]
     client.post("/api/versions", headers=WRITE, json={"ids": [*ids, new["id"]]})
-    for fmt in FORMATS:
+    for fmt in EXPORT_FORMATS:
         got = client.get(f"/versions/2/export/{fmt}")
         assert got.status_code == 200 and got.text.strip(), fmt
         assert "attachment" in got.headers["content-disposition"]
@@ -307,6 +307,55 @@ def test_a_version_exports_in_every_format(client: TestClient, bench: Workbench)
     annotators = [a for a in pairs["annotators"].values() if a.get("description") == NEW_TEXT]
     assert annotators  # the new principle is an annotator, with the app's votes
     assert client.get("/versions/2/export/nope").status_code == 400
+
+
+def test_a_new_export_format_is_one_table_entry(
+    client: TestClient, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A toy format registered as one ExportFormat: offered by the CLI (choices and --help), the workbench's
+    version page and download, and `export`; its render gets the run tables it declares."""
+    from icai.export import ExportFormat, RunTables, register_format
+    from icai.store import VOTE_COLUMNS
+
+    def render(constitution: Constitution, tables: RunTables) -> str:
+        votes = tables.votes(VOTE_COLUMNS)
+        return f"toy: {len(constitution)} principles, {len(votes)} votes\n"
+
+    register_format(ExportFormat("toy-count", render, "toy_count.txt", "counts of principles and votes (toy)", ("votes.csv",)))
+    try:
+        _check_toy_format(client, run_dir, tmp_path, capsys)
+    finally:
+        del EXPORT_FORMATS["toy-count"]
+    assert "toy-count" not in EXPORT_FORMATS
+
+
+def _check_toy_format(client: TestClient, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from icai.cli import main
+
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    help_text = capsys.readouterr().out
+    assert "toy-count" in help_text and "counts of principles and votes (toy)" in help_text
+    with pytest.raises(SystemExit):
+        main(["export", str(run_dir), "--format", "nope"])
+    assert "toy-count" in capsys.readouterr().err  # the choices name it
+
+    out = tmp_path / "exports"
+    out.mkdir()
+    assert main(["export", str(run_dir), "--format", "toy-count", "--out", str(out)]) == 0
+    n_votes = len((run_dir / "votes.csv").read_text(encoding="utf-8").splitlines()) - 1
+    n_principles = len(Constitution.load(run_dir / "constitution.json"))
+    assert (out / "toy_count.txt").read_text(encoding="utf-8") == f"toy: {n_principles} principles, {n_votes} votes\n"
+
+    assert 'href="1/export/toy-count"' in client.get("/versions/1").text
+    got = client.get("/versions/1/export/toy-count")
+    assert got.status_code == 200 and got.text == f"toy: {n_principles} principles, {n_votes} votes\n"
+    assert 'filename="constitution.v1.toy-count.txt"' in got.headers["content-disposition"]
+
+    (run_dir / "votes.csv").unlink()  # a declared table that is missing is refused in one sentence
+    assert main(["export", str(run_dir), "--format", "toy-count"]) != 0
+    assert "the toy-count export reads the run's votes and pairs" in capsys.readouterr().err
 
 
 def test_cli_app_on_a_missing_directory_is_one_sentence(tmp_path: Path) -> None:

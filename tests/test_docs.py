@@ -8,6 +8,7 @@ the text takes its number from (list items by index), which must then exist in t
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,50 @@ def test_a_dangling_citation_is_caught(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         lookup({"summary": {"y": 1}}, "summary.x")
     assert lookup({"a": [{"b": 2}]}, "a.0.b") == 2
+
+
+# --- generated blocks: a docs table that is made from code or a results file is checked against it --------------
+
+WRITE_DOCS = os.environ.get("ICAI_WRITE_DOCS") == "1"
+"""ICAI_WRITE_DOCS=1 pytest tests/test_docs.py rewrites the generated blocks instead of failing on a difference."""
+
+
+def generated_block(text: str, name: str, body: str) -> str:
+    """`text` with the block between `<!-- NAME: ... -->` and `<!-- NAME: end -->` replaced by `body`."""
+    pattern = re.compile(rf"(<!-- {re.escape(name)}: (?!end)[^\n]*-->\n)(.*?)(<!-- {re.escape(name)}: end -->)", re.S)
+    found = pattern.search(text)
+    assert found, f"no <!-- {name}: ... --> block"
+    return text[: found.start(2)] + body + text[found.end(2) :]
+
+
+def check_generated(path: Path, name: str, body: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    wanted = generated_block(text, name, body)
+    if WRITE_DOCS and text != wanted:
+        path.write_text(wanted, encoding="utf-8")
+        return
+    assert text == wanted, f"{path.name}: the {name} block differs from what it is generated from; run ICAI_WRITE_DOCS=1 pytest {Path(__file__).name}"
+
+
+def export_formats_table() -> str:
+    from icai.export import EXPORT_FORMATS
+
+    rows = ["| `--format` | file in an `--out` folder | reads beside constitution.json | what |", "|---|---|---|---|"]
+    for f in EXPORT_FORMATS.values():
+        reads = ", ".join(f"`{t}`" for t in f.tables) or "nothing"
+        rows.append(f"| `{f.name}` | `{f.file_name}` | {reads} | {f.help} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_readme_lists_every_export_format_as_the_table_says() -> None:
+    from icai.export import EXPORT_FORMATS
+
+    check_generated(ROOT / "README.md", "export-formats", export_formats_table())
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"--format {'|'.join(EXPORT_FORMATS)}" in readme  # the quick-start line names them all, in order
+
+
+def test_a_generated_block_that_differs_is_caught() -> None:
+    text = "a\n<!-- t: made by x -->\nold\n<!-- t: end -->\nb\n"
+    assert generated_block(text, "t", "new\n") == "a\n<!-- t: made by x -->\nnew\n<!-- t: end -->\nb\n"
+    assert generated_block(text, "t", "old\n") == text

@@ -14,7 +14,7 @@ import yaml
 from icai import datasets
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, annotator_id, read_annotated_pairs
 from icai.export import (
-    FORMATS,
+    EXPORT_FORMATS,
     export,
     to_annotated_pairs,
     to_inspect_scorer,
@@ -244,7 +244,7 @@ def test_empty_constitution_cannot_become_a_prompt() -> None:
         to_judge_prompt(Constitution(()))
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", list(EXPORT_FORMATS))
 def test_export_dispatches_and_writes(run_dir: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / "out" / f"export-{fmt}"
     text = export(run_dir / "constitution.json", fmt, out)

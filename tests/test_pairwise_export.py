@@ -21,7 +21,7 @@ from testdata import missing
 
 from icai.cli import build_parser
 from icai.export import (
-    FORMATS,
+    EXPORT_FORMATS,
     POSITION_SWAP_ADVICE,
     export,
     to_pairwise_inspect_task,
@@ -59,10 +59,10 @@ def unescaped(text: str) -> str:
 
 
 def test_new_formats_are_listed_and_offered_by_the_cli():
-    assert {"pairwise-prompt", "pairwise-inspect", "pairwise-promptfoo", "reward-weights"} <= set(FORMATS)
+    assert {"pairwise-prompt", "pairwise-inspect", "pairwise-promptfoo", "reward-weights"} <= set(EXPORT_FORMATS)
     export_parser = build_parser()._subparsers._group_actions[0].choices["export"]  # type: ignore[union-attr]
     fmt = next(a for a in export_parser._actions if a.dest == "export_format")
-    assert tuple(fmt.choices) == FORMATS
+    assert tuple(fmt.choices) == tuple(EXPORT_FORMATS)
 
 
 def test_pairwise_prompt_is_icais_judge(constitution):

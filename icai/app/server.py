@@ -15,6 +15,7 @@ import html
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 from starlette.applications import Starlette
@@ -39,6 +40,7 @@ from icai.app.schema import (
 )
 from icai.app.workbench import MAX_PRINCIPLE_CHARS, Workbench, stats_dict
 from icai.errors import DataError
+from icai.export import EXPORT_FORMATS
 from icai.htmlsafe import json_script
 from icai.labelling import LabelSession
 from icai.report import CSS as REPORT_CSS
@@ -311,15 +313,13 @@ def _principle_page(wb: Workbench, token: str, principle_id: str) -> HTMLRespons
 
 
 def _version_page(wb: Workbench, token: str, n: int) -> HTMLResponse:
-    from icai.export import FORMATS
-
     versions = {v["version"]: v for v in wb.versions()}
     if n not in versions:
         raise DataError(f"constitution version {n} not found")
     v = versions[n]
     items = "".join(f"<li>{_e(t)}</li>" for t in v["texts"])
     changes = _diff_html(v["changes"])
-    exports = " ".join(f'<a href="{n}/export/{_e(f)}">{_e(f)}</a>' for f in FORMATS)
+    exports = " ".join(f'<a href="{n}/export/{_e(f)}">{_e(f)}</a>' for f in EXPORT_FORMATS)
     evaluation = wb.evaluation(n)
     scores = ""
     if evaluation:
@@ -516,16 +516,13 @@ def create_app(
         return await run_in_threadpool(_version_page, wb, token, version_number(request.path_params["n"]))
 
     async def export(request: Request) -> Response:
-        from icai.export import FORMATS
-
         n = version_number(request.path_params["n"])
-        fmt = export_format(request.path_params["fmt"], list(FORMATS))
+        fmt = export_format(request.path_params["fmt"], list(EXPORT_FORMATS))
         try:
             text = await run_in_threadpool(wb.export, n, fmt)
         except DataError as exc:
             return PlainTextResponse(str(exc), status_code=404 if "not found" in str(exc) else 400)
-        suffix = {"promptfoo": "yaml", "pairwise-promptfoo": "yaml", "inspect": "py", "pairwise-inspect": "py", "prompt": "txt"}
-        name = f"constitution.v{n}.{fmt}.{suffix.get(fmt, 'json')}"
+        name = f"constitution.v{n}.{fmt}{Path(EXPORT_FORMATS[fmt].file_name).suffix}"
         return PlainTextResponse(text, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def state(request: Request) -> Response:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from icai.errors import DataError
 from icai.select import filtered_q_values, verdict
 from icai.stats import principle_stats
-from icai.store import RunStore
+from icai.store import COMPARISON_TABLE_COLUMNS, RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, normalize_text
 from icai.user_principles import injection
 
@@ -43,8 +43,6 @@ MAX_PRINCIPLE_CHARS = 2000
 USER_ORIGIN = "user"
 """`Principle.origin` of a principle written or reworded in the app."""
 
-BASE_COLUMNS = ("id", "prompt", "text_a", "text_b", "preferred", "split")
-"""comparisons.csv columns that are not input metadata."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -128,7 +126,7 @@ def stats_dict(s: PrincipleStats | None) -> dict[str, Any] | None:
 
 def _comparisons(frame: pd.DataFrame) -> tuple[list[Comparison], list[Comparison], list[str]]:
     """Train and test comparisons of comparisons.csv, every other column kept as metadata; and those columns."""
-    meta_columns = [c for c in frame.columns if c not in BASE_COLUMNS]
+    meta_columns = [c for c in frame.columns if c not in COMPARISON_TABLE_COLUMNS]
     train: list[Comparison] = []
     test: list[Comparison] = []
     for row in frame.to_dict("records"):
@@ -538,40 +536,15 @@ class Workbench:
         return {"version": n, "evaluation": result.to_dict(), "calls_made": llm.usage.calls - calls_before}
 
     def export(self, n: int, fmt: str) -> str:
-        """Version `n` in an export format (icai.export.FORMATS); the app's votes go with the run's."""
-        import pandas as pd
-
-        from icai.export import (
-            COMPARISON_COLUMNS,
-            FORMATS,
-            REWARD_VOTE_COLUMNS,
-            export,
-            to_annotated_pairs,
-            to_reward_weights,
-        )
+        """Version `n` in an export format (`icai.export.EXPORT_FORMATS`); the app's votes go with the run's."""
+        from icai.export import RunTables, export_format, render_export
         from icai.store import version_file_name
         from icai.types import votes_to_frame
 
-        if fmt not in FORMATS:
-            raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        path = self.store.path / version_file_name(n)
+        spec = export_format(fmt)
         constitution = self.store.read_constitution_version(n)
-        if fmt not in ("annotated-pairs", "reward-weights"):
-            return export(path, fmt)
-        import json
-
-        comparisons = self.store.read_csv("comparisons.csv", COMPARISON_COLUMNS)
-        votes = pd.concat([self.store.read_csv("votes.csv", REWARD_VOTE_COLUMNS), votes_to_frame(self.user_votes)],
-                          ignore_index=True)
-        test_votes = self.store.read_csv("test_votes.csv", REWARD_VOTE_COLUMNS) if self.store.has("test_votes.csv") else None
-        if fmt == "annotated-pairs":
-            if test_votes is not None:
-                votes = pd.concat([votes, test_votes], ignore_index=True)
-            name = str(constitution.metadata.get("dataset_name") or f"icai run {self.store.path.name}")
-            data = to_annotated_pairs(constitution, comparisons, votes, dataset_name=name)
-        else:
-            data = to_reward_weights(constitution, comparisons, votes, test_votes)
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        tables = RunTables(self.store.path, extra_votes=votes_to_frame(self.user_votes))
+        return render_export(constitution, spec, tables, beside=version_file_name(n))
 
 
 def diff_versions(
