@@ -71,6 +71,7 @@ ANNOTATORS = ("fake", "simulated")
 TOLERANCE = 0.02
 TEST_SIZE = 0.3
 RANDOM_SHARE = 0.2
+STRATEGY = "eig"
 NEGATION = "Select the response that does not do this: {t}."
 
 
@@ -168,7 +169,9 @@ def curve(order_kind: str, prep: dict[str, Any], config: RunConfig, seed: int) -
     scores = [held_out_agreement(ids, [], test_sides, test_labels)]
     for step in range(n):
         if order_kind == "active":
-            choice = next_pair(sides, labels, k=config.max_principles, random_share=RANDOM_SHARE, seed=seed * 100_003 + step)
+            choice = next_pair(
+                sides, labels, k=config.max_principles, random_share=RANDOM_SHARE, seed=seed * 100_003 + step, strategy=STRATEGY
+            )
             assert choice is not None
             row = choice.index
         else:
@@ -289,7 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--annotators", nargs="+", default=list(ANNOTATORS), choices=ANNOTATORS)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--strategy", choices=("eig", "disagreement"), default=STRATEGY)
     args = parser.parse_args(argv)
+    globals()["STRATEGY"] = args.strategy
     config = RunConfig(model="fake/keyword", embedder="hash")
     embedder = get_embedder("hash")
     started = time.perf_counter()
@@ -319,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "test_size": TEST_SIZE,
             "tolerance": TOLERANCE,
             "random_share": RANDOM_SHARE,
+            "strategy": STRATEGY,
             "embedder": "hash",
             "selection": config.selection,
             "max_principles": config.max_principles,

@@ -24,6 +24,10 @@ The model (documented in README "Labelling" and docs/benchmarks.md):
   labelled pairs never come only from where the principles disagree and the agreement estimates
   stay close to unbiased.
 - Stop rule: stop when `membership` has not changed for `patience` labels in a row (`stable_for`).
+
+`next_pair(strategy="disagreement")` scores pairs instead by how much the constitutions of the posterior
+draws disagree about them (`committee_disagreement`, query by committee). Neither beat a random order
+in bench/active_labelling.py; EIG is the default (see docs/benchmarks.md, "Active labelling").
 """
 
 from __future__ import annotations
@@ -152,6 +156,31 @@ def information_gain(
     return gain
 
 
+def committee_disagreement(
+    sides: np.ndarray, labels: np.ndarray, *, k: int, n_samples: int = N_SAMPLES, seed: int = 0
+) -> np.ndarray:
+    """Per pair: the entropy (bits) of what plausible constitutions predict for it; labelled pairs get -inf.
+
+    Each of `n_samples` posterior draws gives a constitution (the top-`k` strengths, as in `membership`),
+    which predicts A, B or neither for a pair by the sign of its members' summed sides. A pair on which
+    the plausible constitutions split is one whose label tells them apart; one that none decides scores 0.
+    The alternative to `information_gain` ("query by committee"), `next_pair(strategy="disagreement")`.
+    """
+    n_pairs, n_principles = sides.shape
+    if n_pairs == 0 or n_principles == 0:
+        return np.zeros(n_pairs)
+    rng = np.random.default_rng(seed)
+    n_for, n_against = counts(sides, labels)
+    p = rng.beta(1 + n_for, 1 + n_against, size=(n_samples, n_principles))
+    member = _top_k(relevance(sides) * (2 * p - 1), k).astype(float)
+    total = member @ sides.T.astype(float)  # samples x pairs
+    shares = np.stack([(total > 0).mean(axis=0), (total < 0).mean(axis=0), (total == 0).mean(axis=0)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = -np.where(shares > 0, shares * np.log2(shares), 0.0).sum(axis=0)
+    score[labels != 0] = -np.inf
+    return score
+
+
 @dataclass(frozen=True)
 class Choice:
     """The next pair to label: its row, why it was chosen, and its expected gain (NaN for a random pick)."""
@@ -170,6 +199,7 @@ def next_pair(
     random_share: float = RANDOM_SHARE,
     n_samples: int = N_SAMPLES,
     seed: int = 0,
+    strategy: Literal["eig", "disagreement"] = "eig",
 ) -> Choice | None:
     """The unlabelled pair to ask about next, or None when none is left.
 
@@ -189,7 +219,8 @@ def next_pair(
     rng = random.Random(seed)
     if rng.random() < random_share:
         return Choice(int(candidates[rng.randrange(candidates.size)]), "random", float("nan"))
-    gain = information_gain(sides, labels, k=k, n_samples=n_samples, seed=seed)
+    score = information_gain if strategy == "eig" else committee_disagreement
+    gain = score(sides, labels, k=k, n_samples=n_samples, seed=seed)
     gain[blocked] = -np.inf
     best = int(np.argmax(gain))
     return Choice(best, "active", float(gain[best]))

@@ -104,3 +104,15 @@ def test_stop_rule_counts_labels_with_unchanged_membership() -> None:
     assert stable_for([a]) == 0
     assert stable_for([a, b, b, b]) == 2
     assert stable_for([b, b, a]) == 0
+
+
+def test_committee_disagreement_prefers_pairs_the_plausible_constitutions_split_on() -> None:
+    from icai.active import committee_disagreement
+
+    sides, labels = _world()
+    score = committee_disagreement(sides, labels, k=3)
+    assert score[40] > score[41]  # 0 and 1 take opposite sides: the constitutions with one or the other split
+    assert score[42] == 0.0  # no constitution decides it
+    assert np.all(np.isneginf(score[:40]))
+    choice = next_pair(sides, labels, k=3, random_share=0.0, strategy="disagreement")
+    assert choice is not None and sides[choice.index, 0] != sides[choice.index, 1]
