@@ -274,7 +274,7 @@ def vote_adaptive(
         rounds += 1
         shown = chunk if both_orders else [_swap(c) if c.id in swapped else c for c in chunk]
         before = llm.usage.calls + llm.usage.cache_hits
-        round_votes = vote(
+        round_votes: Sequence[Vote] = vote(
             shown, active, llm, batch_size=batch_size, both_orders=both_orders, mode=mode, threshold=threshold
         )
         calls += llm.usage.calls + llm.usage.cache_hits - before

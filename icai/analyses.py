@@ -138,8 +138,8 @@ def compare_runs(
     (vote mode, batch size). Writes cross_a.csv, cross_b.csv and compare.json into `store`.
     """
     config = side_config(a)
-    known_a = store.load_votes("cross_a.csv") if store.has("cross_a.csv") else []
-    known_b = store.load_votes("cross_b.csv") if store.has("cross_b.csv") else []
+    known_a = list(store.load_votes("cross_a.csv")) if store.has("cross_a.csv") else []
+    known_b = list(store.load_votes("cross_b.csv")) if store.has("cross_b.csv") else []
     plan = plan_cross_votes(a, b, known_a=known_a, known_b=known_b)
     if not confirm(plan, cross_vote_calls(plan, llm, config)):
         return None

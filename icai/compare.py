@@ -56,7 +56,7 @@ def load_side(run_dir: str | Path, *, name: str | None = None) -> Side:
     store = RunStore.existing(run_dir)
     constitution = store.read_constitution()
     train, test = store.read_comparisons()
-    votes = store.load_votes() if store.has("votes.csv") else []
+    votes = list(store.load_votes()) if store.has("votes.csv") else []
     if store.has("test_votes.csv"):
         votes += store.load_votes("test_votes.csv")
     meta = constitution.metadata

@@ -187,10 +187,23 @@ def parse_pick(value: Any) -> Pick:
     return _PICK_WORDS.get(key, "invalid")
 
 
+def _plain_json(text: str) -> list[Any]:
+    """[the value] when `text` is one JSON object or list and nothing else (the usual answer), else [].
+
+    The same first candidate `_json_candidates` finds for such text, without scanning it for fences.
+    """
+    if text[:1] not in ("{", "[") or "```" in text:
+        return []
+    try:
+        return [json.loads(text)]
+    except ValueError:
+        return []
+
+
 def parse_votes(text: str, n_rules: int) -> list[Pick]:
     """Picks for rules 1..n from a vote answer; anything unreadable is "invalid"."""
     picks: list[Pick] = ["invalid"] * n_rules
-    for value in _json_candidates(text):
+    for value in _plain_json(text) or _json_candidates(text):
         if isinstance(value, list) and len(value) == n_rules:
             value = {str(i): v for i, v in enumerate(value, start=1)}
         if isinstance(value, dict):

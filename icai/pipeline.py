@@ -33,6 +33,7 @@ from icai.store import RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, stats_to_dict
 from icai.user_principles import USER_ORIGIN, user_principles
 from icai.voter import llm_vote_mode, vote_as_configured
+from icai.votes import VoteTable
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class RunResult:
     tested: tuple[Principle, ...]
     """The cluster representatives that were voted on."""
     stats: tuple[PrincipleStats, ...]
-    votes: tuple[Vote, ...]
+    votes: Sequence[Vote]
+    """The training votes: a `icai.votes.VoteTable` from exhaustive voting (columns, possibly memory-mapped)."""
     train: tuple[Comparison, ...]
     test: tuple[Comparison, ...]
     evaluation: Evaluation | None = None
@@ -146,9 +148,7 @@ def _run(
         "n_test": len(test),
         "n_candidates": len(result.candidates),
         "n_tested": len(result.tested),
-        "n_votes": len(result.votes),
-        "n_invalid_votes": sum(v.value == "invalid" for v in result.votes),
-        "n_invalid_picks": sum(p == "invalid" for v in result.votes for p in v.picks),
+        **_vote_counts(result.votes),
         "usage": llm.usage.as_dict(),
         "cost_usd": llm.cost_usd,
         "model": llm.model,
@@ -174,7 +174,7 @@ def _run(
                 {**evaluation.to_dict(), "stability": metadata["stability"], "notes": metadata["notes"]}
             )
         else:  # a run without a test split has no held-out outputs: a previous run's must not be shown as its own
-            store.discard("evaluation.json", "test_votes.csv")
+            store.discard("evaluation.json", "test_votes.csv", "test_votes.columns")
         if flipped is None:
             store.discard("flipped")
     return dataclasses.replace(
@@ -350,7 +350,7 @@ def _vote_and_select(
     if store is not None and store.is_done("vote", fp_vote):
         votes = store.load_votes()
     else:
-        votes = vote_as_configured(train, tested, llm, embedder, config, mode, adaptive=config.adaptive)
+        votes = vote_as_configured(train, tested, llm, embedder, config, mode, adaptive=config.adaptive, store=store)
         if store is not None:
             store.save_votes(votes)
             store.mark_done("vote", fp_vote)
@@ -371,7 +371,7 @@ def _vote_and_select(
         candidates=tuple(candidates),
         tested=tuple(tested),
         stats=tuple(stats),
-        votes=tuple(votes),
+        votes=votes,
         train=tuple(train),
         test=(),
         selection=selection,
@@ -440,7 +440,7 @@ def _evaluate(
     else:
         candidates = [s.principle_id for s in sorted((s for s in result.stats if s.agreement is not None), key=rank_key)]
     order = forward_select(
-        candidates, list(result.votes), list(result.train), max_principles=config.curve_candidates
+        candidates, result.votes, list(result.train), max_principles=config.curve_candidates
     ).principle_ids
     if not order:
         return evaluation
@@ -448,7 +448,9 @@ def _evaluate(
     # the constitution's own principles are voted too (with --select strength they need not be on the curve),
     # so exports can score every constitution principle held out
     voted = list(dict.fromkeys([*order, *(p.id for p in result.constitution.principles)]))
-    test_votes = vote_as_configured(test, [by_id[i] for i in voted], llm, embedder, config, mode, adaptive=False)
+    test_votes = vote_as_configured(
+        test, [by_id[i] for i in voted], llm, embedder, config, mode, adaptive=False, store=store, name="test_votes.csv"
+    )
     if store is not None:
         store.save_votes(test_votes, name="test_votes.csv")
     held_out = [
@@ -456,3 +458,14 @@ def _evaluate(
         for k in range(1, len(order) + 1)
     ]
     return dataclasses.replace(evaluation, curve=SelectionCurve(tuple(order), tuple(held_out)))
+
+
+def _vote_counts(votes: Sequence[Vote]) -> dict[str, int]:
+    """Votes, invalid votes and unreadable picks, for the constitution's metadata."""
+    if isinstance(votes, VoteTable):
+        return votes.counts()
+    return {
+        "n_votes": len(votes),
+        "n_invalid_votes": sum(v.value == "invalid" for v in votes),
+        "n_invalid_picks": sum(p == "invalid" for v in votes for p in v.picks),
+    }

@@ -29,6 +29,7 @@ import numpy as np
 
 from icai.stats import benjamini_hochberg, direction, principle_stats
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
+from icai.votes import VoteTable, direction_codes, preferred_a
 
 if TYPE_CHECKING:
     from icai.config import RunConfig
@@ -137,6 +138,10 @@ class VoteMatrix:
     def __init__(self, principle_ids: Sequence[str], comparisons: Sequence[Comparison], votes: Sequence[Vote]) -> None:
         self.principle_ids = list(dict.fromkeys(principle_ids))
         comparisons = list({c.id: c for c in comparisons}.values())
+        self._float: dict[tuple[str, str], np.ndarray] = {}
+        if isinstance(votes, VoteTable):
+            self._from_table(comparisons, votes)
+            return
         row = {c.id: i for i, c in enumerate(comparisons)}
         col = {pid: j for j, pid in enumerate(self.principle_ids)}
         self.correct = np.zeros((len(row), len(col)), dtype=np.int8)
@@ -150,6 +155,32 @@ class VoteMatrix:
             self.correct[i, j] = direction(v) * (1 if comparisons[i].preferred == "a" else -1)
             self.abstain[i, j] = v.value == "abstain"
             self.voted[i, j] = True
+
+    def _from_table(self, comparisons: Sequence[Comparison], table: VoteTable) -> None:
+        """The same matrices, read column by column from a vote table."""
+        rows = table.rows_for([c.id for c in comparisons])
+        columns = table.columns_for(self.principle_ids)
+        sign = np.where(preferred_a(comparisons), 1, -1).astype(np.int8)
+        shape = (len(comparisons), len(self.principle_ids))
+        self.correct = np.zeros(shape, dtype=np.int8)
+        self.abstain = np.zeros(shape, dtype=bool)
+        self.voted = np.zeros(shape, dtype=bool)
+        has_row = rows >= 0
+        for j, c in enumerate(columns.tolist()):
+            if c < 0:
+                continue
+            values = np.asarray(table.values[rows[has_row], c])
+            self.correct[has_row, j] = direction_codes(np.asarray(table.picks[rows[has_row], c])) * sign[has_row]
+            self.abstain[has_row, j] = values == 2
+            self.voted[has_row, j] = values >= 0
+
+    def indicator(self, name: str, dtype: str) -> np.ndarray:
+        """A 0/1 matrix, cached: "for" (correct == 1), "against" (correct == -1) or "voted"."""
+        key = (name, dtype)
+        if key not in self._float:
+            source = {"for": lambda: self.correct == 1, "against": lambda: self.correct == -1, "voted": lambda: self.voted}[name]()
+            self._float[key] = source.astype(dtype)
+        return self._float[key]
 
     @property
     def n_pairs(self) -> int:
@@ -168,20 +199,53 @@ class VoteMatrix:
         return m
 
 
+EXACT_FLOAT32 = 2**23
+"""Weighted sums of 0/1 columns are computed in float32 (half the memory and time of float64) when the weights
+are whole numbers summing below this: every partial sum, and every half of one, is then exact, so the results
+equal the float64 ones bit for bit."""
+
+
+def _dtype_for(w: np.ndarray) -> str:
+    whole = bool(np.all(w >= 0)) and bool(np.all(w == np.floor(w)))
+    return "float32" if whole and float(w.sum()) < EXACT_FLOAT32 else "float64"
+
+
+def _wsum(m: VoteMatrix, w: np.ndarray, name: str) -> np.ndarray:
+    """w @ indicator(name), exact, as float64."""
+    dtype = _dtype_for(w)
+    if name == "voted" and m.voted.all():
+        return np.full(len(m.principle_ids), float(w.sum()))
+    return (w.astype(dtype) @ m.indicator(name, dtype)).astype(np.float64)
+
+
 def _column_stats(m: VoteMatrix, w: np.ndarray) -> dict[str, np.ndarray]:
     """Weighted counts, agreement and strength per principle (weights: bootstrap multiplicities).
 
     The definitions are `icai.stats.principle_stats`' (Feedback Forensics'): relevance =
     decided / all votes, strength = (2 x agreement - 1) x relevance = (for - against) / all votes.
     """
-    n_for = w @ (m.correct == 1)
-    n_against = w @ (m.correct == -1)
-    n_votes = w @ m.voted
+    n_for = _wsum(m, w, "for")
+    n_against = _wsum(m, w, "against")
+    n_votes = _wsum(m, w, "voted")
     decided = n_for + n_against
     with np.errstate(invalid="ignore", divide="ignore"):
         agreement = np.where(decided > 0, n_for / np.maximum(decided, 1e-12), np.nan)
     strength = np.where(n_votes > 0, (n_for - n_against) / np.maximum(n_votes, 1e-12), 0.0)
     return {"n_for": n_for, "decided": decided, "agreement": agreement, "strength": strength}
+
+
+def _shared(m: VoteMatrix, w: np.ndarray, columns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For the given columns: pairs both decided and pairs both decided the same way, weighted (exact)."""
+    dtype = _dtype_for(w)
+    cols = list(columns)
+    pos = m.indicator("for", dtype)[:, cols]
+    neg = m.indicator("against", dtype)[:, cols]
+    wd = w.astype(dtype)[:, None]
+    pp = ((pos * wd).T @ pos).astype(np.float64)
+    nn = ((neg * wd).T @ neg).astype(np.float64)
+    pn = ((pos * wd).T @ neg).astype(np.float64)
+    same = pp + nn
+    return same + pn + pn.T, same
 
 
 def _select_ids(
@@ -205,15 +269,17 @@ def _select_ids(
     ]
     qualified.sort(key=lambda j: (-st["strength"][j], -st["n_for"][j], ids[j]))
 
-    decided = (m.correct != 0).astype(float)
+    # pairs both principles decided, and decided alike, for every two qualified ones at once
+    both_all, same_all = _shared(m, w, qualified) if qualified else (np.zeros((0, 0)), np.zeros((0, 0)))
+    place = {j: q for q, j in enumerate(qualified)}
     kept: list[int] = []
     merges: list[Merge] = []
     for j in qualified:
         for k in kept:
-            both = w @ (decided[:, j] * decided[:, k])
+            both = both_all[place[j], place[k]]
             if both < MIN_SHARED:
                 continue
-            same = w @ (decided[:, j] * decided[:, k] * (m.correct[:, j] == m.correct[:, k]))
+            same = same_all[place[j], place[k]]
             if same / both >= duplicate_agreement:
                 merges.append(Merge(ids[k], ids[j], float(same / both), int(round(both))))
                 break
@@ -244,10 +310,18 @@ def greedy(
     current = 0.5
     chosen: list[int] = []
     steps: list[Step] = []
+    dtype = _dtype_for(w)
+    pos, neg = m.indicator("for", dtype), m.indicator("against", dtype)
     while pool and len(chosen) < max_principles and total_w > 0:
-        # agreement of each candidate added to the current sum, all candidates at once
-        summed = total[:, None] + m.correct[:, pool]
-        scores = w @ (0.5 + 0.5 * np.sign(summed)) / total_w
+        # Agreement of each candidate added to the current sum, all candidates at once: a pair scores
+        # 0.5 + 0.5 sign(total + vote), which differs from its current score only where |total| <= 1
+        # and the candidate takes a side, so two products over the 0/1 matrices give every candidate's
+        # weighted sum (half-integers, exact) without forming pairs x candidates sums.
+        now = w @ (0.5 + 0.5 * np.sign(total))
+        tie, up, down = total == 0, total == -1, total == 1
+        gain_for = ((w * (tie | up)).astype(dtype) @ pos)[pool]
+        loss_against = ((w * (tie | down)).astype(dtype) @ neg)[pool]
+        scores = (now + 0.5 * (gain_for.astype(np.float64) - loss_against.astype(np.float64))) / total_w
         best = int(np.argmax(scores))  # the first maximum: the earlier candidate on ties
         gain = float(scores[best]) - current
         if gain < min_gain - 1e-12:

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats as sps
 
 from icai.types import Comparison, Principle, PrincipleStats, Vote
+from icai.votes import VoteTable, direction_codes
 
 ALPHA = 0.05
 """Significance level used by `length_confound`."""
@@ -291,6 +292,8 @@ def principle_stats(
     """
     by_id = {c.id: c for c in comparisons}
     ids = [p if isinstance(p, str) else p.id for p in principles]
+    if isinstance(votes, VoteTable) and len(set(ids)) == len(ids):
+        return _table_stats(ids, by_id, votes)
     wanted = set(ids)
     per_principle: dict[str, dict[str, Vote]] = {pid: {} for pid in ids}
     for vote in votes:
@@ -344,3 +347,73 @@ def principle_stats(
         )
     q_values = benjamini_hochberg([r["p_value"] for r in rows])
     return [PrincipleStats(**row, q_value=q) for row, q in zip(rows, q_values, strict=True)]
+
+
+def _kappa_from_counts(n: int, agree: int, pred_a: int, label_a: int) -> float | None:
+    """`cohen_kappa` of two a/b annotations given by counts (the same arithmetic, so the same float)."""
+    if n == 0:
+        return None
+    po = agree / n
+    pe = 0.0
+    for pred_c, label_c in ((pred_a, label_a), (n - pred_a, n - label_a)):
+        if pred_c or label_c:
+            pe += (pred_c / n) * (label_c / n)
+    if pe >= 1 - 1e-12:
+        return 0.0
+    return (po - pe) / (1 - pe)
+
+
+def _table_stats(ids: Sequence[str], by_id: dict[str, Comparison], table: VoteTable) -> list[PrincipleStats]:
+    """`principle_stats` over a vote table, column by column; the same numbers as from the records."""
+    rows = np.array([i for i, cid in enumerate(table.comparison_ids) if cid in by_id], dtype=np.int64)
+    comps = [by_id[table.comparison_ids[i]] for i in rows.tolist()]
+    pref_a = np.fromiter((c.preferred == "a" for c in comps), dtype=bool, count=len(comps))
+    length_diff = np.fromiter((len(c.text_a) - len(c.text_b) for c in comps), dtype=float, count=len(comps))
+    columns = table.columns_for(ids)
+    out: list[dict[str, Any]] = []
+    for pid, j in zip(ids, columns.tolist(), strict=True):
+        if j < 0:
+            values = np.full(rows.size, -1, dtype=np.int8)
+            picks = np.zeros((rows.size, 1), dtype=np.int8)
+        else:
+            values = np.asarray(table.values[rows, j])
+            picks = np.asarray(table.picks[rows, j])
+        voted = values >= 0
+        v, pk, pa = values[voted], picks[voted], pref_a[voted]
+        n_for, n_against = int((v == 0).sum()), int((v == 1).sum())
+        n_abstain, n_invalid = int((v == 2).sum()), int((v == 3).sum())
+        decided = n_for + n_against
+        n_votes = int(v.size)
+        relevance = decided / n_votes if n_votes else 0.0
+        kappa = fixed_chance_kappa(n_for, n_against) if n_votes else None
+        # Cohen's kappa: the principle picks the preferred side on "for", the other on "against"
+        pred_a = int(((v == 0) & pa).sum() + ((v == 1) & ~pa).sum())
+        label_a = int((((v == 0) | (v == 1)) & pa).sum())
+        _, p_adjusted, confounded = length_confound(direction_codes(pk), pa, length_diff[voted])
+        valid = (pk >= 1) & (pk <= 3)
+        two = valid.sum(axis=1) >= 2
+        high = np.where(valid, pk, -1).max(axis=1)
+        low = np.where(valid, pk, 99).min(axis=1)
+        n_two = int(two.sum())
+        out.append(
+            {
+                "principle_id": pid,
+                "n_for": n_for,
+                "n_against": n_against,
+                "n_abstain": n_abstain,
+                "n_invalid": n_invalid,
+                "agreement": n_for / decided if decided else None,
+                "relevance": relevance,
+                "kappa": kappa,
+                "strength": kappa * relevance if kappa is not None else None,
+                "cohen_kappa": _kappa_from_counts(decided, n_for, pred_a, label_a),
+                "agreement_ci": wilson_ci(n_for, decided),
+                "p_value": binomial_p(n_for, decided),
+                "swap_consistency": int((two & (high == low)).sum()) / n_two if n_two else None,
+                "length_adjusted_p": p_adjusted,
+                "length_confounded": confounded,
+                "n_pairs_tested": n_votes,
+            }
+        )
+    q_values = benjamini_hochberg([r["p_value"] for r in out])
+    return [PrincipleStats(**row, q_value=q) for row, q in zip(out, q_values, strict=True)]

@@ -5,7 +5,9 @@ Layout of a run directory:
   checkpoints.json   fingerprint of each completed stage (a stage is reused only if it matches)
   proposals.json     stage 1 output
   clusters.json      stage 2 output
-  votes.csv          stage 3 output (one row per comparison x principle)
+  votes.csv          stage 3 output (one row per comparison x principle), an export of votes.columns/
+  votes.columns/     the votes as columns (icai.votes.VoteTable: picks.npy, values.npy, meta.json), filled
+                     as the answers arrive and read back by a resumed run, the statistics and the report
   principles.csv     every candidate with its cluster and statistics
   comparisons.csv    the data used, with the train/test split
   constitution.json  the result (schema icai.constitution/1)
@@ -58,6 +60,7 @@ from icai.types import (
     write_json_atomic,
     write_text_atomic,
 )
+from icai.votes import VoteTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +75,15 @@ VOTE_COLUMNS = ("comparison_id", "principle_id", "value")
 VOTE_PICK_COLUMNS = ("comparison_id", "principle_id", "picks")
 """The columns of votes.csv with each vote's per-order picks (a, b, neither, invalid)."""
 LOCK_FILE = "run.lock"
-FINAL_OUTPUTS = ("constitution.json", "principles.csv", "evaluation.json", "test_votes.csv", "report.html", "groups.json")
+FINAL_OUTPUTS = (
+    "constitution.json",
+    "principles.csv",
+    "evaluation.json",
+    "test_votes.csv",
+    "test_votes.columns",
+    "report.html",
+    "groups.json",
+)
 """Written at the end of a run from everything before: removed when a rerun changes the config."""
 RUN_FILES = (
     CONFIG_FILE,
@@ -80,6 +91,7 @@ RUN_FILES = (
     "proposals.json",
     "clusters.json",
     "votes.csv",
+    "votes.columns",
     "comparisons.csv",
     *FINAL_OUTPUTS,
     "cache.sqlite",
@@ -257,12 +269,41 @@ class RunStore:
         data = json.loads((self.path / "clusters.json").read_text(encoding="utf-8"))
         return _principles(data["candidates"]), _principles(data["representatives"])
 
-    def save_votes(self, votes: Sequence[Vote], name: str = "votes.csv") -> None:
-        buf = io.StringIO()
-        votes_to_frame(votes).to_csv(buf, index=False)
-        write_text_atomic(self.path / name, buf.getvalue())
+    def vote_table(
+        self, comparison_ids: Sequence[str], principle_ids: Sequence[str], *, orders: int, margins: bool, name: str = "votes.csv"
+    ) -> VoteTable:
+        """An empty vote table memory-mapped in this run directory (`name`'s columns), for a vote to fill as it goes."""
+        folder = self.path / _columns_name(name)
+        self.discard(_columns_name(name))
+        return VoteTable.allocate(comparison_ids, principle_ids, orders=orders, margins=margins, folder=folder)
 
-    def load_votes(self, name: str = "votes.csv") -> list[Vote]:
+    def save_votes(self, votes: Sequence[Vote], name: str = "votes.csv") -> None:
+        """`name` (CSV, one row per vote) and, for votes that form a table, its columns beside it."""
+        table = votes if isinstance(votes, VoteTable) else None
+        if table is None and len(votes) >= COLUMNS_FROM_RECORDS:
+            table = VoteTable.from_votes(votes)
+        if table is None:
+            self.discard(_columns_name(name))
+            buf = io.StringIO()
+            votes_to_frame(votes).to_csv(buf, index=False)
+            write_text_atomic(self.path / name, buf.getvalue())
+            return
+        table.save(self.path / _columns_name(name))
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            table.write_csv(tmp)
+            os.chmod(tmp, 0o666 & ~process_umask())
+            os.replace(tmp, self.path / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_votes(self, name: str = "votes.csv") -> Sequence[Vote]:
+        """The votes saved as `name`: from its columns when they are there (memory-mapped), else from the CSV."""
+        columns = self.path / _columns_name(name)
+        if (columns / "meta.json").exists():
+            return VoteTable.load(columns)
         import pandas as pd
 
         frame = pd.read_csv(self.path / name, dtype=str, keep_default_na=False)
@@ -473,6 +514,15 @@ class RunStore:
 
 
 VERSION_FILE = re.compile(r"constitution\.v(\d+)\.json")
+
+
+COLUMNS_FROM_RECORDS = 1000
+"""Votes given as records are also saved as columns from this many on (when they form a table)."""
+
+
+def _columns_name(name: str) -> str:
+    """The folder of a votes file's columns: votes.csv -> votes.columns."""
+    return name.rsplit(".", 1)[0] + ".columns"
 
 
 def version_file_name(n: int) -> str:

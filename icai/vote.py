@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Literal, cast
 
+import numpy as np
+
 from icai.debias import (
     LOGPROB_MARGIN,
-    SWAP,
     calibrated_margins,
     combine_picks,
     debiased_margin,
@@ -19,7 +20,8 @@ from icai.llm.base import LLMError, NegotiatesLogprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
 from icai.prompts import vote_branches_request, vote_one_request, vote_request
-from icai.types import Comparison, Pick, Principle, Vote
+from icai.types import Comparison, Principle
+from icai.votes import PICK_CODE, SWAPPED_CODE, VALUE_CODE, VoteTable, combine_codes, preferred_a
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,11 @@ LOGPROB_PROBE = vote_one_request(
 """The question that settles whether a server returns log-probs before a log-prob vote starts."""
 
 
+VOTE_CHUNK_CALLS = 4096
+"""About how many calls one chunk of voting sends before its answers are folded into the vote table, so
+the driver holds one chunk's requests and completions, never the run's."""
+
+
 def vote(
     comparisons: Sequence[Comparison],
     principles: Sequence[Principle],
@@ -82,7 +89,8 @@ def vote(
     both_orders: bool = True,
     mode: VoteMode = "generate",
     threshold: float = LOGPROB_MARGIN,
-) -> list[Vote]:
+    out: VoteTable | None = None,
+) -> VoteTable:
     """One Vote per (comparison, principle); `batch_size` principles share one call.
 
     `mode="logprob"` reads the next-token log-probabilities of "A" and "B" after
@@ -97,94 +105,131 @@ def vote(
     assumes the caller randomised the orders, as adaptive one-order voting does.
     Network failures propagate (after retries in the LLM wrapper); only
     unreadable model text becomes an "invalid" pick.
+
+    The votes come back as a `VoteTable` (a `Sequence[Vote]`, pair by pair, each pair's principles in
+    order), filled chunk by chunk as the answers arrive; `out` is a table to fill (e.g. memory-mapped in
+    the run directory by `RunStore.vote_table`), allocated for these comparisons and principles.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    if mode == "logprob":
-        return _vote_logprob(comparisons, principles, llm, threshold=threshold, batch_size=batch_size, both_orders=both_orders)
-    batches = [list(principles[i : i + batch_size]) for i in range(0, len(principles), batch_size)]
     orders = (False, True) if both_orders else (False,)
-    # A pair's batches in one order are consecutive: those prompts differ only in the
-    # rules at the end, so prefix caches (the provider's, a local KV cache) reuse the pair.
-    jobs: list[tuple[Comparison, list[Principle], bool]] = [
-        (c, batch, swapped) for c in comparisons for swapped in orders for batch in batches
-    ]
-    requests = [
-        vote_request(
-            c.prompt,
-            c.text_b if swapped else c.text_a,
-            c.text_a if swapped else c.text_b,
-            [p.text for p in batch],
-        )
-        for c, batch, swapped in jobs
-    ]
-    completions = llm.map(requests, desc="vote", keys=[c.id for c, _, _ in jobs])
-
-    picks: dict[tuple[str, str], list[Pick]] = {}
-    raws: dict[tuple[str, str], list[str]] = {}
-    for (c, batch, swapped), completion in zip(jobs, completions, strict=True):
-        parsed = parse_votes(completion.text, len(batch))
-        for p, pick in zip(batch, parsed, strict=True):
-            key = (c.id, p.id)
-            picks.setdefault(key, []).append(SWAP[pick] if swapped else pick)
-            if pick == "invalid":
-                raws.setdefault(key, []).append(completion.text)
-
-    by_id = {c.id: c for c in comparisons}
-    votes = [
-        Vote(
-            comparison_id=cid,
-            principle_id=pid,
-            value=combine_picks(ps, by_id[cid].preferred),
-            picks=tuple(ps),
-            raw=" || ".join(raws.get((cid, pid), [])),
-        )
-        for (cid, pid), ps in picks.items()
-    ]
-    n_invalid = sum(v.value == "invalid" for v in votes)
+    table = _table_for(comparisons, principles, out, orders=len(orders), margins=mode == "logprob")
+    if not comparisons or not principles:
+        return table
+    if mode == "logprob":
+        _vote_logprob(comparisons, principles, llm, table, threshold=threshold, batch_size=batch_size, both_orders=both_orders)
+        table.refresh()
+        return table
+    batches = [list(principles[i : i + batch_size]) for i in range(0, len(principles), batch_size)]
+    texts = [[p.text for p in batch] for batch in batches]
+    offsets = [i * batch_size for i in range(len(batches))]
+    per_pair = len(orders) * len(batches)
+    chunk = max(1, VOTE_CHUNK_CALLS // per_pair)
+    preferred = preferred_a(comparisons)
+    n_invalid = 0
+    for start in range(0, len(comparisons), chunk):
+        pairs = comparisons[start : start + chunk]
+        # A pair's batches in one order are consecutive: those prompts differ only in the
+        # rules at the end, so prefix caches (the provider's, a local KV cache) reuse the pair.
+        jobs = [(i, o, b) for i in range(len(pairs)) for o in range(len(orders)) for b in range(len(batches))]
+        requests = [
+            vote_request(
+                pairs[i].prompt,
+                pairs[i].text_b if orders[o] else pairs[i].text_a,
+                pairs[i].text_a if orders[o] else pairs[i].text_b,
+                texts[b],
+            )
+            for i, o, b in jobs
+        ]
+        completions = llm.map(requests, desc="vote", keys=[pairs[i].id for i, _, _ in jobs])
+        del requests
+        picks = np.zeros((len(pairs), len(principles), len(orders)), dtype=np.int8)
+        for (i, o, b), completion in zip(jobs, completions, strict=True):
+            parsed = parse_votes(completion.text, len(batches[b]))
+            codes = [PICK_CODE[p] for p in parsed]
+            if orders[o]:
+                codes = [int(SWAPPED_CODE[c]) for c in codes]
+            picks[i, offsets[b] : offsets[b] + len(codes), o] = codes
+            if 4 in codes:
+                for j, c in enumerate(codes):
+                    if c == 4:
+                        k = (start + i) * len(principles) + offsets[b] + j
+                        table.raw[k] = completion.text if k not in table.raw else f"{table.raw[k]} || {completion.text}"
+        del completions
+        values = combine_codes(picks, preferred[start : start + len(pairs), None])
+        table.picks[start : start + len(pairs)] = picks
+        table.values[start : start + len(pairs)] = values
+        n_invalid += int((values == 3).sum())
+    table.refresh()
     if n_invalid:
-        log.warning("vote: %d of %d votes invalid (unreadable model output)", n_invalid, len(votes))
-    return votes
+        log.warning("vote: %d of %d votes invalid (unreadable model output)", n_invalid, len(table))
+    return table
+
+
+def _table_for(
+    comparisons: Sequence[Comparison], principles: Sequence[Principle], out: VoteTable | None, *, orders: int, margins: bool
+) -> VoteTable:
+    """`out` checked against what is voted, or a new in-memory table."""
+    cids, pids = [c.id for c in comparisons], [p.id for p in principles]
+    if len(set(cids)) != len(cids) or len(set(pids)) != len(pids):
+        raise ValueError("vote: comparison ids and principle ids must be unique")
+    if out is None:
+        return VoteTable.allocate(cids, pids, orders=orders, margins=margins)
+    if not out.aligned(cids, pids) or out.picks.shape[2] != orders or (out.margins is not None) != margins:
+        raise ValueError(f"vote: the table to fill ({out!r}) was made for other pairs, principles or orders")
+    return out
 
 
 def _vote_logprob(
     comparisons: Sequence[Comparison],
     principles: Sequence[Principle],
     llm: LLM,
+    table: VoteTable,
     *,
     threshold: float,
     batch_size: int,
     both_orders: bool,
-) -> list[Vote]:
+) -> None:
     # Per pair and order, the principles go together: as branches of one call where
     # the provider supports them (the pair is encoded once), else one call each,
     # consecutive so that prefix caches (a provider's, or the local KV cache) reuse the pair.
     per_call = batch_size if llm.capabilities.branches else 1
     orders = (False, True) if both_orders else (False,)
     batches = [list(principles[i : i + per_call]) for i in range(0, len(principles), per_call)]
-    jobs = [(c, swapped, batch) for c in comparisons for swapped in orders for batch in batches]
-    requests = [
-        vote_branches_request(c.prompt, *((c.text_b, c.text_a) if swapped else (c.text_a, c.text_b)), [p.text for p in batch])
-        for c, swapped, batch in jobs
-    ]
-    completions = llm.map(requests, desc="vote (log-prob)", keys=[c.id for c, _, _ in jobs])
-    # the choices' log-probs per (pair, principle), in the order(s) asked
-    scores: dict[tuple[str, str], list[Mapping[str, float] | None]] = {}
-    texts: dict[tuple[str, str], list[str]] = {}
-    for (c, _, batch), request, completion in zip(jobs, requests, completions, strict=True):
-        scored = completion.branch_logprobs if request.branches else (completion.choice_logprobs,)
-        for p, logprobs in zip(batch, scored or [None] * len(batch), strict=True):
-            scores.setdefault((c.id, p.id), []).append(logprobs)
-            texts.setdefault((c.id, p.id), []).append(completion.text)
-    keys = [(c.id, p.id) for c in comparisons for p in principles]
-    if both_orders:
-        margins = [debiased_margin(*scores[k]) for k in keys]
-    else:
-        margins = calibrated_margins([order_margin(scores[k][0]) for k in keys])
-    by_id = {c.id: c for c in comparisons}
-    votes = []
-    for (cid, pid), margin in zip(keys, margins, strict=True):
-        pick = margin_pick(margin, threshold=threshold)
-        raw = f"margin={margin:.4f}" if margin is not None else "unreadable: " + " / ".join(repr(t) for t in texts[(cid, pid)])
-        votes.append(Vote(cid, pid, combine_picks([pick], by_id[cid].preferred), (pick,), raw))
-    return votes
+    n_p = len(principles)
+    chunk = max(1, VOTE_CHUNK_CALLS // (len(orders) * len(batches)))
+    if not both_orders:
+        chunk = len(comparisons) or 1  # calibration uses the mean over all margins: one chunk
+    margins = cast(np.ndarray, table.margins)
+    for start in range(0, len(comparisons), chunk):
+        pairs = comparisons[start : start + chunk]
+        jobs = [(c, swapped, batch) for c in pairs for swapped in orders for batch in batches]
+        requests = [
+            vote_branches_request(c.prompt, *((c.text_b, c.text_a) if swapped else (c.text_a, c.text_b)), [p.text for p in batch])
+            for c, swapped, batch in jobs
+        ]
+        completions = llm.map(requests, desc="vote (log-prob)", keys=[c.id for c, _, _ in jobs])
+        # the choices' log-probs per (pair, principle), in the order(s) asked
+        scores: dict[tuple[str, str], list[Mapping[str, float] | None]] = {}
+        texts: dict[tuple[str, str], list[str]] = {}
+        for (c, _, batch), request, completion in zip(jobs, requests, completions, strict=True):
+            scored = completion.branch_logprobs if request.branches else (completion.choice_logprobs,)
+            for p, logprobs in zip(batch, scored or [None] * len(batch), strict=True):
+                scores.setdefault((c.id, p.id), []).append(logprobs)
+                texts.setdefault((c.id, p.id), []).append(completion.text)
+        keys = [(c.id, p.id) for c in pairs for p in principles]
+        if both_orders:
+            chunk_margins = [debiased_margin(*scores[k]) for k in keys]
+        else:
+            chunk_margins = calibrated_margins([order_margin(scores[k][0]) for k in keys])
+        for k, ((cid, pid), margin) in enumerate(zip(keys, chunk_margins, strict=True)):
+            i, j = divmod(k, n_p)
+            pick = margin_pick(margin, threshold=threshold)
+            cell = (start + i) * n_p + j
+            if margin is None:
+                table.raw[cell] = "unreadable: " + " / ".join(repr(t) for t in texts[(cid, pid)])
+            else:
+                margins[start + i, j] = margin
+            table.picks[start + i, j, :] = 0
+            table.picks[start + i, j, 0] = PICK_CODE[pick]
+            table.values[start + i, j] = VALUE_CODE[combine_picks([pick], pairs[i].preferred)]

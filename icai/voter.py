@@ -13,6 +13,7 @@ from icai.config import RunConfig
 from icai.embed import Embedder
 from icai.embed_vote import cascade_vote, vote_by_embedding
 from icai.llm.client import LLM
+from icai.store import RunStore
 from icai.types import Comparison, Principle, Vote
 from icai.vote import VoteMode, resolve_vote_mode, vote
 
@@ -26,8 +27,14 @@ def vote_as_configured(
     mode: VoteMode,
     *,
     adaptive: bool,
-) -> list[Vote]:
-    """Every (pair, principle) vote the config asks for: embedding only, adaptive, cascade, or exhaustive LLM voting."""
+    store: RunStore | None = None,
+    name: str = "votes.csv",
+) -> Sequence[Vote]:
+    """Every (pair, principle) vote the config asks for: embedding only, adaptive, cascade, or exhaustive LLM voting.
+
+    Exhaustive LLM votes come back as a `icai.votes.VoteTable`; with a `store`, its columns are memory-mapped in
+    the run directory (`name`'s columns) and filled as the answers arrive.
+    """
     if config.vote_mode == "embedding":
         return vote_by_embedding(comparisons, principles, embedder)
     if adaptive:
@@ -48,7 +55,12 @@ def vote_as_configured(
     if config.cascade:
         votes, _ = cascade_vote(comparisons, principles, llm, embedder, batch_size=config.vote_batch_size, mode=mode)
         return votes
-    return vote(comparisons, principles, llm, batch_size=config.vote_batch_size, mode=mode)
+    out = None
+    if store is not None and comparisons and principles:
+        out = store.vote_table(
+            [c.id for c in comparisons], [p.id for p in principles], orders=2, margins=mode == "logprob", name=name
+        )
+    return vote(comparisons, principles, llm, batch_size=config.vote_batch_size, mode=mode, out=out)
 
 
 def llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from icai.llm.base import Message, Request
-from icai.llm.fake import _block, _side_for, keyword_responder
+from icai.llm.fake import _block, _side_for, _words, keyword_responder
 
 Responder = Callable[[Request], str]
 
@@ -118,7 +118,7 @@ def keyword_logprobs(request: Request) -> dict[str, float]:
     prompt = request.prompt_text
     rule = re.search(r"^Rule: (.*)$", prompt, re.MULTILINE)
     if rule:
-        side = _side_for(rule.group(1), _block(prompt, "RESPONSE A"), _block(prompt, "RESPONSE B"))
+        side = _side_for(rule.group(1), _words(_block(prompt, "RESPONSE A")), _words(_block(prompt, "RESPONSE B")))
     else:  # a judge prompt
         side = json.loads(keyword_responder(request)).get("preferred", "A")
     if side == "neither":

@@ -207,11 +207,11 @@ class Workbench:
             store.read_csv("comparisons.csv", ("id", "prompt", "text_a", "text_b", "preferred"))
         )
         self.candidates, self.tested = store.load_clusters()
-        self.votes: list[Vote] = store.load_votes()
+        self.votes: Sequence[Vote] = store.load_votes()
         table = store.read_csv("principles.csv", ("id", "text")) if store.has("principles.csv") else None
         self.table: dict[str, dict[str, Any]] = {r["id"]: r for r in table.to_dict("records")} if table is not None else {}
         self.user: list[dict[str, Any]] = store.load_app_principles()
-        self.user_votes: list[Vote] = store.load_votes("app_votes.csv") if store.has("app_votes.csv") else []
+        self.user_votes: list[Vote] = list(store.load_votes("app_votes.csv")) if store.has("app_votes.csv") else []
         self._stats_cache: dict[tuple[str, str] | None, dict[str, PrincipleStats]] = {}
         self._base_stats: dict[tuple[str, str] | None, list[PrincipleStats]] = {}
         """principle_stats of the run's own principles per subset (they never change while the app runs)."""

@@ -1,10 +1,13 @@
-"""SQLite response cache: every completed call is committed before it is used."""
+"""SQLite response cache: completed calls are committed in batched transactions (`LLM.map` writes a batch at
+least every `icai.llm.client.CACHE_FLUSH_CALLS` calls or `CACHE_FLUSH_S` seconds, and before it returns or raises),
+so an interrupted run loses at most one unwritten batch of answers, which a resumed run asks again."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from icai.llm.base import Completion
@@ -17,6 +20,30 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
+
+
+LOOKUP_CHUNK = 500
+"""Keys per SELECT ... IN (...) (SQLite allows 999 parameters on old builds)."""
+
+
+def _dumps(completion: Completion) -> str:
+    data = {
+        "text": completion.text,
+        "input_tokens": completion.input_tokens,
+        "output_tokens": completion.output_tokens,
+        "cached_input_tokens": completion.cached_input_tokens,
+        "choice_logprobs": dict(completion.choice_logprobs) if completion.choice_logprobs else None,
+    }
+    if completion.branch_logprobs is not None:
+        data["branch_logprobs"] = [dict(b) if b is not None else None for b in completion.branch_logprobs]
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _loads(text: str) -> Completion:
+    data = json.loads(text)
+    if data.get("branch_logprobs") is not None:
+        data["branch_logprobs"] = tuple(data["branch_logprobs"])
+    return Completion(**data, from_cache=True)
 
 
 class ResponseCache:
@@ -38,26 +65,31 @@ class ResponseCache:
             row = self._conn.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        data = json.loads(row[0])
-        if data.get("branch_logprobs") is not None:
-            data["branch_logprobs"] = tuple(data["branch_logprobs"])
-        return Completion(**data, from_cache=True)
+        return _loads(row[0])
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
+        """The cached completions among `keys`, looked up a few hundred at a time."""
+        found: dict[str, Completion] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), LOOKUP_CHUNK):
+            chunk = unique[start : start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._conn.execute(f"SELECT key, completion FROM responses WHERE key IN ({marks})", chunk).fetchall()
+            for key, text in rows:
+                found[key] = _loads(text)
+        return found
 
     def put(self, key: str, model: str, completion: Completion) -> None:
-        data = {
-            "text": completion.text,
-            "input_tokens": completion.input_tokens,
-            "output_tokens": completion.output_tokens,
-            "cached_input_tokens": completion.cached_input_tokens,
-            "choice_logprobs": dict(completion.choice_logprobs) if completion.choice_logprobs else None,
-        }
-        if completion.branch_logprobs is not None:
-            data["branch_logprobs"] = [dict(b) if b is not None else None for b in completion.branch_logprobs]
+        self.put_many([(key, model, completion)])
+
+    def put_many(self, rows: Sequence[tuple[str, str, Completion]]) -> None:
+        """Store (key, model, completion) rows in one transaction."""
+        if not rows:
+            return
+        data = [(key, model, _dumps(completion)) for key, model, completion in rows]
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO responses (key, model, completion) VALUES (?, ?, ?)",
-                (key, model, json.dumps(data, ensure_ascii=False)),
-            )
+            self._conn.executemany("INSERT OR REPLACE INTO responses (key, model, completion) VALUES (?, ?, ?)", data)
             self._conn.commit()
 
     def __len__(self) -> int:

@@ -35,6 +35,47 @@ from icai.llm.prices import Price, estimate_tokens
 log = logging.getLogger(__name__)
 
 
+CACHE_FLUSH_CALLS = 512
+"""`LLM.map` writes its completions to the cache in one transaction per this many."""
+CACHE_FLUSH_S = 2.0
+"""... or at least this often, so a stopped run loses at most a few seconds of answers."""
+
+
+class _CacheWrites:
+    """Completions waiting to be written to the cache together (thread-safe).
+
+    A batch is written once it holds `CACHE_FLUSH_CALLS` completions or `CACHE_FLUSH_S` seconds after its
+    first one arrived (a timer thread, so answers are committed while the run waits on slow calls).
+    """
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+        self._rows: list[tuple[str, str, Completion]] = []
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def add(self, key: str, model: str, completion: Completion) -> None:
+        with self._lock:
+            self._rows.append((key, model, completion))
+            due = len(self._rows) >= CACHE_FLUSH_CALLS
+            if not due and self._timer is None:
+                self._timer = threading.Timer(CACHE_FLUSH_S, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._writing:  # a timer's write in progress ends before the final flush returns
+            with self._lock:
+                rows, self._rows = self._rows, []
+                timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()
+            self.cache.put_many(rows)
+
+
 @dataclass
 class Usage:
     calls: int = 0
@@ -155,10 +196,15 @@ class LLM:
         self._commit(key, request, completion, bound)
         return completion
 
-    def _commit(self, key: str, request: Request, completion: Completion, bound: float) -> None:
-        """Cache a provider's completion and count it; releases its reserved cost bound."""
+    def _commit(
+        self, key: str, request: Request, completion: Completion, bound: float, writes: _CacheWrites | None = None
+    ) -> None:
+        """Cache a provider's completion (at once, or in `writes`' next batch) and count it; releases its cost bound."""
         if self.cache is not None:
-            self.cache.put(key, self.model, completion)
+            if writes is None:
+                self.cache.put(key, self.model, completion)
+            else:
+                writes.add(key, self.model, completion)
         with self._lock:
             self._committed -= bound
             self._spent += self._cost(request, completion)
@@ -195,14 +241,18 @@ class LLM:
 
         if observer is not None:
             observer(str(desc), 0, len(requests))
+        writes = _CacheWrites(self.cache) if self.cache is not None else None
         try:
             request_keys = [r.cache_key(self.model) for r in requests]
             pending: list[int] = []
             first: set[str] = set()
             duplicates: list[int] = []
+            cached = self.cache.get_many(request_keys) if self.cache is not None else {}
             for i, key in enumerate(request_keys):
-                hit = self._cache_hit(key)
+                hit = cached.get(key)
                 if hit is not None:
+                    with self._lock:
+                        self.usage.cache_hits += 1
                     results[i] = hit
                     advance()
                 elif self.cache is not None and key in first:
@@ -234,7 +284,7 @@ class LLM:
 
             def on_result(s: int, k: int, completion: Completion) -> None:
                 i = sent[s][k]
-                self._commit(request_keys[i], requests[i], completion, bounds.pop(i))
+                self._commit(request_keys[i], requests[i], completion, bounds.pop(i), writes)
                 results[i] = completion
                 advance()
 
@@ -244,6 +294,8 @@ class LLM:
             finally:
                 with self._lock:
                     self._committed -= sum(bounds.values())
+                if writes is not None:
+                    writes.flush()  # everything answered so far, before duplicates read it or an error leaves
             with self._lock:
                 self.usage.retries += remote_retries
             if over:
@@ -252,6 +304,8 @@ class LLM:
                 results[i] = self.complete(requests[i])
                 advance()
         finally:
+            if writes is not None:
+                writes.flush()
             bar.close()
         return [r for r in results if r is not None]
 

@@ -15,11 +15,15 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from icai.llm.base import Completion, ConfigError, Request
 
 Responder = Callable[[Request], str]
+
+
+RECORD_LIMIT = 20_000
+"""Requests a fake keeps for inspection; it counts the rest (`n_requests`) without holding them."""
 
 
 class FakeProvider:
@@ -32,6 +36,7 @@ class FakeProvider:
         default: str | None = None,
         model: str = "fake/scripted",
         delay: float = 0.0,
+        record_limit: int = RECORD_LIMIT,
     ) -> None:
         self.script = script
         self.default = default
@@ -39,11 +44,17 @@ class FakeProvider:
         self.delay = delay
         """Seconds each call sleeps, to stand in for a network round trip."""
         self.requests: list[Request] = []
+        """The first `record_limit` requests received (a long run's would not fit in memory)."""
+        self.n_requests = 0
+        """Every request received."""
+        self.record_limit = record_limit
         self._lock = threading.Lock()
 
     def complete(self, request: Request) -> Completion:
         with self._lock:
-            self.requests.append(request)
+            self.n_requests += 1
+            if len(self.requests) < self.record_limit:
+                self.requests.append(request)
         if self.delay:
             time.sleep(self.delay)
         text = self._answer(request)
@@ -87,12 +98,16 @@ def _rules(prompt: str) -> list[str]:
     return [m.group(1) for m in re.finditer(r"^\d+\. (.*)$", tail, re.MULTILINE)]
 
 
-def _side_for(rule: str, text_a: str, text_b: str) -> str:
-    m = re.search(r"(does not mention|mentions) '([^']+)'", rule)
+_MENTIONS = re.compile(r"(does not mention|mentions) '([^']+)'")
+
+
+def _side_for(rule: str, words_a: Container[str], words_b: Container[str]) -> str:
+    """The side the rule picks from the responses' words ("mentions '<word>'" or "does not mention '<word>'")."""
+    m = _MENTIONS.search(rule)
     if not m:
         return "neither"
     word = m.group(2)
-    in_a, in_b = word in _words(text_a), word in _words(text_b)
+    in_a, in_b = word in words_a, word in words_b
     if in_a == in_b:
         return "neither"
     return "A" if in_a == (m.group(1) == "mentions") else "B"
@@ -132,11 +147,12 @@ def keyword_responder(request: Request) -> str:
         only = [(n, w) for w, n in preferred.items() if w not in other]
         only.sort(key=lambda t: (-t[0], t[1]))
         return json.dumps({"principles": [f"Select the response that mentions '{w}' in its text." for _, w in only[:3]]})
-    text_a, text_b = _block(prompt, "RESPONSE A"), _block(prompt, "RESPONSE B")
+    # each response's words are counted once per prompt, not once per rule
+    words_a, words_b = _words(_block(prompt, "RESPONSE A")), _words(_block(prompt, "RESPONSE B"))
     rules = _rules(prompt)
     if "which response the rule selects" in prompt:
-        return json.dumps({str(i): _side_for(r, text_a, text_b) for i, r in enumerate(rules, start=1)})
-    sides = [_side_for(r, text_a, text_b) for r in rules]
+        return json.dumps({str(i): _side_for(r, words_a, words_b) for i, r in enumerate(rules, start=1)})
+    sides = [_side_for(r, words_a, words_b) for r in rules]
     first = next((s for s in sides if s != "neither"), "A")
     return json.dumps({"preferred": first})
 
