@@ -118,7 +118,7 @@ class LabelSession:
             self.pairs: list[Comparison] = store.read_label_pairs()
             _, tested = store.load_clusters()
             self.principles: list[Principle] = tested
-            self.votes: list[Vote] = store.load_votes()
+            self.votes: Sequence[Vote] = store.load_votes()
             self.records: list[dict[str, Any]] = store.load_labels()
         except (OSError, KeyError, ValueError) as exc:
             self.close()

@@ -16,6 +16,7 @@ The layers, top to bottom; a module imports only modules of its own layer or of 
                     groups, surface, reward, target, user_principles, annotated_pairs, active   plain functions
     numerics        stats, debias, split
     data            io, shapes, formats, turns, store, prompts, parse, types,   records, files, prompt text,
+                    votes (the vote table),
                     datasets                                                    the shipped example sets
     models          icai.llm.*, embed, executor, ray_executor     providers, caching, where calls run
     base            config, errors, _version, htmlsafe            importable from anywhere
@@ -241,6 +242,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "icai.prompts",
             "icai.parse",
             "icai.types",
+            "icai.votes",
             "icai.datasets",
         ),
     ),
