@@ -8,167 +8,34 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any
 
 from icai._version import __version__
-
-EXIT_USAGE = 2
-EXIT_LLM = 1
+from icai.cli_options import (
+    GROUP_TITLES,
+    UsageError,
+    add_verbose,
+    attach,
+    config_dest,
+    config_flag,
+    data_options,
+    parse_pairs,
+)
+from icai.errors import (
+    EXIT_BUDGET,
+    EXIT_CLOSED_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+)
 
 log = logging.getLogger("icai")
 
-
-class UsageError(ValueError):
-    """An option value that cannot work; reported in one line with exit code 2."""
-
-
-GROUP_TITLES = {
-    "models": "models and randomness",
-    "propose": "stage 1, propose: principles from each pair",
-    "cluster": "stage 2, cluster: candidates kept",
-    "vote": "stage 3, vote: which principles agree with the labels",
-    "select": "stage 4, select: the constitution",
-    "evaluate": "stage 5, evaluate: held-out checks",
-}
+STAGES = ("models", "propose", "cluster", "vote", "select", "evaluate")
+"""The RunConfig groups: the options of every stage."""
 
 
-def _config_fields() -> dict[str, dataclasses.Field[Any]]:
-    from icai.config import RunConfig
-
-    return {f.name: f for f in dataclasses.fields(RunConfig)}
-
-
-def config_flag(name: str) -> str | None:
-    """The `icai run` flag of a RunConfig field (None when the field has none)."""
-    flag = _config_fields()[name].metadata["flag"]
-    return None if flag is None else flag or "--" + name.replace("_", "-")
-
-
-def config_dest(name: str) -> str:
-    """The argparse attribute that holds a RunConfig field's value."""
-    return str(_config_fields()[name].metadata["dest"] or name)
-
-
-def _add_config_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, name: str) -> None:
-    """One RunConfig field as an option: flag, type or choices, default and help all come from the field."""
-    from icai.config import RunConfig
-
-    f = _config_fields()[name]
-    flag = config_flag(name)
-    if flag is None:
-        return
-    hint = get_type_hints(RunConfig)[name]
-    base = next((a for a in get_args(hint) if a is not type(None)), hint) if type(None) in get_args(hint) else hint
-    help_text = f.metadata["help"]
-    kwargs: dict[str, Any] = {"dest": config_dest(name), "default": f.default}
-    if base is bool:
-        kwargs["action"] = argparse.BooleanOptionalAction if f.metadata["negatable"] else "store_true"
-    else:
-        if get_origin(base) is Literal:
-            kwargs["choices"] = list(get_args(base))
-        else:
-            kwargs["type"] = base
-            kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper()
-        if f.default is not None:
-            help_text += f" (default {f.default})"
-    p.add_argument(flag, help=help_text, **kwargs)
-
-
-def _add_config_options(p: argparse.ArgumentParser, *, stages: Sequence[str] | None = None) -> None:
-    """Every RunConfig field with a flag, in one argument group per stage (`stages`: only those groups)."""
-    from icai.config import STAGES
-
-    groups = {g: p.add_argument_group(GROUP_TITLES[g]) for g in (STAGES if stages is None else stages)}
-    for name, f in _config_fields().items():
-        if f.metadata["group"] in groups:
-            _add_config_option(groups[f.metadata["group"]], name)
-
-
-def _add_model_options(p: argparse.ArgumentParser, *, with_config: bool = True) -> None:
-    """The model and executor options; with_config adds --model and --vote-mode too (icai run adds them by stage)."""
-    if with_config:
-        _add_config_option(p, "model")
-    p.add_argument("--base-url", help="OpenAI-compatible server URL (vLLM, llama.cpp, Ollama); also OPENAI_BASE_URL")
-    p.add_argument("--concurrency", type=int, default=4, help="parallel API calls (default 4)")
-    p.add_argument("--max-calls", type=int, help="stop before making more than this many model calls")
-    p.add_argument("--max-cost", type=float, help="stop before the model calls could cost more than this many USD")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
-    p.add_argument("--max-attempts", type=int, default=6, help="tries per model call before giving up (default 6)")
-    p.add_argument(
-        "--executor",
-        choices=["local", "ray"],
-        default="local",
-        help="where model calls and embeddings run: this process (default) or a Ray cluster (pip install 'icai[ray]')",
-    )
-    p.add_argument("--ray-address", help="Ray cluster to join: auto, or ray://host:10001 (default: start a local one)")
-    p.add_argument("--ray-workers", type=int, help="Ray actors per model (default: one per GPU for local models, else per CPU)")
-    p.add_argument("--shard-size", type=int, default=256, help="model requests per unit of work sent to an executor (default 256)")
-    if with_config:
-        _add_config_option(p, "vote_mode")
-
-
-def add_data_options(p: argparse.ArgumentParser) -> None:
-    """--format, --columns and --label-map: how a command reads its DATA argument (`data_options` turns them into
-    `icai.load_comparisons` keywords). Every command that loads pairs calls this."""
-    from icai.io import FORMATS
-
-    g = p.add_argument_group("input data")
-    g.add_argument(
-        "--format",
-        dest="data_format",
-        default="auto",
-        help="input shape: auto (default: detect from the file and its columns), " + ", ".join(FORMATS),
-    )
-    g.add_argument(
-        "--columns",
-        metavar="FIELD=COLUMN,...",
-        help="which column holds each field, for shapes not detected: prompt=...,a=...,b=...,label=... "
-        "(or chosen=...,rejected=...; id=... optional)",
-    )
-    g.add_argument(
-        "--label-map",
-        metavar="VALUE=a|b|tie|none,...",
-        help="read label values as a side, a tie or no label, e.g. model_a=a,model_b=b,draw=tie",
-    )
-
-
-def data_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The `icai.load_comparisons` keywords (format, columns, label_map) from `add_data_options` flags."""
-    return {
-        "format": getattr(args, "data_format", "auto"),
-        "columns": parse_pairs(getattr(args, "columns", None), "--columns", "prompt=question,a=answer_1,b=answer_2,label=winner"),
-        "label_map": parse_pairs(getattr(args, "label_map", None), "--label-map", "model_a=a,model_b=b,tie=tie"),
-    }
-
-
-def parse_pairs(text: str | None, flag: str, example: str) -> dict[str, str] | None:
-    """``k=v,k=v`` as a dict (None when the flag is absent); a malformed item is a `UsageError` naming the flag."""
-    if text is None:
-        return None
-    pairs: dict[str, str] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} expects KEY=VALUE pairs separated by commas, e.g. {example}; got {item!r}")
-        if key.strip() in pairs:
-            raise UsageError(f"{flag} names {key.strip()!r} twice")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def _add_group_options(p: argparse.ArgumentParser, *, per_group: bool = False) -> None:
-    """--by / --bins / --target and the model columns (icai.groups, icai.target)."""
-    g = p.add_argument_group("subgroups and targets")
-    g.add_argument("--by", metavar="COLUMN", help="per-group statistics of each principle by this metadata column, "
-                   "with a permutation test of each group's difference (BH-corrected)")
-    g.add_argument("--bins", type=int, metavar="N", help="with --by on a time or numeric column: N quantile bins (drift)")
-    if per_group:
-        g.add_argument("--per-group-constitution", action="store_true",
-                       help="with --by: also select a constitution per group from the shared votes (no new calls)")
-    g.add_argument("--target", default="label", help="label (the human preference, default) or model:NAME "
-                   "(the label becomes which response is NAME's; pairs where NAME is neither side or both are dropped)")
-    g.add_argument("--model-a-col", default="model_a", help="with --target model:NAME: column naming response a's model")
-    g.add_argument("--model-b-col", default="model_b", help="with --target model:NAME: column naming response b's model")
+__all__ = ["GROUP_TITLES", "UsageError", "build_parser", "config_dest", "config_flag", "data_options", "main", "parse_pairs"]
 
 
 def _targeted(args: argparse.Namespace, comparisons):  # type: ignore[no-untyped-def]
@@ -182,7 +49,7 @@ def _targeted(args: argparse.Namespace, comparisons):  # type: ignore[no-untyped
         raise UsageError("--per-group-constitution needs --by COLUMN")
     targeted = retarget(comparisons, args.target, model_a_col=args.model_a_col, model_b_col=args.model_b_col)
     if targeted.note():
-        print(f"Note: {targeted.note()}")
+        _say(args, f"Note: {targeted.note()}")
     if args.by is not None:
         group_labels(targeted.comparisons, args.by, bins=args.bins)
     return targeted
@@ -197,27 +64,26 @@ def _print_groups(analysis) -> None:  # type: ignore[no-untyped-def]
         print(f"Constitution of {analysis.column} = {name}: " + ("; ".join(r["text"] for r in rows) or "empty"))
 
 
-def _add_run_dir_options(p: argparse.ArgumentParser) -> None:
-    """--out, --overwrite and --dry-run: where a learning run (run, test) goes, and whether it calls anything."""
-    p.add_argument("--out", required=True, help="run directory (an existing one is resumed; a new or empty folder starts one)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run in --out when it was made from another dataset (its files are removed)",
-    )
-    p.add_argument("--dry-run", action="store_true", help="print the estimated calls, tokens and cost per stage; call nothing")
+
+def _command(sub, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".")
+    add_verbose(p)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="icai", description="Inverse Constitutional AI: principles that explain preferences.")
+    parser = argparse.ArgumentParser(
+        prog="icai",
+        description="Inverse Constitutional AI: principles that explain preferences.",
+        epilog="Exit codes: 0 success, 1 unexpected error (a failed model call, a bug), 2 bad input or option, "
+        "3 budget reached (--max-calls, --max-cost), 130 interrupted.",
+    )
     parser.add_argument("--version", action="version", version=f"icai {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    add_verbose(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="learn a constitution from preference data")
+    r = _command(sub, "run", "learn a constitution from preference data")
     r.add_argument("data")
-    _add_run_dir_options(r)
-    add_data_options(r)
     r.add_argument(
         "--principles",
         dest="principles_file",
@@ -225,86 +91,101 @@ def build_parser() -> argparse.ArgumentParser:
         help="your own principles (one per line, or a JSON list): voted beside the proposed ones, never clustered "
         "away, origin user",
     )
-    _add_model_options(r, with_config=False)
-    _add_config_options(r)
-    _add_group_options(r, per_group=True)
+    attach(r, "run", stages=STAGES)
+    _per_group_option(r)
 
-    t = sub.add_parser(
+    t = _command(
+        sub,
         "test",
-        help="test your own principles on preference data: no proposing, no clustering",
-        description="Vote the principles of --principles on every pair and report per-principle statistics with "
+        "test your own principles on preference data: no proposing, no clustering",
+        "Vote the principles of --principles on every pair and report per-principle statistics with "
         "confidence intervals and significance, a constitution selected from them, report.html and the usual run "
         "directory (resumable, one run per directory). The embedder is used only by --vote-mode embedding and "
         "--cascade.",
     )
     t.add_argument("data")
     t.add_argument("--principles", dest="principles_file", metavar="FILE", required=True, help="one principle per line, or a JSON list")
-    _add_run_dir_options(t)
-    add_data_options(t)
-    _add_model_options(t, with_config=False)
-    _add_config_options(t, stages=("models", "vote", "select", "evaluate"))
-    _add_group_options(t, per_group=True)
+    attach(t, "test", stages=("models", "vote", "select", "evaluate"))
+    _per_group_option(t)
 
-    a = sub.add_parser(
+    a = _command(
+        sub,
         "annotate",
-        help="predict preferences with a constitution (labels optional)",
-        description="Predict which response of each pair the constitution prefers. Labels are optional: pairs "
-        "without one (no or an empty label column, a tie) are predicted; with labels, agreement is reported too.",
+        "predict preferences with a constitution (labels optional)",
+        "Predict which response of each pair the constitution prefers. Labels are optional: pairs "
+        "without one (no or an empty label column, a tie) are predicted; with labels, agreement is reported too. "
+        "The CSV keeps each pair's id, prompt and texts (--keep-columns chooses). The embedder is not used: "
+        "the judge is --model.",
     )
     a.add_argument("data")
     a.add_argument("--constitution", required=True, help="a constitution.json, or the run directory holding one")
-    a.add_argument("--out", required=True, help="CSV of predictions")
-    add_data_options(a)
-    _add_model_options(a)
-    _add_config_option(a, "vote_batch_size")
+    a.add_argument(
+        "--keep-columns",
+        metavar="COLUMN,...",
+        default="prompt,text_a,text_b",
+        help="input fields copied into the CSV beside id: prompt, text_a, text_b and metadata columns "
+        "(default prompt,text_a,text_b; none: only the id)",
+    )
+    attach(a, "annotate")
 
-    e = sub.add_parser("evaluate", help="score a constitution against labelled pairs, with baselines")
+    e = _command(
+        sub,
+        "evaluate",
+        "score a constitution against labelled pairs, with baselines",
+        "Score a constitution against labelled pairs: the judge following it, the same judge without principles, "
+        "a random constitution and surface features, each with a 95% interval. The embedder is not used: the "
+        "judge is --model.",
+    )
     e.add_argument("data")
     e.add_argument("--constitution", required=True, help="a constitution.json, or the run directory holding one")
-    _add_config_option(e, "seed")
-    add_data_options(e)
-    _add_model_options(e)
-    _add_group_options(e)
+    attach(e, "evaluate")
 
-    v = sub.add_parser("validate", help="check a dataset: every problem in one table (exit 2 only for errors)")
+    v = _command(sub, "validate", "check a dataset: every problem in one table (exit 2 only for errors)")
     v.add_argument("data")
-    add_data_options(v)
-    v.add_argument("--json", action="store_true", help="print the findings as JSON")
+    attach(v, "validate")
     v.add_argument(
         "--test-size",
         type=float,
         default=0.3,
         help="held-out share assumed when checking whether duplicates would straddle a split (default 0.3)",
     )
-    v.add_argument("--seed", type=int, default=0, help="split seed for that check (default 0)")
 
-    c = sub.add_parser(
+    c = _command(
+        sub,
         "compare",
-        help="compare two runs (or two datasets, run first): matched principles, strength on each side, differences",
+        "compare two runs (or two datasets, run first): matched principles, strength on each side, differences",
     )
     c.add_argument("a", metavar="RUN_A|DATA_A")
     c.add_argument("b", metavar="RUN_B|DATA_B")
-    c.add_argument("--out", required=True, help="folder for compare.json, compare.html, the cross-test votes and cache")
     c.add_argument("--yes", action="store_true", help="make the model calls the comparison needs without asking")
-    c.add_argument("--dry-run", action="store_true", help="print how many model calls the comparison needs; call nothing")
     c.add_argument("--min-similarity", type=float, default=0.8, help="embedding similarity for two principles to match (default 0.8)")
-    add_data_options(c)
-    _add_model_options(c, with_config=False)
-    _add_config_options(c)
-    c.set_defaults(model=None, embedder=None)  # default: the models the runs recorded
+    attach(c, "compare", stages=STAGES)
 
-    lb = sub.add_parser(
+    rep = _command(
+        sub,
+        "report",
+        "(re)write report.html for a run directory",
+        "Write report.html into a run directory (RUN, or RUN/constitution.json). A folder that holds no icai run "
+        "is refused and nothing is written; a run still in progress is waited for (--wait seconds).",
+    )
+    rep.add_argument("run_dir", metavar="RUN")
+    rep.add_argument(
+        "--wait", type=float, default=0.0, metavar="S",
+        help="seconds to wait for a run in progress to finish (default 0: refuse it at once)",
+    )
+    attach(rep, "report")
+
+    lb = _command(
+        sub,
         "label",
-        help="label pairs yourself, the most informative first; a constitution with intervals from only your labels",
-        description="Propose principles from the unlabelled pairs (each difference in both directions), cluster and "
+        "label pairs yourself, the most informative first; a constitution with intervals from only your labels",
+        "Propose principles from the unlabelled pairs (each difference in both directions), cluster and "
         "vote them once, then ask you about one pair at a time, the one whose answer tells the principles apart "
         "fastest (a share chosen at random). Keys: a/1 A, b/2 B, t tie, s skip, u undo, q quit. Every answer is "
         "written at once to --out (labels.json with who and when; labelled.csv for icai run; constitution.json); "
         "rerun the same command to resume. Labelling makes no model calls. The same queue is in icai app --out.",
     )
     lb.add_argument("data")
-    _add_run_dir_options(lb)
-    add_data_options(lb)
     lb.add_argument("--who", help="name recorded with each label (default: your login name)")
     lb.add_argument(
         "--patience", type=int, default=10,
@@ -314,13 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--random-share", type=float, default=0.2,
         help="share of pairs chosen at random rather than as the most informative (default 0.2)",
     )
-    _add_model_options(lb, with_config=False)
-    _add_config_options(lb, stages=("models", "propose", "cluster", "vote", "select"))
+    attach(lb, "label", stages=("models", "propose", "cluster", "vote", "select"))
 
-    rep = sub.add_parser("report", help="(re)write report.html for a run directory")
-    rep.add_argument("run_dir")
-
-    ap = sub.add_parser("app", help="a local web workbench over a run directory: browse, reword, vote, save versions")
+    ap = _command(sub, "app", "a local web workbench over a run directory: browse, reword, vote, save versions")
     ap.add_argument("run_dir")
     ap.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only); "
@@ -328,24 +205,32 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME",
                     help="a host name (or IP address) the app may be reached by when --host is not a loopback address; "
                     "repeatable; requests naming any other host are refused")
-    ap.add_argument("--model", help="annotator for edited principles (default: the run's own model)")
-    ap.add_argument("--base-url", help="OpenAI-compatible server URL (vLLM, llama.cpp, Ollama); also OPENAI_BASE_URL")
-    ap.add_argument("--concurrency", type=int, default=4, help="parallel API calls (default 4)")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per model call (default 60)")
-    ap.add_argument("--max-attempts", type=int, default=6, help="tries per model call before giving up (default 6)")
+    attach(ap, "app")
 
     from icai.export import EXPORT_FORMATS
 
     x = sub.add_parser(
         "export",
         help="export a constitution for other tools",
+        description="Export a constitution for other tools.",
         epilog="formats:\n" + "\n".join(f"  {f.name:<20}{f.help}" for f in EXPORT_FORMATS.values()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_verbose(x)
     x.add_argument("constitution")
-    x.add_argument("--format", dest="export_format", required=True, choices=list(EXPORT_FORMATS))
-    x.add_argument("--out", help="file to write (default: print)")
+    # not the input --format of the commands that read pairs: the output format (export takes no pairs)
+    x.add_argument("--format", dest="export_format", required=True, choices=list(EXPORT_FORMATS), help="output format")
+    attach(x, "export")
     return parser
+
+
+def _per_group_option(p: argparse.ArgumentParser) -> None:
+    from icai.cli_options import group
+
+    group(p, "groups").add_argument(
+        "--per-group-constitution", action="store_true",
+        help="with --by: also select a constitution per group from the shared votes (no new calls)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -363,19 +248,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(COMMANDS[args.command](args) or 0)
     except BrokenPipeError:
         return _closed_pipe()
-    except (DataError, ConfigError, BudgetExceeded, UsageError) as exc:
-        print(f"icai: error: {exc}", file=sys.stderr)
+    except BudgetExceeded as exc:
+        resume = "; completed calls are cached, rerun with a larger budget to resume" if args.command in RESUMABLE else ""
+        print(f"icai: budget reached: {exc}{resume}", file=sys.stderr)
+        return EXIT_BUDGET
+    except (DataError, ConfigError, UsageError) as exc:
+        _error(args, exc)
         return EXIT_USAGE
     except LLMError as exc:
         resume = "; completed calls are cached, rerun the same command to resume" if args.command in RESUMABLE else ""
         print(f"icai: model error: {exc}{resume}", file=sys.stderr)
-        return EXIT_LLM
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("icai: interrupted; completed calls are cached, rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"icai: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        _error(args, f"{where}{exc.strerror or exc}")
         return EXIT_USAGE
     except Exception as exc:  # a bug: one sentence, and the traceback with --verbose
         if args.verbose:
@@ -384,15 +273,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"icai: internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with -v for the traceback)",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return EXIT_ERROR
+
+
+def _error(args: argparse.Namespace, problem: object) -> None:
+    """One sentence on stderr; with --json, also one JSON object on stdout, so a script reading it gets JSON."""
+    print(f"icai: error: {problem}", file=sys.stderr)
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"error": str(problem), "exit_code": EXIT_USAGE}))
 
 
 RESUMABLE = ("run", "test", "label")
 """Commands whose model calls are cached in a run directory."""
-
-EXIT_INTERRUPTED = 130
-EXIT_CLOSED_PIPE = 141
-"""128 + SIGPIPE, what a shell reports for a command whose reader went away."""
 
 
 def _closed_pipe() -> int:
@@ -434,7 +328,7 @@ def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         given = {
             name: getattr(args, config_dest(name))
-            for name in _config_fields()
+            for name in (f.name for f in dataclasses.fields(RunConfig))
             if config_flag(name) is not None and hasattr(args, config_dest(name))
         }
         return RunConfig(**given)
@@ -452,6 +346,15 @@ def _executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         yield executor
     finally:
         executor.close()
+
+
+def _base_url(args: argparse.Namespace) -> str | None:
+    """The server of --base-url, or of $OPENAI_BASE_URL for an openai/ model (what the provider will call)."""
+    import os
+
+    if args.base_url or not str(args.model).startswith("openai/"):
+        return args.base_url
+    return os.environ.get("OPENAI_BASE_URL") or None
 
 
 def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-def]
@@ -506,14 +409,24 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     targeted = _targeted(args, load_comparisons(args.data, **data_options(args)))
     comparisons = list(targeted.comparisons)
     capabilities = capabilities_for(config.model, base_url=args.base_url)
-    estimate = estimate_run(comparisons, config, capabilities=capabilities)
+    estimate = estimate_run(comparisons, config, capabilities=capabilities, base_url=_base_url(args))
     wall = estimate_wall_time(estimate, capabilities)
     if args.dry_run:
+        if args.json:
+            _print_json(_estimate_dict(estimate, wall))
+            return 0
         print(estimate.table())
         if wall is not None:
             print(wall.line())
         print("Dry run: no model calls were made.")
         return 0
+    if config.test_size > 0 and (estimate.n_train < 10 or estimate.n_train < estimate.n_test):
+        log.warning(
+            "--test-size %g holds out %d of %d pairs and leaves %d to learn from; principles are proposed and "
+            "voted on the training pairs only (e.g. --test-size 0.3 leaves %d)",
+            config.test_size, estimate.n_test, estimate.n_train + estimate.n_test, estimate.n_train,
+            round(0.7 * (estimate.n_train + estimate.n_test)),
+        )
     if args.max_calls is not None and estimate.calls > args.max_calls:
         log.warning("the run needs about %d calls; it will stop after --max-calls %d", estimate.calls, args.max_calls)
     cost = estimate.cost()
@@ -560,7 +473,36 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
             handler.close()
             llm.cache.close()
             store.release()
-    for note in result.constitution.metadata.get("notes", []):
+    _print_run_result(args, config, result, analysis, llm, store.path)
+    return 0
+
+
+def _estimate_dict(estimate, wall) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """--dry-run --json: the estimate per stage (cost None where the price is unknown)."""
+    return {
+        "model": estimate.model, "n_train": estimate.n_train, "n_test": estimate.n_test,
+        "n_principles": estimate.n_principles,
+        "stages": [{**dataclasses.asdict(s), "cost_usd": estimate.cost(s)} for s in estimate.stages],
+        "calls": estimate.calls, "min_calls": estimate.min_calls, "cost_usd": estimate.cost(),
+        "wall_seconds": None if wall is None else wall.seconds, "dry_run": True,
+    }
+
+
+def _print_run_result(args: argparse.Namespace, config, result, analysis, llm, path) -> None:  # type: ignore[no-untyped-def]
+    """What icai run and icai test print at the end: the constitution, scores, groups and usage (or --json)."""
+    u = result.usage
+    meta = result.constitution.metadata
+    if args.json:
+        _print_json({
+            "run_dir": str(path),
+            "constitution": result.constitution.to_dict(),
+            "evaluation": result.evaluation.to_dict() if result.evaluation is not None else None,
+            "groups": analysis.to_dict() if analysis is not None else None,
+            "usage": dict(u),
+            "cost_usd": llm.cost_usd,
+        })
+        return
+    for note in meta.get("notes", []):
         print(f"Note: {note}")
     if config.principles_only:
         _print_user_principles(result.constitution, title=f"Your {len(config.principles)} principles, tested on {len(result.train)} pairs")
@@ -576,19 +518,22 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
         _print_scores(result.evaluation)
     if analysis is not None:
         _print_groups(analysis)
-    u = result.usage
-    spent = "" if llm.cost_usd is None else f", ${llm.cost_usd:.4f}"
+    spent = _spent(llm)
     print(
         f"\n{u['calls']} model calls ({u['cache_hits']} from cache), "
-        f"{u['input_tokens']} input + {u['output_tokens']} output tokens{spent}. Run directory: {store.path}"
+        f"{u['input_tokens']} input + {u['output_tokens']} output tokens{spent}. Run directory: {path}"
     )
-    meta = result.constitution.metadata
     if meta.get("n_invalid_votes") or meta.get("n_invalid_picks"):
         print(
             f"{meta['n_invalid_votes']} of {meta['n_votes']} votes invalid, {meta['n_invalid_picks']} unreadable "
             "answers in all (see the raw column of votes.csv)"
         )
-    return 0
+
+
+def _spent(llm) -> str:  # type: ignore[no-untyped-def]
+    """", $0.0021" for a priced model; ", price unknown" for one without a price (a self-hosted server)."""
+    cost = llm.cost_usd
+    return ", price unknown" if cost is None else f", ${cost:.4f}"
 
 
 def _print_user_principles(constitution, *, title: str) -> None:  # type: ignore[no-untyped-def]
@@ -611,7 +556,7 @@ def _print_user_principles(constitution, *, title: str) -> None:  # type: ignore
         lo, hi = s.agreement_ci or (float("nan"), float("nan"))
         q = f", q {s.q_value:.3f}" if s.q_value is not None else ""
         print(
-            f"{i:>2}. {row['text']}  [{s.verdict or 'unrated'}{q}; agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), "
+            f"{i:>2}. {row['text']}  [{s.verdict_text}{q}; agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), "
             f"relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against} / abstain {s.n_abstain}; {place}]"
         )
 
@@ -633,7 +578,7 @@ def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
             lo, hi = s.agreement_ci or (float("nan"), float("nan"))
             q = f", q {s.q_value:.3f}" if s.q_value is not None else ""
             detail = (
-                f"  [{s.verdict or 'unrated'}{q}; agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), "
+                f"  [{s.verdict_text}{q}; agreement {s.agreement:.2f} ({lo:.2f}-{hi:.2f}), "
                 f"relevance {s.relevance:.2f}, for {s.n_for} / against {s.n_against}"
             )
             if p.id in frequency or frequency:
@@ -673,6 +618,8 @@ def _print_scores(evaluation, *, title: str = "Held-out agreement") -> None:  # 
 
 
 def _print_surface(surface) -> None:  # type: ignore[no-untyped-def]
+    from icai.surface import versus_sentence
+
     if surface is None:
         return
     how = (
@@ -686,16 +633,37 @@ def _print_surface(surface) -> None:  # type: ignore[no-untyped-def]
     print(f"  surface features: logistic regression on length and style counts, {how}{cv}; largest weights {weights}")
     if surface.constitution_minus_surface is not None:
         mean, (lo, hi) = surface.constitution_minus_surface
-        print(
-            f"  constitution - surface: {mean:+.3f} ({lo:+.3f} to {hi:+.3f}): the constitution explains "
-            f"{abs(100 * mean):.1f} points {'more' if mean >= 0 else 'fewer'} than surface features"
+        print(f"  constitution - surface: {mean:+.3f} ({lo:+.3f} to {hi:+.3f}): {versus_sentence(mean, (lo, hi))}")
+
+
+def _keep_columns(text: str, comparisons) -> list[str]:  # type: ignore[no-untyped-def]
+    """annotate --keep-columns: the input fields copied into the CSV, each checked to exist."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    known = {"prompt", "text_a", "text_b"} | {k for c in comparisons for k in c.metadata}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(
+            f"--keep-columns names {', '.join(map(repr, unknown))}, not a field of the input; "
+            f"choose from {', '.join(sorted(known))} (or none)"
         )
+    return names
+
+
+def _refuse_existing_file(path: str, args: argparse.Namespace) -> None:
+    """--out of a file: a folder is refused, an existing file too unless --overwrite (before any model call)."""
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--out {path} is a folder; give a file name to write")
+    if target.exists() and not args.overwrite:
+        raise UsageError(f"--out {path} exists; pass --overwrite to replace it, or choose another file")
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     """Predict preferences on pairs with or without labels; with labels, also their agreement with CIs."""
-    from pathlib import Path
-
     import pandas as pd
 
     from icai.evaluate import labelled_agreement, predict
@@ -704,9 +672,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from icai.types import Constitution, write_text_atomic
     from icai.vote import resolve_vote_mode
 
-    if Path(args.out).is_dir():  # refused before any model call is paid for
-        raise UsageError(f"{args.out} is a directory; give a file name to write")
+    _refuse_existing_file(args.out, args)
     comparisons, report = load_comparisons_with_report(args.data, **data_options(args), allow_unlabelled=True)
+    keep = _keep_columns(args.keep_columns, comparisons)
     constitution = Constitution.load(constitution_file(args.constitution))
     if not constitution.principles:
         raise UsageError(f"{args.constitution}: the constitution is empty; there are no principles to annotate with")
@@ -716,29 +684,37 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         llm = _make_llm(args, executor)
         mode = resolve_vote_mode(args.vote_mode, llm)
         predictions = predict(comparisons, llm, principles=constitution.principles, mode=mode, batch_size=args.batch_size)
-    columns: dict[str, list[object]] = {
-        "id": [p.comparison_id for p in predictions],
+    columns: dict[str, list[object]] = {"id": [p.comparison_id for p in predictions]}
+    for name in keep:
+        columns[name] = [getattr(c, name) if name in ("prompt", "text_a", "text_b") else c.metadata.get(name) for c in comparisons]
+    columns.update({
         "predicted": [p.predicted for p in predictions],
         "confidence": [p.confidence for p in predictions],
         "confidence_kind": [p.confidence_kind for p in predictions],
-    }
+    })
     for rank, _ in enumerate(constitution.principles, start=1):
         columns[f"vote_{rank}"] = [p.principle_picks[rank - 1] for p in predictions]
     columns["preferred"] = [c.preferred if has else "" for c, has in zip(comparisons, labelled, strict=True)]
     frame = pd.DataFrame(columns)
     target = write_text_atomic(args.out, frame.to_csv(index=False))
     kind = predictions[0].confidence_kind if predictions else "vote_share"
+    n_labelled = sum(labelled)
+    agree = labelled_agreement(predictions, comparisons, labelled=labelled) if n_labelled else None
+    if args.json:
+        _print_json({
+            "out": str(target), "n_pairs": len(frame), "n_labelled": n_labelled, "confidence_kind": kind,
+            "principles": [p.text for p in constitution.principles], "agreement": agree,
+        })
+        return 0
     how = (
         "|debiased log-odds| in nats" if kind == "logprob_margin" else "share of the two presentation orders that agree"
     )
     print(f"wrote {len(frame)} predictions to {target} (predicted a/b/neither, confidence: {how}; vote_N: principle N's pick)")
     for rank, principle in enumerate(constitution.principles, start=1):
         print(f"  vote_{rank}: {principle.text}")
-    n_labelled = sum(labelled)
-    if not n_labelled:
+    if agree is None:
         print("No pair has a label, so no agreement is reported.")
         return 0
-    agree = labelled_agreement(predictions, comparisons, labelled=labelled)
     lo, hi = agree["ci"]
     print(
         f"Agreement with the labels of {agree['n']} labelled pairs: {agree['agreement']:.3f} "
@@ -756,7 +732,20 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A message beside the results: on stdout, or on stderr under --json (stdout then holds only the JSON)."""
+    print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    print(json.dumps(data, indent=2, default=str))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from icai.evaluate import evaluate
     from icai.export import constitution_file
     from icai.io import load_comparisons
@@ -764,21 +753,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from icai.types import Constitution
     from icai.vote import resolve_vote_mode
 
-    comparisons = list(_targeted(args, load_comparisons(args.data, **data_options(args))).comparisons)
+    out = None
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {args.out} is a file; evaluate writes a folder (evaluation.json, pairs.csv)")
+        clash = [n for n in EVALUATE_FILES if (out / n).exists()]
+        if clash and not args.overwrite:
+            raise UsageError(f"--out {args.out} already holds {', '.join(clash)}; pass --overwrite to replace them")
     path = constitution_file(args.constitution)
     constitution = Constitution.load(path)
+    if not constitution.principles:
+        raise UsageError(
+            f"{args.constitution}: the constitution has no principles, so there is nothing to evaluate "
+            "(the judge following it is the judge without one)"
+        )
+    comparisons = list(_targeted(args, load_comparisons(args.data, **data_options(args))).comparisons)
     meta = constitution.metadata
     data_hash = dataset_hash(comparisons)
+    warnings = []
     if data_hash in (meta.get("train_hash"), meta.get("dataset_hash")):
         which = "training pairs" if data_hash == meta.get("train_hash") else "input (its training pairs included)"
-        print(f"Warning: this is the run's {which}: not a held-out estimate; evaluate on pairs the run never saw.")
+        warnings.append(f"this is the run's {which}: not a held-out estimate; evaluate on pairs the run never saw.")
     else:
         overlap = _training_overlap(comparisons, path)
         if overlap:
-            print(
-                f"Warning: {overlap} of {len(comparisons)} pairs are training pairs of this run (comparisons.csv beside "
+            warnings.append(
+                f"{overlap} of {len(comparisons)} pairs are training pairs of this run (comparisons.csv beside "
                 "the constitution): the scores are not a held-out estimate."
             )
+    for w in warnings:
+        _say(args, f"Warning: {w}")
     tested = meta.get("tested_principles")
     candidates = [str(row["text"]) for row in tested] if isinstance(tested, list) else []
     with _executor(args) as executor:
@@ -800,10 +805,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             mode=resolve_vote_mode(args.vote_mode, llm),
             random_omitted=f"{path} does not list its run's candidate principles (a constitution from an older icai)",
         )
+    result = {
+        "data": str(args.data), "constitution": str(path), "n_pairs": len(comparisons), "warnings": warnings,
+        **evaluation.to_dict(),
+        "groups": analysis.to_dict() if analysis is not None else None,
+        "usage": {"calls": llm.usage.calls, "cache_hits": llm.usage.cache_hits},
+    }
+    written = _write_evaluation(out, result, evaluation, comparisons) if out is not None else []
+    if args.json:
+        _print_json({**result, "written": [str(p) for p in written]})
+        return 0
     _print_scores(evaluation, title="Agreement with the labels of these pairs")
     if analysis is not None:
         _print_groups(analysis)
+    if written:
+        print("\nWrote " + " and ".join(str(p) for p in written))
     return 0
+
+
+EVALUATE_FILES = ("evaluation.json", "pairs.csv")
+"""What evaluate --out DIR writes."""
+
+
+def _write_evaluation(out, result, evaluation, comparisons) -> list:  # type: ignore[no-untyped-def]
+    """evaluation.json and pairs.csv (each pair's label and every annotator's prediction) in the folder `out`."""
+    import json
+
+    import pandas as pd
+
+    from icai.types import write_text_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({"id": [c.id for c in comparisons], "preferred": [c.preferred for c in comparisons]})
+    for name, picks in evaluation.predictions.items():
+        frame[name] = [picks.get(c.id, "") for c in comparisons]
+    return [
+        write_text_atomic(out / "evaluation.json", json.dumps(result, indent=2, default=str) + "\n"),
+        write_text_atomic(out / "pairs.csv", frame.to_csv(index=False)),
+    ]
 
 
 def _training_overlap(comparisons, constitution_path) -> int:  # type: ignore[no-untyped-def]
@@ -849,9 +888,41 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from icai.report import write_report
+    """(Re)write report.html of a finished run: a folder without a run, or a run in progress, is refused."""
+    import time
+    from pathlib import Path
 
-    print(write_report(args.run_dir))
+    from icai.report import write_report
+    from icai.store import RunStore
+
+    path = Path(args.run_dir)
+    if path.is_file() and path.name == "constitution.json":
+        path = path.parent
+    elif path.is_file():
+        raise UsageError(f"{args.run_dir} is a file; give a run directory (the --out of icai run) or its constitution.json")
+    if not path.is_dir():
+        raise UsageError(f"{args.run_dir}: no such run directory")
+    store = RunStore.existing(path)
+    if args.wait < 0:
+        raise UsageError(f"--wait must not be negative, not {args.wait}")
+    deadline = time.monotonic() + args.wait
+    while (holder := store.holder()) is not None and time.monotonic() < deadline:
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0.01)))
+    if holder is not None:
+        raise UsageError(
+            f"{path} is a run in progress (pid {holder}); it writes its report when it ends "
+            f"(or pass --wait SECONDS to wait for it)"
+        )
+    if store.read_identity() is None or not store.has("constitution.json"):
+        raise UsageError(
+            f"{path} holds no finished icai run (no config.json and constitution.json); "
+            "give the --out folder of an icai run or test; nothing was written"
+        )
+    report = write_report(path)
+    if args.json:
+        _print_json({"report": str(report)})
+    else:
+        print(report)
     return 0
 
 
@@ -900,7 +971,7 @@ def _run_data(data: str, out, args: argparse.Namespace, config, executor):  # ty
     finally:
         llm.cache.close()
         store.release()
-    print(f"{data}: run in {store.path}, {len(result.constitution)} principle(s), {llm.usage.calls} model calls")
+    _say(args, f"{data}: run in {store.path}, {len(result.constitution)} principle(s), {llm.usage.calls} model calls")
     return store.path
 
 
@@ -941,12 +1012,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             for data in inputs:
                 estimate = estimate_run(
                     load_comparisons(data, **data_options(args)), config,
-                    capabilities=capabilities_for(config.model, base_url=args.base_url),
+                    capabilities=capabilities_for(config.model, base_url=args.base_url), base_url=_base_url(args),
                 )
-                print(f"{data}: a run needs about {estimate.calls} model calls")
-            print("Then each constitution is tested on the other dataset's pairs (counted once the runs are done).")
+                _say(args, f"{data}: a run needs about {estimate.calls} model calls")
+            _say(args, "Then each constitution is tested on the other dataset's pairs (counted once the runs are done).")
             if args.dry_run:
-                print("Dry run: no model calls were made.")
+                _say(args, "Dry run: no model calls were made.")
                 return 0
             if not args.yes:
                 raise UsageError("comparing two datasets runs icai on both first; pass --yes to make those calls")
@@ -963,12 +1034,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         llm.cache = ResponseCache(store.cache_path)
 
         def confirm(plan, calls: int) -> bool:  # type: ignore[no-untyped-def]
-            print(
+            _say(
+                args,
                 f"Cross test: {plan.n_needed} new (principle, pair) votes, at most {calls} model calls with {llm.model}; "
                 f"{plan.n_reused} votes reused from the runs or an earlier compare."
             )
             if args.dry_run:
-                print("Dry run: no model calls were made.")
+                _say(args, "Dry run: no model calls were made.")
                 return False
             if plan.n_needed and not args.yes:
                 if sys.stdin.isatty():
@@ -986,6 +1058,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if result is None:
         return 0
     page = store.save_compare_report(render_compare(result.to_dict()))
+    if args.json:
+        _print_json({**result.to_dict(), "written": [str(store.path / "compare.json"), str(page)],
+                     "usage": {"calls": llm.usage.calls, "cache_hits": llm.usage.cache_hits}})
+        return 0
     print()
     print(result.table())
     for line in result.summary():

@@ -128,7 +128,12 @@ def resolve_mode(capabilities: Capabilities, vote_mode: str) -> str:
 
 
 def estimate_run(
-    comparisons: Sequence[Comparison], config: RunConfig, *, capabilities: Capabilities | None = None
+    comparisons: Sequence[Comparison],
+    config: RunConfig,
+    *,
+    capabilities: Capabilities | None = None,
+    base_url: str | None = None,
+    price: Price | None = None,
 ) -> RunEstimate:
     """Calls and tokens per stage that `icai.pipeline.run(comparisons, config=config)` will make.
 
@@ -163,7 +168,8 @@ def estimate_run(
         stages.append(_judge(test, judged, mode))
         curve = min(config.curve_candidates, n_principles)
         stages.append(estimate_vote("evaluate: vote", test, curve, config, mode, capabilities))
-    return RunEstimate(config.model, tuple(stages), price_for(config.model), len(train), len(test), n_principles)
+    price = price if price is not None else price_for(config.model, base_url=base_url)
+    return RunEstimate(config.model, tuple(stages), price, len(train), len(test), n_principles)
 
 
 def _propose(

@@ -230,6 +230,9 @@ class Evaluation:
     """How the "surface" score was fitted, its weights, and constitution - surface (None when not computed)."""
     explanations: Mapping[str, str] = field(default_factory=dict)
     """Score name -> one sentence saying what that annotator is (printed under the scores)."""
+    predictions: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
+    """Annotator name -> comparison id -> its pick (a, b, neither); not part of `to_dict` (icai evaluate --out
+    writes it as pairs.csv)."""
 
     def score_for(self, name: str) -> Score | None:
         return next((s for s in self.scores if s.name == name), None)
@@ -364,7 +367,12 @@ def evaluate(
             agreement_scores(constitution, test), agreement_scores(surface[0], test), seed=seed
         )
         baseline = dataclasses.replace(surface[1], constitution_minus_surface=versus)
-    return Evaluation(scores, differences, surface=baseline, explanations=explanations)
+    predictions = {
+        name: {j.comparison_id: j.predicted for j in js}
+        for name, (js, _) in judged.items()
+        if name != "constitution_vs_flipped_labels"
+    }
+    return Evaluation(scores, differences, surface=baseline, explanations=explanations, predictions=predictions)
 
 
 def _count(n: int, noun: str) -> str:

@@ -244,8 +244,8 @@ def _load_path(path: Path, format: str, mapping: dict[str, str], collector: Coll
         shape = _shape(keys, "auto", mapping, default=fmt)
     else:
         shape = _shape(keys, format, mapping)
-    if shape == "dpo":
-        shape = "hh_jsonl"  # chosen/rejected records in JSON: the hh-rlhf loader, as before
+    if shape == "dpo" and "prompt" not in keys:
+        shape = "hh_jsonl"  # chosen/rejected transcripts without a prompt field: hh-rlhf (the same loader as DPO)
     rest = [] if first is None else [first]
     records = itertools.chain(rest, records_iter)
     if shape == "icai_csv":
@@ -422,7 +422,10 @@ def _collect_frame(frame: pd.DataFrame, collector: Collector) -> None:
     missing = [c for c in ("text_a", "text_b") if c not in columns] + ([] if pref_col or unlabelled else ["preferred_text"])
     if missing:
         found = ", ".join(map(repr, columns)) or "none"
-        raise collector.error(f"missing required column(s) {', '.join(map(repr, missing))} (found: {found})")
+        raise collector.error(
+            f"missing required column(s) {', '.join(map(repr, missing))} (found: {found}); for other column names "
+            "say which holds what with --columns prompt=COLUMN,a=COLUMN,b=COLUMN,label=COLUMN"
+        )
     has_prompt, has_id = "prompt" in columns, "id" in columns
     extra = [c for c in columns if c not in ("text_a", "text_b", pref_col or "preferred_text", "prompt", "id")]
     frame = frame.set_axis(columns, axis=1).astype(object)
@@ -461,13 +464,16 @@ def _parse_preferred(value: Any, collector: Collector, where: str, column: str) 
             return None
         if word in _PREFERRED_WORDS:
             return _PREFERRED_WORDS[word]
-    raise collector.error(
+    error = collector.error(
         f"preferred value {show_value(value)} is not one of 'text_a', 'text_b', 'a', 'b' (or empty/'tie' to drop the row; "
         "--label-map maps other values)",
         where=where,
         column=column,
         kind="bad label",
     )
+    if isinstance(error, RowError):
+        error.value, error.known = value, ("text_a", "text_b", "a", "b", "tie")
+    raise error
 
 
 def _split_instruction(text_a: Any, text_b: Any) -> tuple[Any, Any, str]:

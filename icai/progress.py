@@ -84,6 +84,18 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+PIPELINE_STAGES = ("propose", "cluster", "vote", "select", "evaluate")
+"""The five stages of a run, as the README describes them; progress counts "stage k/5" in this order."""
+
+
+def pipeline_stage(name: str) -> int:
+    """The 1-based number of the pipeline stage an estimate's stage belongs to ("evaluate: judge" -> 5)."""
+    head = name.split(":")[0].split(" ")[0]
+    if head not in PIPELINE_STAGES:
+        head = stage_kind(name) if stage_kind(name) in PIPELINE_STAGES else "evaluate"  # a judge is evaluation
+    return PIPELINE_STAGES.index(head) + 1
+
+
 def stage_kind(name: str) -> str:
     """"propose", "vote" or "judge": what a stage (or an `LLM.map` desc) spends its calls on."""
     if name.startswith("propose"):
@@ -223,10 +235,8 @@ class RunProgress:
     def _report(self, now: float) -> None:
         self._last_emit = now
         stage_left, run_left = self.eta(now)
-        text = (
-            f"stage {self._index + 1}/{len(self.stages)} {self.stages[self._index]}: "
-            f"{self._stage_done:,}/{self.stage_total():,} calls"
-        )
+        name = self.stages[self._index]
+        text = f"stage {pipeline_stage(name)}/{len(PIPELINE_STAGES)} {name}: {self._stage_done:,}/{self.stage_total():,} calls"
         if stage_left is not None and run_left is not None:
             text += f"; ETA stage {format_seconds(stage_left)}, run {format_seconds(run_left)}"
         self.lines.append(text)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, RunStore
+from icai.surface import versus_sentence
 from icai.types import Constitution, PrincipleStats, stats_from_dict
 
 if TYPE_CHECKING:
@@ -427,7 +428,7 @@ def _constitution_section(run: Run) -> str:
                 _e(principle.text),
                 _provenance(principle.origin, principle.hint),
                 *_stats_cells(s),
-                _e((s.verdict if s else None) or DASH),
+                _e(s.verdict_text if s and s.verdict else DASH),
                 share,
             ]
         )
@@ -481,7 +482,7 @@ def _user_principles_section(run: Run) -> str:
             if row.get("in_constitution")
             else f"merged into {_e(row.get('merged_into'))}" if row.get("merged_into") else "not selected"
         )
-        rows.append([_e(row.get("text", "")), place, *_stats_cells(s), _e((s.verdict if s else None) or DASH)])
+        rows.append([_e(row.get("text", "")), place, *_stats_cells(s), _e(s.verdict_text if s and s.verdict else DASH)])
     table = _table("user-principles", columns, rows, numeric=set(range(2, 13)))
     caption = (
         '<p class="muted">The principles you gave (origin <code>user</code>): never clustered away, voted on the '
@@ -601,10 +602,8 @@ def _surface_note(run: Run) -> str:
         mean = float(diff["mean"])
         ci = _ci(diff.get("ci"))
         interval = f" (95% CI {ci[0] * 100:+.1f} to {ci[1] * 100:+.1f})" if ci else ""
-        verdict = (
-            f" The constitution explains <strong>{abs(mean) * 100:.1f} points {'more' if mean >= 0 else 'fewer'}"
-            f"</strong> of the labels than surface features{interval}."
-        )
+        sentence = versus_sentence(mean, ci) if ci else versus_sentence(mean, (mean, mean))
+        verdict = f" <strong>{_e(sentence[0].upper() + sentence[1:])}</strong>{interval}."
     return (
         '<p id="surface-note"><strong>surface</strong>: a logistic regression on cheap features of A \u2212 B '
         "(length in characters and words, sentences, markdown headers, list items, bold, code blocks, links, "

@@ -47,6 +47,10 @@ class RowError(DataError):
         self.kind = kind
         self.where = where
         self.column = column
+        self.value: Any = None
+        """The cell's value, for a "bad label" (a load names every unknown label value at once)."""
+        self.known: tuple[str, ...] = ()
+        """The label values the format knows, for a "bad label"."""
 
 
 @dataclass
@@ -70,6 +74,8 @@ class Collector:
     n_invalid: int = 0
     allow_unlabelled: bool = False
     unlabelled: list[str] = field(default_factory=list)
+    bad_labels: dict[str, RowError] = field(default_factory=dict)
+    """Unknown label value -> its first row's error: a load reads on and names them all at once (`finish`)."""
 
     @contextlib.contextmanager
     def row(self, where: str) -> Iterator[None]:
@@ -79,6 +85,9 @@ class Collector:
             yield
         except RowError as exc:
             if self.problems is None:
+                if exc.kind == "bad label" and exc.value is not None:
+                    self.bad_labels.setdefault(str(exc.value), exc)
+                    return
                 raise
             self.problems.append(exc)
             self.n_invalid += 1
@@ -134,6 +143,21 @@ class Collector:
             raise data_error(self.source, "text is empty", where=where, column=column, kind="empty text")
         return value
 
+    def unknown_labels(self) -> DataError:
+        """Every unknown label value of the file in one sentence, with the --label-map that would read them."""
+        errors = list(self.bad_labels.values())
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        values = ", ".join(f"{show_value(e.value)} ({e.where})" for e in errors)
+        sides = ("a", "b", "tie", "none")
+        example = ",".join(f"{str(e.value).strip()}={sides[i % 4]}" for i, e in enumerate(errors[:4]))
+        return DataError(" ".join((
+            f"{self.source}, column {first.column!r}: {len(errors)} label values are not one of "
+            + ", ".join(map(repr, first.known)) + f": {values}; map each to a, b, tie or none with --label-map, "
+            f"e.g. --label-map {example}"
+        ).split()))
+
     def error(
         self, problem: str, *, where: str | None = None, column: str | None = None, kind: str = ""
     ) -> DataError:
@@ -142,6 +166,8 @@ class Collector:
     def finish(self) -> tuple[list[Comparison], LoadReport]:
         if self.n_rows == 0:
             raise data_error(self.source, "file has no data rows")
+        if self.bad_labels:
+            raise self.unknown_labels()
         if not self.comparisons and self.problems is None:
             raise data_error(
                 self.source,
@@ -342,12 +368,15 @@ def _word_label(value: Any, words: Mapping[str, Label], collector: Collector, wh
     key = label_key(value)
     if key in words:
         return words[key]
-    raise collector.error(
+    error = collector.error(
         f"label {_show(value)} is not one of " + ", ".join(map(repr, words)) + " (--label-map maps other values)",
         where=where,
         column=column,
         kind="bad label",
     )
+    if isinstance(error, RowError):
+        error.value, error.known = value, tuple(words)
+    raise error
 
 
 def mapped_keys(columns: Sequence[str], mapping: Mapping[str, str], collector: Collector) -> tuple[str, str]:

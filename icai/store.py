@@ -17,7 +17,7 @@ Layout of a run directory:
   cache.sqlite       every LLM response, committed before use (resume never repeats a call)
   run.log            the log
   flipped/           the same for the flipped-label sanity run
-  run.lock           the pid of the icai run holding the directory (an flock; released when it ends)
+  run.lock           the pid of the icai run holding the directory (an flock; removed when it ends)
   constitution.vN.json  hand-edited versions saved from `icai app` (N = 2, 3, ...; constitution.json is v1)
   evaluation.vN.json    held-out scores of version N, when evaluated from the app
   app_principles.json, app_votes.csv  principles written or reworded in the app, and their training votes
@@ -119,6 +119,8 @@ class RunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        if self.path.exists() and not self.path.is_dir():
+            raise DataError(f"{self.path} is a file, and a run is written into a folder; choose a new or empty folder for --out")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -191,24 +193,53 @@ class RunStore:
         """Take the directory's lock (run.lock, holding this pid); False when this store holds it already."""
         if self._lock_fd is not None:
             return False
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every run file
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        while True:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every run file
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise DataError(
+                        f"{self.path} is in use by another icai run (pid {holder}); wait for it to end or choose another --out"
+                    ) from None
+                raise
+            # the holder before us removes run.lock as it releases it: a lock on that removed file holds nothing
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path / LOCK_FILE).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise DataError(
-                    f"{self.path} is in use by another icai run (pid {holder}); wait for it to end or choose another --out"
-                ) from None
-            raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
         return True
 
-    def release(self, *, remove: bool = False) -> None:
-        """Release the lock taken by `lock`; `remove` also deletes run.lock (a folder refused as not a run)."""
+    def holder(self) -> str | None:
+        """The pid in run.lock when another process holds the directory's lock (a run in progress), else None."""
+        if self._lock_fd is not None:
+            return None
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            raise
+        finally:
+            os.close(fd)
+        return None
+
+    def release(self, *, remove: bool = True) -> None:
+        """Release the lock taken by `lock` and remove run.lock (removed while still held, so no run finds it stale).
+
+        remove=False keeps the file (for a caller that hands the directory on at once)."""
         if self._lock_fd is None:
             return
         if remove:
@@ -364,8 +395,14 @@ class RunStore:
                 d.pop("principle_id")
                 row.update(d, agreement_ci_low=ci[0], agreement_ci_high=ci[1])
             rows.append(row)
+        stat_columns = [f.name for f in dataclasses.fields(PrincipleStats) if f.name not in ("principle_id", "agreement_ci")]
+        columns = [
+            "id", "text", "cluster", "cluster_size", "origin", "hint", "in_constitution", "rank", "merged_into",
+            "resample_frequency", *stat_columns, "agreement_ci_low", "agreement_ci_high",
+        ]
         buf = io.StringIO()
-        pd.DataFrame(rows).to_csv(buf, index=False)
+        # the columns are named even when there is no row (an empty constitution), so the file is still a table
+        pd.DataFrame(rows, columns=columns).to_csv(buf, index=False)
         write_text_atomic(self.path / "principles.csv", buf.getvalue())
 
     def save_constitution(self, constitution: Constitution) -> Path:

@@ -237,6 +237,20 @@ class SurfaceBaseline:
         )
 
 
+def versus_sentence(mean: float, ci: tuple[float, float]) -> str:
+    """constitution - surface in words: "explains N points more/fewer" only when the interval excludes 0."""
+    lo, hi = ci
+    points = abs(100 * mean)
+    if lo > 0:
+        return f"the constitution explains {points:.1f} points more of the labels than surface features"
+    if hi < 0:
+        return f"the constitution explains {points:.1f} points fewer of the labels than surface features"
+    return (
+        f"the interval includes 0, so the constitution is not shown to explain more or fewer of the labels than "
+        f"surface features ({100 * mean:+.1f} points)"
+    )
+
+
 # --- form hints for the proposal stage ---------------------------------------------------------
 
 FORM_PHRASES: Mapping[str, tuple[str, str]] = {

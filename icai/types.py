@@ -160,6 +160,13 @@ class PrincipleStats:
     def n_total(self) -> int:
         return self.n_for + self.n_against + self.n_abstain + self.n_invalid
 
+    @property
+    def verdict_text(self) -> str:
+        """The verdict in words: "significant against the labels" when the agreement is below one half."""
+        if self.verdict == "significant" and self.agreement is not None and self.agreement < 0.5:
+            return "significant against the labels"
+        return self.verdict or "unrated"
+
 
 @dataclass(frozen=True)
 class Constitution:

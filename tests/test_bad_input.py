@@ -16,6 +16,7 @@ import pytest
 from fault_server import FaultServer
 
 from icai.cli import main
+from icai.errors import EXIT_BUDGET, EXIT_USAGE
 
 GOOD_ROWS = [
     ("1", "Write about a pet.", "A cat sat on the mat.", "A dog sat on the mat.", "text_a"),
@@ -47,6 +48,8 @@ class Case:
     """Whether the run directory may exist afterwards (only once the run has started)."""
     names_file: bool = True
     """Whether the message names the input file (problems in the data do)."""
+    code: int = EXIT_USAGE
+    """The exit code: bad input or option (2); a spent budget has its own (3)."""
 
     def write(self, folder: Path) -> Path:
         path = folder / self.name
@@ -100,17 +103,19 @@ CASES: dict[str, Case] = {
         GOOD, "output directory is not writable", out=lambda tmp: tmp / "data.csv" / "run", names_file=False
     ),
     "call budget exceeded": Case(
-        GOOD, "call budget of 2 calls is spent", args=["--max-calls", "2"], run_dir_allowed=True, names_file=False
+        GOOD, "call budget of 2 calls is spent", args=["--max-calls", "2"], run_dir_allowed=True, names_file=False,
+        code=EXIT_BUDGET,
     ),
 }
 
 
-def assert_clean_refusal(rc: int, out: str, err: str, expect: str, tmp_path: Path) -> None:
-    assert rc == 2, err
+def assert_clean_refusal(rc: int, out: str, err: str, expect: str, tmp_path: Path, code: int = EXIT_USAGE) -> None:
+    assert rc == code, err
     assert "Traceback" not in out + err
     messages = [line for line in err.splitlines() if line.startswith("icai:")]
     assert len(messages) == 1 and messages[0] == err.strip().splitlines()[-1], err
-    assert messages[0].startswith("icai: error: ") and expect in messages[0]
+    prefix = "icai: budget reached: " if code == EXIT_BUDGET else "icai: error: "
+    assert messages[0].startswith(prefix) and expect in messages[0]
     assert not list(tmp_path.rglob("constitution.json"))
 
 
@@ -125,7 +130,7 @@ def test_bad_input_is_refused_in_one_line(
     argv = ["run", str(data), "--out", str(out), "--model", "fake/keyword", "--embedder", "hash", *case.args]
     rc = main(argv)
     captured = capsys.readouterr()
-    assert_clean_refusal(rc, captured.out, captured.err, case.expect, tmp_path)
+    assert_clean_refusal(rc, captured.out, captured.err, case.expect, tmp_path, case.code)
     if not case.run_dir_allowed:
         assert not out.exists(), "a refused run left a run directory behind"
     if case.names_file:
@@ -145,7 +150,7 @@ def test_bad_input_in_a_real_process_has_no_traceback(case: str, tmp_path: Path)
         text=True,
         timeout=120,
     )
-    assert_clean_refusal(done.returncode, done.stdout, done.stderr, spec.expect, tmp_path)
+    assert_clean_refusal(done.returncode, done.stdout, done.stderr, spec.expect, tmp_path, spec.code)
 
 
 def test_a_5_mb_response_is_cut_with_a_warning_and_the_run_works(

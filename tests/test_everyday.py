@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from icai.cli import EXIT_CLOSED_PIPE, main
+from icai.errors import EXIT_ERROR
 from icai.evaluate import evaluate, predict, score
 from icai.io import load_comparisons, load_comparisons_with_report
 from icai.llm import LLM
@@ -203,7 +204,10 @@ def test_annotate_predicts_unlabelled_pairs_and_scores_labelled_ones(
     printed = capsys.readouterr().out
     assert "No pair has a label" in printed and "Agreement" not in printed
     table = pd.read_csv(preds, dtype=str, keep_default_na=False)
-    assert list(table.columns) == ["id", "predicted", "confidence", "confidence_kind", *(f"vote_{i}" for i in range(1, k + 1)), "preferred"]
+    assert list(table.columns) == [
+        "id", "prompt", "text_a", "text_b", "predicted", "confidence", "confidence_kind",
+        *(f"vote_{i}" for i in range(1, k + 1)), "preferred",
+    ]
     assert set(table["predicted"]) <= {"a", "b", "neither", "invalid"} and set(table["preferred"]) == {""}
     assert set(table["confidence_kind"]) == {"vote_share"}
     assert {float(c) for c in table["confidence"]} <= {0.5, 1.0}
@@ -214,7 +218,8 @@ def test_annotate_predicts_unlabelled_pairs_and_scores_labelled_ones(
     frame.assign(preferred_text=["text_a" if p == "text_a" else "text_b" for p in frame["preferred_text"]][:4] + [""] * 6).to_csv(
         half, index=False
     )
-    assert main(["annotate", str(half), "--constitution", str(out / "constitution.json"), "--model", "fake/keyword", "--out", str(preds)]) == 0
+    argv = ["annotate", str(half), "--constitution", str(out / "constitution.json"), "--model", "fake/keyword", "--out", str(preds)]
+    assert main([*argv, "--overwrite"]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"Agreement with the labels of 4 labelled pairs: \d\.\d{3} \(95% Wilson CI \d\.\d{3}-\d\.\d{3}", printed)
     assert "6 pairs without a label are predicted only" in printed
@@ -409,17 +414,17 @@ def test_a_closed_pipe_in_a_real_process_prints_no_traceback(run_dir: Path) -> N
 def test_writing_predictions_to_a_directory_is_one_sentence(run_dir: Path, aligned_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["annotate", str(aligned_csv), "--constitution", str(run_dir), "--model", "fake/keyword", "--out", str(tmp_path)]
     assert main(argv) == 2
-    assert capsys.readouterr().err.strip() == f"icai: error: {tmp_path} is a directory; give a file name to write"
+    assert capsys.readouterr().err.strip() == f"icai: error: --out {tmp_path} is a folder; give a file name to write"
 
 
-def test_an_unexpected_error_is_one_sentence_and_exit_2(run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unexpected_error_is_one_sentence_and_exit_1(run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import icai.cli
 
     def broken(args: object) -> int:
         raise RuntimeError("something\nunforeseen")
 
     monkeypatch.setitem(icai.cli.COMMANDS, "report", broken)
-    assert main(["report", str(run_dir)]) == 2
+    assert main(["report", str(run_dir)]) == EXIT_ERROR  # not bad input (2): the README's exit-code table
     err = capsys.readouterr().err.strip()
     assert err == "icai: internal error: RuntimeError: something unforeseen (rerun with -v for the traceback)"
     with pytest.raises(RuntimeError):

@@ -225,7 +225,8 @@ def test_columns_chosen_rejected_uses_the_hash(tmp_path: Path) -> None:
         ({"a": "answer_1", "b": "answer_2", "label": "nope"}, None, "column 'nope' named in --columns is not in the file"),
         ({"prompt": "question", "text": "answer_1"}, None, "unknown field 'text'"),
         ({"a": "answer_1", "b": "answer_2", "label": "verdict"}, {"first": "left"}, "map each value to a, b, tie or none"),
-        ({"a": "answer_1", "b": "answer_2", "label": "verdict"}, None, "label 'first' is not one of"),
+        # every unknown value at once, with the mapping that reads them (not one value per attempt)
+        ({"a": "answer_1", "b": "answer_2", "label": "verdict"}, None, "'first' (row 1), 'second' (row 2), 'draw' (row 3)"),
     ],
 )
 def test_bad_mappings_are_one_sentence(columns: dict[str, str], label_map: dict[str, str] | None, expect: str) -> None:

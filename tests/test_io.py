@@ -224,7 +224,7 @@ def test_auto_detects_by_content(tmp_path: Path) -> None:
     alpaca = (FIXTURES / "alpaca_eval.json").read_text(encoding="utf-8")
     assert load_comparisons_with_report(write(tmp_path, "ann.txt", alpaca))[1].format == "alpaca_eval"
     hh_list = json.dumps([{"prompt": "q", "chosen": "a", "rejected": "b"}])
-    assert load_comparisons_with_report(write(tmp_path, "hh.json", hh_list))[1].format == "hh_jsonl"
+    assert load_comparisons_with_report(write(tmp_path, "hh.json", hh_list))[1].format == "dpo"  # DPO records (a prompt field) are named as such, in JSON as in CSV
     hh_lines = (FIXTURES / "hh.jsonl").read_text(encoding="utf-8")
     assert load_comparisons_with_report(write(tmp_path, "hh.data", hh_lines))[1].format == "hh_jsonl"
     assert load_comparisons_with_report(write(tmp_path, "pairs.txt", HEADER + "x,y,a\n"))[1].format == "icai_csv"

@@ -48,15 +48,15 @@ def test_stages_and_eta_follow_the_measured_rate() -> None:
     llm.observer = progress
 
     llm.map([Request.chat(f"p {i}") for i in range(10)], desc="propose (small)")
-    assert progress.lines[-1].startswith("stage 1/3 propose: 10/10 calls")
+    assert progress.lines[-1].startswith("stage 1/5 propose: 10/10 calls")
     llm.map([Request.chat(f"v {i}") for i in range(20)], desc="vote (log-prob)")
     # 20 of 40 votes at 0.5 s each: 10 s left in the stage; the judge stage, not yet run, at the
     # current stage's rate (20 x 0.5 s): 20 s for the run
-    assert progress.lines[-1] == "stage 2/3 vote: 20/40 calls; ETA stage 10 s, run 20 s"
+    assert progress.lines[-1] == "stage 3/5 vote: 20/40 calls; ETA stage 10 s, run 20 s"
     llm.map([Request.chat(f"v {i}") for i in range(20, 40)], desc="vote (log-prob)")  # a second round, same stage
-    assert progress.lines[-1] == "stage 2/3 vote: 40/40 calls; ETA stage 0 s, run 10 s"
+    assert progress.lines[-1] == "stage 3/5 vote: 40/40 calls; ETA stage 0 s, run 10 s"
     llm.map([Request.chat(f"j {i}") for i in range(4)], desc="judge: constitution")
-    assert progress.lines[-1] == "stage 3/3 evaluate: judge: 4/20 calls; ETA stage 16 s, run 16 s"
+    assert progress.lines[-1] == "stage 5/5 evaluate: judge: 4/20 calls; ETA stage 16 s, run 16 s"
 
 
 def test_a_prior_stands_in_for_stages_not_yet_run() -> None:
@@ -68,7 +68,7 @@ def test_a_prior_stands_in_for_stages_not_yet_run() -> None:
     llm.observer = progress
     llm.map([Request.chat(f"p {i}") for i in range(5)], desc="propose")
     # 5 more proposals at 2 s; vote and judge from the prior (0 tokens: 0 s)
-    assert progress.lines[-1] == "stage 1/3 propose: 5/10 calls; ETA stage 10 s, run 10 s"
+    assert progress.lines[-1] == "stage 1/5 propose: 5/10 calls; ETA stage 10 s, run 10 s"
 
 
 def test_lines_within_a_stage_are_spaced_out() -> None:
@@ -79,7 +79,7 @@ def test_lines_within_a_stage_are_spaced_out() -> None:
     llm.observer = progress
     llm.map([Request.chat(f"v {i}") for i in range(12)], desc="vote")
     # the stage start, then about one line per 5 s of calls, and the last call
-    assert 3 <= len(lines) <= 5 and lines[-1].startswith("stage 2/3 vote: 12/40")
+    assert 3 <= len(lines) <= 5 and lines[-1].startswith("stage 3/5 vote: 12/40")
 
 
 def test_dry_run_prints_a_wall_time_for_local_models(orthogonal_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,4 +122,4 @@ def test_a_batch_that_completes_at_once_is_timed_at_its_end() -> None:
     clock.now = 40.0  # the next chunk
     progress("vote (log-prob)", 11, 40)
     # read at the end of the first chunk: 2 s per call, 29 calls left
-    assert progress.lines[-1] == "stage 2/3 vote: 11/40 calls; ETA stage 58 s, run 1.6 min"
+    assert progress.lines[-1] == "stage 3/5 vote: 11/40 calls; ETA stage 58 s, run 1.6 min"

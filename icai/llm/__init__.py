@@ -85,7 +85,7 @@ def get_llm(
         max_attempts=max_attempts,
         concurrency=concurrency,
         max_calls=max_calls,
-        price=price_for(provider.model),
+        price=price_for(provider.model, base_url=getattr(provider, "base_url", None) or base_url),
         max_cost=max_cost,
         progress=progress,
         executor=executor,

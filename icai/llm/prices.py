@@ -49,10 +49,23 @@ PRICES: dict[str, Price] = {
 FREE_PROVIDERS = ("local", "fake")
 
 
-def price_for(model: str) -> Price | None:
-    """The price of "provider/model"; free for local models and fakes, None when unknown."""
-    if model.partition("/")[0] in FREE_PROVIDERS:
+API_HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}
+"""The hosts whose prices PRICES lists; the same model name served anywhere else has no known price."""
+
+
+def price_for(model: str, *, base_url: str | None = None) -> Price | None:
+    """The price of "provider/model"; free for local models and fakes, None when unknown.
+
+    A `base_url` other than the provider's own API (a vLLM, llama.cpp or Ollama server, a proxy) is not priced as
+    the hosted model: its price is unknown.
+    """
+    from urllib.parse import urlparse
+
+    provider = model.partition("/")[0]
+    if provider in FREE_PROVIDERS:
         return Price(0.0, 0.0)
+    if base_url and urlparse(base_url).hostname != API_HOSTS.get(provider):
+        return None
     matches = [key for key in PRICES if model == key or model.startswith(key + "-")]
     return PRICES[max(matches, key=len)] if matches else None
 
