@@ -357,6 +357,22 @@ def _base_url(args: argparse.Namespace) -> str | None:
     return os.environ.get("OPENAI_BASE_URL") or None
 
 
+def _price(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """--price IN,OUT as a Price (None when not given)."""
+    from icai.llm.prices import Price
+
+    text = getattr(args, "price", None)
+    if text is None:
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--price expects two numbers, USD per 1M input and output tokens, e.g. 0.15,0.6; got {text!r}") from None
+    if min(low, high) < 0:
+        raise UsageError(f"--price must not be negative, not {text}")
+    return Price(low, high)
+
+
 def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-def]
     from icai.llm import get_llm
 
@@ -370,6 +386,7 @@ def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-de
         max_cost=args.max_cost,
         max_attempts=args.max_attempts,
         timeout=args.timeout,
+        price=_price(args),
     )
 
 
@@ -409,7 +426,7 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     targeted = _targeted(args, load_comparisons(args.data, **data_options(args)))
     comparisons = list(targeted.comparisons)
     capabilities = capabilities_for(config.model, base_url=args.base_url)
-    estimate = estimate_run(comparisons, config, capabilities=capabilities, base_url=_base_url(args))
+    estimate = estimate_run(comparisons, config, capabilities=capabilities, base_url=_base_url(args), price=_price(args))
     wall = estimate_wall_time(estimate, capabilities)
     if args.dry_run:
         if args.json:
@@ -1013,6 +1030,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 estimate = estimate_run(
                     load_comparisons(data, **data_options(args)), config,
                     capabilities=capabilities_for(config.model, base_url=args.base_url), base_url=_base_url(args),
+                    price=_price(args),
                 )
                 _say(args, f"{data}: a run needs about {estimate.calls} model calls")
             _say(args, "Then each constitution is tested on the other dataset's pairs (counted once the runs are done).")

@@ -133,6 +133,9 @@ SHARED: dict[str, Option] = {
     "max_cost": Option(("--max-cost",), "calls", {"type": float, "metavar": "USD",
                                                   "help": "stop before the model calls could cost more than this "
                                                   "many USD (exit code 3; completed calls are cached)"}),
+    "price": Option(("--price",), "calls", {"metavar": "IN,OUT", "help": "USD per 1M input and output tokens of "
+                                            "--model, for one the price table does not know (a server at --base-url "
+                                            "is unpriced otherwise), e.g. 0.15,0.6"}),
     # executor ---------------------------------------------------------------------------------------------
     "executor": Option(
         ("--executor",),
@@ -183,7 +186,7 @@ DATA = ("format", "columns", "label_map")
 MODELS = ("model", "embedder", "seed")
 VOTING = ("vote_mode", "batch_size")
 CONNECTION = ("base_url", "concurrency", "timeout", "max_attempts")
-BUDGET = ("max_calls", "max_cost")
+BUDGET = ("max_calls", "max_cost", "price")
 EXECUTOR = ("executor", "ray_address", "ray_workers", "shard_size")
 GROUPS = ("by", "bins", "target", "model_a_col", "model_b_col")
 MODEL_CALLS = (*MODELS, *VOTING, *CONNECTION, *BUDGET, *EXECUTOR)

@@ -26,6 +26,7 @@ from icai.cli import main
 from icai.config import RunConfig
 from icai.cost import estimate_run, price_for
 from icai.embed import HashingEmbedder, get_embedder
+from icai.errors import EXIT_BUDGET
 from icai.io import load_comparisons
 from icai.llm import LLM, Request, ResponseCache, TransientError, get_llm
 from icai.llm.base import Completion
@@ -335,10 +336,12 @@ def test_max_cost_stops_before_the_budget_and_a_larger_one_resumes(
             "hash",
             "--vote-mode",
             "generate",
+            "--price",  # a server at a --base-url is not priced as the hosted model: its price is stated
+            f"{price.input},{price.output}",
         ]
-        assert main([*args, "--max-cost", str(budget)]) == 2
+        assert main([*args, "--max-cost", str(budget)]) == EXIT_BUDGET
         err = capsys.readouterr().err.strip()
-        assert err.startswith("icai: error:") and "--max-cost" in err and "\n" not in err
+        assert err.startswith("icai: budget reached:") and "--max-cost" in err and "\n" not in err
         assert not (out / "constitution.json").exists()
         with sqlite3.connect(out / "cache.sqlite") as conn:
             done = [json.loads(r[0]) for r in conn.execute("SELECT completion FROM responses")]
@@ -357,7 +360,7 @@ def test_max_calls_stops_then_resumes(tmp_path: Path, orthogonal_csv: Path, caps
     out = tmp_path / "run"
     args = ["run", str(orthogonal_csv), "--out", str(out), "--model", "fake/keyword", "--embedder", "hash"]
     args += ["--batch-size", "20"]  # the counts below assume 20 principles per call
-    assert main([*args, "--max-calls", "100"]) == 2
+    assert main([*args, "--max-calls", "100"]) == EXIT_BUDGET
     assert "--max-calls" in capsys.readouterr().err
     assert (out / "proposals.json").exists() and not (out / "constitution.json").exists()
     assert cache_rows(out / "cache.sqlite")[0] == 100
@@ -415,7 +418,7 @@ def test_api_key_is_never_written(tmp_path: Path, orthogonal_csv: Path) -> None:
         done = subprocess.run(
             _icai("-v", "run", str(orthogonal_csv), "--out", str(out), "--model", "openai/gpt-4o-mini")
             + ["--base-url", server.base_url, "--embedder", "hash", "--n-clusters", "10", "--vote-mode", "generate"]
-            + ["--test-size", "0.2", "--max-cost", "5"],
+            + ["--test-size", "0.2", "--max-cost", "5", "--price", "0.15,0.6"],
             env=_env(OPENAI_API_KEY=secret),
             capture_output=True,
             text=True,

@@ -20,7 +20,7 @@ from icai.llm.base import (
 )
 from icai.llm.cache import ResponseCache
 from icai.llm.client import LLM, BudgetExceeded, Usage
-from icai.llm.prices import price_for
+from icai.llm.prices import Price, price_for
 from icai.llm.registry import ENTRY_POINT_GROUP, build_provider, capabilities_for, register_provider
 
 __all__ = [
@@ -63,13 +63,15 @@ def get_llm(
     progress: bool = True,
     executor: Executor | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    price: Price | None = None,
     **options: Any,
 ) -> LLM:
     """A ready LLM: provider plus cache, retries, concurrency, usage and cost counting.
 
     `executor` decides where `LLM.map` runs its shards (`icai.executor`); the LLM
     carries a recipe (spec and options, no budgets, no cache) for remote workers to
-    rebuild the same provider.
+    rebuild the same provider. `price` (USD per 1M tokens) replaces the price table's, e.g. for a model served at
+    a `base_url` other than its provider's API, whose price the table does not know.
     """
     provider = make_provider(spec, base_url=base_url, timeout=timeout, **options)
     cache = ResponseCache(cache_path) if cache_path is not None else None
@@ -85,7 +87,7 @@ def get_llm(
         max_attempts=max_attempts,
         concurrency=concurrency,
         max_calls=max_calls,
-        price=price_for(provider.model, base_url=getattr(provider, "base_url", None) or base_url),
+        price=price if price is not None else price_for(provider.model, base_url=getattr(provider, "base_url", None) or base_url),
         max_cost=max_cost,
         progress=progress,
         executor=executor,

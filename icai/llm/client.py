@@ -131,7 +131,10 @@ class LLM:
         shard_size: int = DEFAULT_SHARD_SIZE,
     ) -> None:
         if max_cost is not None and price is None:
-            raise ConfigError(f"no price is known for {provider.model}, so a cost budget cannot be kept; use --max-calls")
+            raise ConfigError(
+                f"no price is known for {provider.model}, so a cost budget cannot be kept; "
+                "use --max-calls, or state its price with --price IN,OUT"
+            )
         self.provider = provider
         self.cache = cache
         self.max_attempts = max_attempts
