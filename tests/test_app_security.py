@@ -425,3 +425,36 @@ def test_the_cli_principles_get_the_injection_filter_as_a_warning(tmp_path: Path
         texts = read_principles_file(path)
     assert len(texts) == 2  # voted as written: in a prompt it stays on its own line (icai.prompts.rule_text)
     assert "principle 1 contains an instruction to ignore" in caplog.text and "principle 2" not in caplog.text
+
+
+# 6. the index stays fast with hundreds of versions ---------------------------------------------------------------
+def test_the_index_lists_the_newest_versions_and_reads_only_those(client: TestClient, bench: Workbench) -> None:
+    from icai.app.server import INDEX_VERSIONS, VERSIONS_PER_PAGE
+
+    ids = [p.id for p in bench.original.principles]
+    for i in range(60):
+        bench.save_version(ids[i % len(ids):] + ids[: i % len(ids)], note=f"v{i + 2}")
+    reads: list[int] = []
+    read = bench.store.read_constitution_version
+
+    def counted(n: int) -> Any:
+        reads.append(n)
+        return read(n)
+
+    bench.store.read_constitution_version = counted  # type: ignore[method-assign]
+    bench._versions_seen.clear()
+    page = client.get("/").text
+    assert len(reads) <= INDEX_VERSIONS  # not one read per version
+    table = html5lib.parse(page, namespaceHTMLElements=False).find(".//table[@id='versions']")
+    shown = [a.text for a in table.findall(".//a")]
+    assert shown == [f"v{n}" for n in range(61, 61 - INDEX_VERSIONS, -1)]
+    assert "The newest 20 of 61 versions" in page
+    reads.clear()
+    client.get("/")
+    assert reads == []  # unchanged version files are read once
+    first = client.get("/versions").text
+    second = client.get("/versions", params={"page": 2}).text
+    rows = [len(html5lib.parse(p, namespaceHTMLElements=False).findall(".//table[@id='versions']/tbody/tr")) for p in (first, second)]
+    assert rows == [VERSIONS_PER_PAGE, 61 - VERSIONS_PER_PAGE] and 'id="older"' in first and 'id="newer"' in second
+    for bad in ("3", "0", "x", "9" * 400):
+        assert client.get("/versions", params={"page": bad}).status_code == 404

@@ -148,6 +148,13 @@ def version_number(value: str) -> int:
     return int(value)
 
 
+def page_number(value: str) -> int:
+    """A page number query parameter: 1 to MAX_VERSION, digits only; else a 404."""
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_VERSION)) or not 1 <= int(value) <= MAX_VERSION:
+        raise RequestError(f"no page {_shown(value, 20)} of versions", 404)
+    return int(value)
+
+
 def principle_id(value: str) -> str:
     """A principle id path parameter (at most MAX_ID_CHARS characters); else a 404."""
     if not value or len(value) > MAX_ID_CHARS:

@@ -32,6 +32,7 @@ from icai.app.schema import (
     RequestError,
     export_format,
     job_id,
+    page_number,
     parse_body,
     parse_subset,
     principle_id,
@@ -197,9 +198,16 @@ def _filters(wb: Workbench, rows: list[dict[str, Any]], subset: tuple[str, str] 
     )
 
 
-def _versions_table(wb: Workbench) -> str:
+INDEX_VERSIONS = 20
+"""Versions listed on the index page (the newest); the versions page lists them all, VERSIONS_PER_PAGE at a time."""
+
+VERSIONS_PER_PAGE = 50
+
+
+def _versions_table(versions: list[dict[str, Any]]) -> str:
+    """The versions given, newest first."""
     rows = []
-    for v in wb.versions():
+    for v in reversed(versions):
         ch = v["changes"] or {}
         summary = (
             "the run's constitution"
@@ -227,10 +235,42 @@ def _versions_table(wb: Workbench) -> str:
     )
 
 
-def _index(wb: Workbench, token: str, subset: tuple[str, str] | None) -> HTMLResponse:
+def _versions_section(wb: Workbench) -> str:
+    shown = wb.versions(last=INDEX_VERSIONS)
+    total = wb.version_count()
+    more = (
+        f'<p class="muted" id="versions-more">The newest {len(shown)} of {total} versions; '
+        '<a href="versions">all versions</a>.</p>'
+        if total > len(shown)
+        else ""
+    )
+    return f'<section id="versions-section"><h2>Versions</h2>{_versions_table(shown)}{more}</section>'
+
+
+def _versions_page(wb: Workbench, token: str, page_number: int) -> HTMLResponse:
+    listing = wb.store.constitution_versions()
+    pages = max(1, -(-len(listing) // VERSIONS_PER_PAGE))
+    if page_number > pages:
+        raise RequestError(f"there are only {pages} pages of versions", 404)
+    stop = len(listing) - (page_number - 1) * VERSIONS_PER_PAGE
+    chosen = listing[max(0, stop - VERSIONS_PER_PAGE) : stop]
+    versions = [wb.version(n) for n, _ in chosen]
+    links = []
+    if page_number > 1:
+        links.append(f'<a href="versions?page={page_number - 1}" id="newer">newer</a>')
+    if page_number < pages:
+        links.append(f'<a href="versions?page={page_number + 1}" id="older">older</a>')
+    body = (
+        '<p><a href="./">&larr; back to the workbench</a></p>'
+        f"<h1>Versions (page {page_number} of {pages}, newest first)</h1>"
+        f"{_versions_table(versions)}<p>{' · '.join(links)}</p>"
+    )
+    return _page(f"versions, page {page_number}", body, token=token)
+
+
+def _index(wb: Workbench, token: str, subset: tuple[str, str] | None, analysis: str) -> HTMLResponse:
     rows = wb.rows(subset=subset)
-    versions = wb.versions()
-    latest = versions[-1]
+    latest = wb.versions(last=1)[-1]
     by_id = {r["id"]: r for r in rows}
     state = {
         "draft": latest["ids"],
@@ -283,8 +323,8 @@ version through the run's store (the earlier ones stay).</p>
 {_filters(wb, rows, subset)}
 {_candidates_table(rows)}
 </section>
-<section id="versions-section"><h2>Versions</h2>{_versions_table(wb)}</section>
-{"".join(analysis_sections(wb.store.path))}
+{_versions_section(wb)}
+{analysis}
 {json_script("state", state)}
 """
     return _page(f"icai workbench: {wb.store.path.name}", body, token=token)
@@ -313,10 +353,7 @@ def _principle_page(wb: Workbench, token: str, principle_id: str) -> HTMLRespons
 
 
 def _version_page(wb: Workbench, token: str, n: int) -> HTMLResponse:
-    versions = {v["version"]: v for v in wb.versions()}
-    if n not in versions:
-        raise DataError(f"constitution version {n} not found")
-    v = versions[n]
+    v = wb.version(n)
     items = "".join(f"<li>{_e(t)}</li>" for t in v["texts"])
     changes = _diff_html(v["changes"])
     exports = " ".join(f'<a href="{n}/export/{_e(f)}">{_e(f)}</a>' for f in EXPORT_FORMATS)
@@ -506,8 +543,21 @@ def create_app(
         if running >= MAX_RUNNING_JOBS:
             raise RequestError(f"the workbench is busy with {running} jobs; wait for them to finish", 429)
 
+    analysis: list[str] = []
+
+    def analysis_html() -> str:
+        """The report's sections, made once: they read only the run's own files, which the app never writes."""
+        if not analysis:
+            analysis.append("".join(analysis_sections(wb.store.path)))
+        return analysis[0]
+
     async def index(request: Request) -> Response:
-        return await run_in_threadpool(_index, wb, token, subset(request))
+        where = subset(request)
+        return await run_in_threadpool(lambda: _index(wb, token, where, analysis_html()))
+
+    async def versions_list(request: Request) -> Response:
+        number = request.query_params.get("page") or "1"
+        return await run_in_threadpool(_versions_page, wb, token, page_number(number))
 
     async def principle(request: Request) -> Response:
         return await run_in_threadpool(_principle_page, wb, token, principle_id(request.path_params["pid"]))
@@ -564,6 +614,7 @@ def create_app(
     routes = [] if workbench is None else [
         Route("/", page(index)),
         Route("/principle/{pid}", page(principle)),
+        Route("/versions", page(versions_list)),
         Route("/versions/{n}", page(version)),
         Route("/versions/{n}/export/{fmt}", page(export)),
         Route("/api/state", guarded(state)),

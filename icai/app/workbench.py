@@ -197,6 +197,8 @@ class Workbench:
         """Held while the app's files or its in-memory principles and votes change, and while statistics are counted."""
         self._work = threading.Lock()
         """One model job at a time: the local model and the cache are shared."""
+        self._versions_seen: dict[int, tuple[tuple[int, int], dict[str, Any]]] = {}
+        """Summaries of version files read, by number, with the (mtime, size) they were read at."""
 
     # loading -------------------------------------------------------------------------------
     def _load(self, identity: Mapping[str, Any]) -> None:
@@ -442,26 +444,54 @@ class Workbench:
         return job
 
     # versions ------------------------------------------------------------------------------
-    def versions(self) -> list[dict[str, Any]]:
-        """Every saved version, oldest first: number, file, author, time, note and changes."""
-        out = []
-        for n, path in self.store.constitution_versions():
+    def versions(self, *, last: int | None = None) -> list[dict[str, Any]]:
+        """Saved versions, oldest first (the `last` newest only, when given): number, file, author, time, note, changes.
+
+        A version file is read once and kept while its size and modification time stay the same, so
+        listing hundreds of versions does not read hundreds of files per page.
+        """
+        listing = self.store.constitution_versions()
+        if last is not None:
+            listing = listing[-last:] if last > 0 else []
+        return [self._version_summary(n, path) for n, path in listing]
+
+    def version_count(self) -> int:
+        return len(self.store.constitution_versions())
+
+    def version(self, n: int) -> dict[str, Any]:
+        """The summary of version `n` (as in `versions`); DataError when there is none."""
+        from icai.store import version_file_name
+
+        path = self.store.path / version_file_name(n)
+        if not path.is_file():
+            raise DataError(f"constitution version {n} not found")
+        return self._version_summary(n, path)
+
+    def _version_summary(self, n: int, path: Path) -> dict[str, Any]:
+        try:
+            st = path.stat()
+            key: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None
+        cached = self._versions_seen.get(n)
+        if key is not None and cached is not None and cached[0] == key:
+            summary = cached[1]
+        else:
             c = self.store.read_constitution_version(n)
             meta = c.metadata
-            out.append(
-                {
-                    "version": n,
-                    "file": path.name,
-                    "ids": [p.id for p in c.principles],
-                    "texts": c.texts,
-                    "author": meta.get("edited_by"),
-                    "created_at": meta.get("edited_at"),
-                    "note": meta.get("edit_note"),
-                    "changes": meta.get("changes"),
-                    "evaluated": self.store.has(f"evaluation.v{n}.json") or (n == 1 and self.store.has("evaluation.json")),
-                }
-            )
-        return out
+            summary = {
+                "version": n,
+                "file": path.name,
+                "ids": [p.id for p in c.principles],
+                "texts": c.texts,
+                "author": meta.get("edited_by"),
+                "created_at": meta.get("edited_at"),
+                "note": meta.get("edit_note"),
+                "changes": meta.get("changes"),
+            }
+            if key is not None:
+                self._versions_seen[n] = (key, summary)
+        return {**summary, "evaluated": self.store.has(f"evaluation.v{n}.json") or (n == 1 and self.store.has("evaluation.json"))}
 
     def save_version(self, principle_ids: Sequence[str], *, note: str = "", author: str | None = None) -> dict[str, Any]:
         """Save a constitution of these principles, in this order, as the next version (constitution.vN.json).
