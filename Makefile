@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 DEMO_DATA := icai/data/icai_synthetic/synthetic_data_orthogonal_adcbg.csv
 
-.PHONY: install demo test test-fast lint clean interop interop-venv
+.PHONY: install demo test test-fast lint clean interop interop-venv notebooks
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,10 @@ lint: install
 	$(VENV)/bin/mypy icai
 	# the import-layer contract: no import cycle in the package (imports inside functions included)
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py
+
+# Re-execute the notebooks, each from a temporary folder outside the checkout, and keep their outputs in place
+notebooks: install
+	$(PY) notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) $(INTEROP_VENV) .interop runs .pytest_cache .mypy_cache .ruff_cache *.egg-info
