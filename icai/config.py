@@ -131,6 +131,15 @@ class RunConfig:
     )
     """The user's principles (`icai.user_principles`): added to the cluster representatives, so never clustered
     away; voted and selected like the others; their statistics are kept in constitution.json `user_principles`."""
+    style_principles: bool = _option(
+        True,
+        group="cluster",
+        help="add the style principles (origin surface: longer/shorter, more/fewer list items, headers, bold, ...), "
+        "voted exactly from the responses with no model call",
+        negatable=True,
+    )
+    """Add `icai.style.style_principles()` to the tested principles (origin "surface", never clustered away): each
+    surface feature in both directions, voted exactly by counting it in both responses; selected like the others."""
     principles_only: bool = _option(
         False, group="cluster", help="vote only `principles`: no proposing, no clustering (icai test)", flag=None
     )

@@ -41,6 +41,7 @@ from icai.debias import LOGPROB_MARGIN, combine_picks, margin_pick
 from icai.embed import Embedder
 from icai.llm.client import LLM
 from icai.parse import principle_content
+from icai.style import is_style, with_style_votes
 from icai.types import Comparison, Pick, Principle, Vote
 from icai.vote import VoteMode, vote
 
@@ -107,8 +108,13 @@ def vote_by_embedding(
     """One Vote per (comparison, principle) from cosine similarities, with no LLM (see the module docstring).
 
     The pick is in the comparison's own sides; there is one pick per vote, since
-    an embedding has no presentation order to debias.
+    an embedding has no presentation order to debias. Style principles (`icai.style`)
+    are voted exactly instead.
     """
+    if any(is_style(p) for p in principles):  # style principles are voted exactly, never by similarity
+        return with_style_votes(
+            comparisons, principles, lambda rest: vote_by_embedding(comparisons, rest, embedder, margin=margin, floor=floor)
+        )
     sims = similarities(comparisons, principles, embedder)
     votes = []
     for i, c in enumerate(comparisons):
@@ -154,12 +160,15 @@ def relevance_filter(
 ) -> tuple[dict[tuple[str, str], tuple[float, float]], CascadeStats]:
     """The (comparison id, principle id) items to skip, with their (s_a, s_b), and the counts.
 
-    An item is skipped when max(s_a, s_b) < floor or |s_a - s_b| < min_gap.
+    An item is skipped when max(s_a, s_b) < floor or |s_a - s_b| < min_gap. Style principles (`icai.style`) are
+    never skipped: `icai.vote.vote` answers them exactly, with no call.
     """
     sims = similarities(comparisons, principles, embedder)
     skip: dict[tuple[str, str], tuple[float, float]] = {}
     for i, c in enumerate(comparisons):
         for j, p in enumerate(principles):
+            if is_style(p):
+                continue
             s_a, s_b = float(sims.a[i, j]), float(sims.b[i, j])
             if max(s_a, s_b) < floor or abs(s_a - s_b) < min_gap:
                 skip[(c.id, p.id)] = (s_a, s_b)

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 BASELINE = "default"
 """The score every other score is compared with: the judge without principles."""
 
+LLM_CONSTITUTION = "constitution_llm"
+"""The LLM judge with the constitution, when the "constitution" score comes from a judge that follows the votes."""
+
 SURFACE = "surface"
 """The surface-feature baseline's score (`icai.surface`: no model calls)."""
 
@@ -291,6 +294,8 @@ def evaluate(
     mode: VoteMode = "generate",
     train: Sequence[Comparison] | None = None,
     random_omitted: str | None = None,
+    voter_judgements: Sequence[Judgement] | None = None,
+    voter_judge: str | None = None,
 ) -> Evaluation:
     """Judge `test` with the constitution and with baselines, and score each against the labels.
 
@@ -308,27 +313,38 @@ def evaluate(
     `Evaluation.surface` holds its weights and the paired difference constitution - surface.
     `Evaluation.explanations` says in one sentence what each score is; `random_omitted` is the reason given
     when there are no candidates to draw the random baseline from.
+
+    `voter_judgements`: when the principles were voted by something other than this LLM (embeddings, exact
+    style features), a judge that follows those votes on `test` (`predict_from_votes`); it becomes the
+    "constitution" score, described by `voter_judge`, and the LLM judge with the constitution is kept beside
+    it as "constitution_llm".
     """
     if not test:
         raise ValueError("evaluate needs at least one test comparison")
     flipped_test = [c.with_preferred(c.rejected) for c in test]
     judged: dict[str, tuple[list[Judgement], list[Comparison]]] = {}
-    constitution = judge(test, llm, principles=constitution_texts, desc="judge: constitution", mode=mode)
+    k = len(constitution_texts)
+    llm_constitution = judge(test, llm, principles=constitution_texts, desc="judge: constitution", mode=mode)
+    constitution = llm_constitution if voter_judgements is None else list(voter_judgements)
     judged["constitution"] = (constitution, list(test))
+    explanations = {"constitution": f"the judge told to follow the constitution's {_count(k, 'principle')}"}
+    if voter_judgements is not None:
+        judged[LLM_CONSTITUTION] = (llm_constitution, list(test))
+        explanations["constitution"] = voter_judge or "the constitution's own votes on the held-out pairs"
+        explanations[LLM_CONSTITUTION] = (
+            f"the LLM judge told to follow the constitution's {_count(k, 'principle')} (it cannot see the "
+            "similarities or feature counts the votes came from)"
+        )
     default = judge(test, llm, desc="judge: default", mode=mode)
     judged[BASELINE] = (default, list(test))
-    k = len(constitution_texts)
     pool = list(dict.fromkeys(candidate_texts))
-    explanations = {
-        "constitution": f"the judge told to follow the constitution's {_count(k, 'principle')}",
-        BASELINE: "the same judge with no principles: each gain below is measured against it",
-    }
+    explanations[BASELINE] = "the LLM judge with no principles: each gain below is measured against it"
     if k and pool:
         drawn = random.Random(seed).sample(pool, min(k, len(pool)))
         log.info("random constitution: %s", drawn)
         judged["random"] = (judge(test, llm, principles=drawn, desc="judge: random", mode=mode), list(test))
         explanations["random"] = (
-            f"the same judge following {_count(len(drawn), 'principle')} drawn at random (seed {seed}) from the "
+            f"the LLM judge following {_count(len(drawn), 'principle')} drawn at random (seed {seed}) from the "
             f"run's {_count(len(pool), 'candidate principle')}: what choosing them by their votes adds"
         )
     elif k:
@@ -343,13 +359,13 @@ def evaluate(
     if flipped_constitution_texts is not None:
         flipped = judge(test, llm, principles=flipped_constitution_texts, desc="judge: flipped", mode=mode)
         judged["flipped"] = (flipped, flipped_test)
-        judged["constitution_vs_flipped_labels"] = (constitution, flipped_test)
+        judged["constitution_vs_flipped_labels"] = (llm_constitution, flipped_test)
         explanations["flipped"] = (
             "a constitution learnt from the same training pairs with every label flipped, scored against the "
             "flipped labels: a sound method recovers the opposite rules, so this should score about as high"
         )
         explanations["constitution_vs_flipped_labels"] = (
-            "the constitution's own verdicts scored against the flipped labels: 1 - its agreement, a check that "
+            "the LLM judge's verdicts with the constitution scored against the flipped labels: 1 - its agreement, a check that "
             "the labels, not the judge, drive the score"
         )
 

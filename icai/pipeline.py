@@ -30,9 +30,10 @@ from icai.propose import propose, propose_unlabelled, resolve_propose_style
 from icai.select import Selection, Stability, rank_key, select_as_configured, selection_stability, significance_note
 from icai.split import propose_pool, train_test_split
 from icai.store import RunStore
+from icai.style import style_principles
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, stats_to_dict
 from icai.user_principles import USER_ORIGIN, user_principles
-from icai.voter import llm_vote_mode, vote_as_configured
+from icai.voter import llm_vote_mode, vote_as_configured, voter_judge
 from icai.votes import VoteTable
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,8 @@ def _learn(
         candidates, tested = with_user_principles(
             clustering.candidates, clustering.representatives, user_principles(config.principles)
         )
+        if config.style_principles:
+            candidates, tested = with_style_principles(candidates, tested)
         if store is not None:
             store.save_clusters(candidates, tested)
             store.mark_done("cluster", fp_cluster)
@@ -331,6 +334,18 @@ def with_user_principles(
     )
 
 
+def with_style_principles(
+    candidates: Sequence[Principle], tested: Sequence[Principle]
+) -> tuple[list[Principle], list[Principle]]:
+    """Candidates and tested principles with the style principles appended (`icai.style`); none is clustered.
+
+    A principle already in the pool with a style principle's text (a user's, say) keeps its place and origin.
+    """
+    have = {p.id for p in tested} | {p.id for p in candidates}
+    style = [p for p in style_principles() if p.id not in have]
+    return [*candidates, *style], [*tested, *style]
+
+
 def _vote_and_select(
     train: Sequence[Comparison],
     candidates: Sequence[Principle],
@@ -420,16 +435,6 @@ def _evaluate(
     embedder: Embedder,
 ) -> Evaluation:
     mode = llm_vote_mode(config, llm)
-    evaluation = evaluate(
-        test,
-        llm,
-        constitution_texts=result.constitution.texts,
-        candidate_texts=[p.text for p in result.tested],
-        seed=config.seed,
-        flipped_constitution_texts=flipped.constitution.texts if flipped else None,
-        mode=mode,
-        train=list(result.train),
-    )
     # Principle-count curve: the order comes from greedy forward selection on the train votes over
     # the same candidates selection used (qualified, duplicates merged), without selection's minimum
     # gain, so the greedy constitution is a prefix of it and the knee is visible. Each prefix is
@@ -442,17 +447,33 @@ def _evaluate(
     order = forward_select(
         candidates, result.votes, list(result.train), max_principles=config.curve_candidates
     ).principle_ids
+    by_id = {p.id: p for p in result.tested}
+    constitution_ids = [p.id for p in result.constitution.principles]
+    # the constitution's own principles are voted too (with --select strength they need not be on the curve),
+    # so exports can score every constitution principle held out, and a judge can follow those votes
+    voted = list(dict.fromkeys([*order, *constitution_ids]))
+    test_votes: Sequence[Vote] = []
+    if voted:
+        test_votes = vote_as_configured(
+            test, [by_id[i] for i in voted], llm, embedder, config, mode, adaptive=False, store=store, name="test_votes.csv"
+        )
+    if voted and store is not None:
+        store.save_votes(test_votes, name="test_votes.csv")
+    judge_name = voter_judge(config, result.constitution.principles)
+    evaluation = evaluate(
+        test,
+        llm,
+        constitution_texts=result.constitution.texts,
+        candidate_texts=[p.text for p in result.tested],
+        seed=config.seed,
+        flipped_constitution_texts=flipped.constitution.texts if flipped else None,
+        mode=mode,
+        train=list(result.train),
+        voter_judgements=predict_from_votes(constitution_ids, test_votes, test) if judge_name else None,
+        voter_judge=judge_name,
+    )
     if not order:
         return evaluation
-    by_id = {p.id: p for p in result.tested}
-    # the constitution's own principles are voted too (with --select strength they need not be on the curve),
-    # so exports can score every constitution principle held out
-    voted = list(dict.fromkeys([*order, *(p.id for p in result.constitution.principles)]))
-    test_votes = vote_as_configured(
-        test, [by_id[i] for i in voted], llm, embedder, config, mode, adaptive=False, store=store, name="test_votes.csv"
-    )
-    if store is not None:
-        store.save_votes(test_votes, name="test_votes.csv")
     held_out = [
         float(agreement_scores(predict_from_votes(order[:k], test_votes, test), test).mean())
         for k in range(1, len(order) + 1)

@@ -100,7 +100,7 @@ class RewardWeights:
             "feature": FEATURE,
             "link": "logistic: P(a preferred) = 1 / (1 + exp(-(sum_i weight_i * direction_i + intercept)))",
             "principles": [
-                {"rank": rank, "id": p.id, "text": p.text, "weight": w}
+                {"rank": rank, "id": p.id, "text": p.text, "origin": p.origin, "weight": w}
                 for rank, (p, w) in enumerate(zip(self.principles, self.weights, strict=True), start=1)
             ],
             "intercept": self.intercept,
@@ -123,7 +123,7 @@ class RewardWeights:
         own = {"schema", "feature", "link", "principles", "intercept", "train_accuracy", "held_out", "held_out_note",
                "n_pairs", "seed", "regularization", "symmetric"}
         return cls(
-            principles=tuple(Principle(id=r["id"], text=r["text"]) for r in rows),
+            principles=tuple(Principle(id=r["id"], text=r["text"], origin=str(r.get("origin", "llm"))) for r in rows),
             weights=tuple(float(r["weight"]) for r in rows),
             intercept=float(data["intercept"]),
             train_accuracy=float(data["train_accuracy"]),
@@ -227,7 +227,7 @@ def fit_reward_weights(
             scores = _pair_scores(xt @ weights + intercept, yt)
             held_out = HeldOut(float(scores.mean()), bootstrap_ci(scores, seed=seed), len(test))
     return RewardWeights(
-        principles=tuple(Principle(id=p.id, text=p.text) for p in principles),
+        principles=tuple(Principle(id=p.id, text=p.text, origin=p.origin, hint=p.hint) for p in principles),
         weights=tuple(float(w) for w in weights),
         intercept=intercept,
         train_accuracy=train_acc,

@@ -20,6 +20,7 @@ from icai.llm.base import LLMError, NegotiatesLogprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
 from icai.prompts import vote_branches_request, vote_one_request, vote_request
+from icai.style import is_style, style_pick, style_rule
 from icai.types import Comparison, Principle
 from icai.votes import PICK_CODE, SWAPPED_CODE, VALUE_CODE, VoteTable, combine_codes, preferred_a
 
@@ -104,7 +105,8 @@ def vote(
     votes asked in one order are calibrated instead (`calibrated_margins`), which
     assumes the caller randomised the orders, as adaptive one-order voting does.
     Network failures propagate (after retries in the LLM wrapper); only
-    unreadable model text becomes an "invalid" pick.
+    unreadable model text becomes an "invalid" pick. Style principles (`icai.style`,
+    origin "surface") are voted exactly, with no call.
 
     The votes come back as a `VoteTable` (a `Sequence[Vote]`, pair by pair, each pair's principles in
     order), filled chunk by chunk as the answers arrive; `out` is a table to fill (e.g. memory-mapped in
@@ -115,6 +117,23 @@ def vote(
     orders = (False, True) if both_orders else (False,)
     table = _table_for(comparisons, principles, out, orders=len(orders), margins=mode == "logprob")
     if not comparisons or not principles:
+        return table
+    if any(is_style(p) for p in principles):  # style principles are voted exactly, never by the model
+        others = [j for j, p in enumerate(principles) if not is_style(p)]
+        if others:
+            asked = vote(
+                comparisons, [principles[j] for j in others], llm,
+                batch_size=batch_size, both_orders=both_orders, mode=mode, threshold=threshold,
+            )  # fmt: skip
+            table.picks[:, others] = asked.picks
+            table.values[:, others] = asked.values
+            if table.margins is not None and asked.margins is not None:
+                table.margins[:, others] = asked.margins
+            for k, text in asked.raw.items():
+                i, j = divmod(k, len(others))
+                table.raw[i * len(principles) + others[j]] = text
+        _fill_style(table, comparisons, principles)
+        table.refresh()
         return table
     if mode == "logprob":
         _vote_logprob(comparisons, principles, llm, table, threshold=threshold, batch_size=batch_size, both_orders=both_orders)
@@ -164,6 +183,19 @@ def vote(
     if n_invalid:
         log.warning("vote: %d of %d votes invalid (unreadable model output)", n_invalid, len(table))
     return table
+
+
+def _fill_style(table: VoteTable, comparisons: Sequence[Comparison], principles: Sequence[Principle]) -> None:
+    """The style principles' columns of `table`, counted from the responses (`icai.style`): one pick, no call."""
+    for j, p in enumerate(principles):
+        rule = style_rule(p)
+        if rule is None:
+            continue
+        for i, c in enumerate(comparisons):
+            pick, _, _ = style_pick(rule, c.text_a, c.text_b)
+            table.picks[i, j, :] = 0
+            table.picks[i, j, 0] = PICK_CODE[pick]
+            table.values[i, j] = VALUE_CODE[combine_picks([pick], c.preferred)]
 
 
 def _table_for(

@@ -14,6 +14,7 @@ from icai.embed import Embedder
 from icai.embed_vote import cascade_vote, vote_by_embedding
 from icai.llm.client import LLM
 from icai.store import RunStore
+from icai.style import is_style
 from icai.types import Comparison, Principle, Vote
 from icai.vote import VoteMode, resolve_vote_mode, vote
 
@@ -66,3 +67,29 @@ def vote_as_configured(
 def llm_vote_mode(config: RunConfig, llm: LLM) -> VoteMode:
     """The LLM vote mode; with vote_mode="embedding" the judge still needs one, so it is resolved as "auto"."""
     return resolve_vote_mode("auto" if config.vote_mode == "embedding" else config.vote_mode, llm)
+
+
+def voter_judge(config: RunConfig, principles: Sequence[Principle]) -> str | None:
+    """What the held-out "constitution" judge is when the votes did not all come from the LLM judge; None when they did.
+
+    Embedding votes and exact style votes are nothing the LLM judge can follow from the principles' texts, so the
+    constitution is then scored by its own votes on the held-out pairs, summed as selection sums them
+    (`icai.evaluate.predict_from_votes`); this sentence says so under the scores.
+    """
+    style = [p for p in principles if is_style(p)]
+    others = [p for p in principles if not is_style(p)]
+    if config.vote_mode != "embedding" and not style:
+        return None
+    sources = []
+    if others:
+        sources.append(
+            "embedding similarity for the proposed principles" if config.vote_mode == "embedding"
+            else "the LLM's votes for the proposed principles"
+        )
+    if style:
+        sources.append("exact feature counts for the style principles")
+    what = f" ({'; '.join(sources)})" if sources else ""
+    return (
+        f"the constitution's own votes on the held-out pairs{what}, summed as selection sums them: "
+        "the judge that follows these voters (a tie scores 0.5)"
+    )

@@ -20,6 +20,7 @@ from icai.io import load_comparisons
 from icai.llm import LLM, Request
 from icai.llm.fake import FakeProvider, fake_provider
 from icai.pipeline import run
+from icai.style import style_principles
 from icai.types import Comparison, Principle
 
 CAT_TEXT = "The cat purred and the cat slept on the warm windowsill."
@@ -114,7 +115,13 @@ def test_pipeline_records_the_cascade_and_embedding_mode_makes_no_vote_calls(ort
     meta = cascade.constitution.metadata
     assert meta["cascade"]["n_items"] == len(cascade.votes)
     assert meta["cascade"]["n_skipped"] == sum(v.raw.startswith(SKIPPED) for v in cascade.votes)
-    assert meta["candidate_origins"] == {"llm": len(cascade.candidates)}
+    n_style = len(style_principles())
+    assert meta["candidate_origins"] == {"llm": len(cascade.candidates) - n_style, "surface": n_style}
+    # the cascade never skips a style principle: they are voted exactly, with no call
+    style_ids = {p.id for p in style_principles()}
+    style_votes = [v for v in cascade.votes if v.principle_id in style_ids]
+    assert len(style_votes) == n_style * len(comparisons) and not any(v.raw.startswith(SKIPPED) for v in style_votes)
+    assert sum(v.value in ("for", "against") for v in style_votes) > len(comparisons)
 
     provider = fake_provider("keyword")
     embedding = run(

@@ -13,7 +13,7 @@ The layers, top to bottom; a module imports only modules of its own layer or of 
                     icai.labelling (a person's labelling session over a prepared run)
     outputs         report, compare_report, export, cost, progress, validate     what a run is turned into
     stages          propose, cluster, vote, voter, adaptive, embed_vote, select, evaluate, compare,
-                    groups, surface, reward, target, user_principles, annotated_pairs, active   plain functions
+                    groups, surface, style, reward, target, user_principles, annotated_pairs, active   plain functions
     numerics        stats, debias, split
     data            io, shapes, formats, turns, store, prompts, parse, types,   records, files, prompt text,
                     votes (the vote table),
@@ -223,6 +223,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "icai.compare",
             "icai.groups",
             "icai.surface",
+            "icai.style",
             "icai.reward",
             "icai.target",
             "icai.user_principles",

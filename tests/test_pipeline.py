@@ -17,6 +17,11 @@ from icai.types import Constitution
 RULES = {"cat": re.compile(r"\bcat\b|feline|kitten"), "blue": re.compile(r"\bblue\b"), "lemon": re.compile(r"\blemon")}
 
 
+# The recovery tests below are about the keyword fake's own principles, so they leave the style principles out: on
+# this set the shorter story is the preferred one in 21 of 30 pairs, and "is shorter" takes the cat rule's place
+# (tests/test_style.py shows it).
+
+
 def keyword_llm(cache=None) -> LLM:
     return LLM(fake_provider("keyword"), cache=cache, progress=False)
 
@@ -33,7 +38,7 @@ def orthogonal(orthogonal_csv):
 
 def test_recovers_the_three_hidden_rules(orthogonal, tmp_path):
     store = RunStore(tmp_path / "run")
-    result = run(orthogonal, llm=keyword_llm(), embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword"), store=store)
+    result = run(orthogonal, llm=keyword_llm(), embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword", style_principles=False), store=store)
     assert recovered(result.constitution) == {"cat", "blue", "lemon"}
     for s in result.constitution.stats:
         assert s.agreement is not None and s.agreement > 0.5
@@ -61,10 +66,10 @@ def test_held_out_evaluation_and_flip_check(orthogonal, tmp_path):
 def test_second_run_makes_no_model_calls(orthogonal, tmp_path):
     cache_path = tmp_path / "cache.sqlite"
     first = keyword_llm(ResponseCache(cache_path))
-    a = run(orthogonal, llm=first, embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword"))
+    a = run(orthogonal, llm=first, embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword", style_principles=False))
     assert first.usage.calls > 0
     second = keyword_llm(ResponseCache(cache_path))
-    b = run(orthogonal, llm=second, embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword"))
+    b = run(orthogonal, llm=second, embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword", style_principles=False))
     assert second.usage.calls == 0
     assert second.usage.cache_hits == first.usage.calls
     assert a.constitution.texts == b.constitution.texts
@@ -72,10 +77,10 @@ def test_second_run_makes_no_model_calls(orthogonal, tmp_path):
 
 def test_rerun_on_a_store_reuses_stage_checkpoints(orthogonal, tmp_path):
     store = RunStore(tmp_path)
-    run(orthogonal, llm=keyword_llm(), embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword"), store=store)
+    run(orthogonal, llm=keyword_llm(), embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword", style_principles=False), store=store)
     provider = fake_provider("keyword")
     again = run(
-        orthogonal, llm=LLM(provider, progress=False), embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword"), store=store
+        orthogonal, llm=LLM(provider, progress=False), embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword", style_principles=False), store=store
     )
     assert provider.requests == []  # propose, cluster and vote all came from the checkpoints
     assert recovered(again.constitution) == {"cat", "blue", "lemon"}
@@ -85,7 +90,7 @@ def test_rerun_on_a_store_reuses_stage_checkpoints(orthogonal, tmp_path):
         orthogonal,
         llm=LLM(provider, progress=False),
         embedder=HashingEmbedder(),
-        config=RunConfig(model="fake/keyword", vote_batch_size=7),
+        config=RunConfig(model="fake/keyword", style_principles=False, vote_batch_size=7),
         store=store,
     )
     assert provider.requests and all("[PREFERRED]" not in r.prompt_text for r in provider.requests)

@@ -164,7 +164,10 @@ def test_run_outputs_show_surface_baseline_and_provenance(orthogonal_csv, tmp_pa
     assert evaluation["surface"]["fit"] == "train" and evaluation["surface"]["n_train"] == 21
     meta = json.loads((out / "constitution.json").read_text())
     assert meta["config"]["propose_fallback"] is True
-    assert meta["candidate_hints"] == {"none": meta["n_candidates"]}  # fake/keyword: the standard style
+    # fake/keyword: the standard style (no hint); the style principles carry their feature and direction
+    n_style = meta["candidate_origins"]["surface"]
+    assert meta["candidate_hints"]["none"] == meta["n_candidates"] - n_style == meta["candidate_origins"]["llm"]
+    assert sum(n for hint, n in meta["candidate_hints"].items() if hint.startswith("form:")) == n_style == 22
     html = (out / "report.html").read_text()
     assert 'id="surface-note"' in html and "constitution \u2212 surface" in html
     assert "<td>surface</td>" in html  # a row of the scores table
