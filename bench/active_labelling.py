@@ -4,7 +4,8 @@ A simulated labeller answers from the labels of a labelled set. Per set, annotat
 
 1. Split the pairs: 70% pool (the pairs a person would label), 30% held out (seeded).
 2. Label-free principles from the pool (`icai.propose.propose_unlabelled`: each difference in both
-   directions), clustered (hash embedder), and voted on every pool and held-out pair, once.
+   directions), clustered (hash embedder), joined by the style principles (`icai.style`, both directions,
+   voted by counting) as `icai label` does, and voted on every pool and held-out pair, once.
    No label is read here.
 3. Label the pool one pair at a time, in two orders: active (`icai.active.next_pair`, 20% of choices
    at random, as `icai label` does) and random (a seeded permutation). After each label the constitution
@@ -57,6 +58,7 @@ from icai.embed import get_embedder  # noqa: E402
 from icai.llm.base import Completion, Request  # noqa: E402
 from icai.llm.client import LLM  # noqa: E402
 from icai.llm.fake import fake_provider  # noqa: E402
+from icai.pipeline import with_style_principles  # noqa: E402
 from icai.propose import propose_unlabelled  # noqa: E402
 from icai.select import VoteMatrix, select_ids_as_configured  # noqa: E402
 from icai.split import train_test_split  # noqa: E402
@@ -131,6 +133,8 @@ def prepare(name: str, annotator: str, seed: int, embedder: Any, config: RunConf
     hidden = [c.with_preferred("a") for c in pool]  # the proposer never sees a label
     proposals = propose_unlabelled(hidden, llm, per_pair=config.proposals_per_pair, seed=seed)
     tested = list(cluster(proposals, embedder, n_clusters=config.n_clusters, seed=seed).representatives) if proposals else []
+    if config.style_principles:  # as icai label does (prepare_labelling): the style features in both directions
+        _, tested = with_style_principles([], tested)
     everything = [c.with_preferred("a") for c in [*pool, *test]]
     votes = vote(everything, tested, llm, batch_size=config.vote_batch_size) if tested else []
     ids = [p.id for p in tested]
@@ -330,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_principles": config.max_principles,
             "n_clusters": config.n_clusters,
             "proposals_per_pair": config.proposals_per_pair,
+            "style_principles": config.style_principles,
             "labels_needed": "smallest n from which held-out agreement stays within tolerance of the all-labels constitution's",
         },
         **summarise(cells),

@@ -264,7 +264,8 @@ def prepare_labelling(
     """Label-free propose -> cluster -> vote over unlabelled pairs, checkpointed like `run`; no label is read.
 
     Principles come from `icai.propose.propose_unlabelled` (each difference in both directions) on
-    `propose_pool(pairs, config)`, then are clustered and voted on every pair. These are all the model calls
+    `propose_pool(pairs, config)`, then are clustered, joined by the style principles as in `run`
+    (`config.style_principles`; both directions of each feature, voted by counting), and voted on every pair. These are all the model calls
     of a labelling session: labels, given later (`icai.labelling`), only count votes. The pairs'
     `preferred` is ignored (the saved votes' values are relative to it and are never read; their picks are).
     """
@@ -301,6 +302,8 @@ def prepare_labelling(
             candidates, tested = with_user_principles(
                 clustering.candidates, clustering.representatives, user_principles(config.principles)
             )
+            if config.style_principles:  # label-free like the proposals: both directions of each feature
+                candidates, tested = with_style_principles(candidates, tested)
             if store is not None:
                 store.save_clusters(candidates, tested)
                 store.mark_done("cluster", fp_cluster)
