@@ -191,8 +191,7 @@ class VoteMatrix:
         """A matrix of exhaustive votes from their directions (rows pairs, columns principles; +1 the preferred
         side, -1 the other, 0 neither): what the constructor builds from votes with no invalid ones, without the
         records (`bench/active_labelling.py` selects after every simulated label)."""
-        m = cls.__new__(cls)
-        m.principle_ids = list(principle_ids)
+        m = cls(principle_ids, [], [])
         m.correct = np.asarray(correct, dtype=np.int8)
         m.abstain = m.correct == 0
         m.voted = np.ones(m.correct.shape, dtype=bool)

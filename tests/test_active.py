@@ -116,3 +116,27 @@ def test_committee_disagreement_prefers_pairs_the_plausible_constitutions_split_
     assert np.all(np.isneginf(score[:40]))
     choice = next_pair(sides, labels, k=3, random_share=0.0, strategy="disagreement")
     assert choice is not None and sides[choice.index, 0] != sides[choice.index, 1]
+
+
+def test_the_benchmark_selection_from_directions_equals_the_runs() -> None:
+    # bench/active_labelling.py selects from a direction matrix; it must choose what select_as_configured chooses
+    from icai.active import relabelled
+    from icai.config import RunConfig
+    from icai.select import VoteMatrix, select_as_configured, select_ids_as_configured
+    from icai.types import Comparison, Principle
+
+    rng = np.random.default_rng(3)
+    pairs = [Comparison(f"p{i}", "x", "y", "a" if rng.random() < 0.5 else "b") for i in range(60)]
+    principles = [Principle.from_text(f"Select the response that does thing number {j}.") for j in range(12)]
+    sides = rng.choice([-1, 0, 1], size=(60, 12), p=[0.3, 0.3, 0.4]).astype(np.int8)
+    votes = [
+        Vote(c.id, p.id, "abstain", ("a" if sides[i, j] > 0 else "b" if sides[i, j] < 0 else "neither",) * 2)
+        for i, c in enumerate(pairs)
+        for j, p in enumerate(principles)
+    ]
+    config = RunConfig(model="fake/keyword", embedder="hash")
+    expected, _, _ = select_as_configured(config, principles, pairs, relabelled(votes, pairs))
+    labels = np.array([1 if c.preferred == "a" else -1 for c in pairs], dtype=np.int8)
+    m = VoteMatrix.from_directions([p.id for p in principles], sides * labels[:, None])
+    assert select_ids_as_configured(config, m) == [p.id for p in expected.principles]
+    assert expected.principles  # the check is not vacuous
