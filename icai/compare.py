@@ -10,6 +10,9 @@ Stage functions over records (the model calls are made by `icai.pipeline.compare
 - `compare_sides`: one row per principle (a matched pair is one row, measured with side A's wording), its
   strength on each side with a bootstrap CI, the difference with a bootstrap CI and a permutation p-value,
   Benjamini-Hochberg corrected; for a principle of one side only, whether the other side's pairs support it.
+  A principle decisive on one side's pairs only (the other side has fewer than MIN_DECISIVE decisive votes on it) is
+  a difference too: reported "only in" that side, with that side's interval and a binomial test of its for vs
+  against votes, corrected with the others.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from icai.embed import Embedder
-from icai.groups import MIN_DECISIVE, difference_test, shortened, signed, strength_interval, vote_values
+from icai.groups import MIN_DECISIVE, difference_test, signed, strength_interval, vote_values
 from icai.stats import benjamini_hochberg, binomial_p
 from icai.store import RunStore
 from icai.types import Comparison, Principle, Vote
@@ -207,6 +210,9 @@ class Row:
     reason: str = ""
     other_side: str = ""
     """For a principle of one side only: "supported", "contradicted" or "not supported" by the other side's pairs."""
+    only_in: str = ""
+    """The side on whose pairs alone the principle is decisive (the other has fewer than min_decisive decisive
+    votes): `p_value` is then that side's binomial test of for vs against; the difference is not defined."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,9 @@ class CompareResult:
             f"{sum(r.found_in == self.name_a for r in self.rows)} in {self.name_a} only, "
             f"{sum(r.found_in == self.name_b for r in self.rows)} in {self.name_b} only."
         ]
-        sig = sorted((r for r in self.rows if r.significant), key=lambda r: (r.q_value or 1.0, -abs(r.difference or 0)))
+        sig = sorted(
+            (r for r in self.rows if r.significant and not r.only_in), key=lambda r: (r.q_value or 1.0, -abs(r.difference or 0))
+        )
         if not sig:
             out.append(f"No principle's strength differs significantly between {self.name_a} and {self.name_b} (BH q < {self.alpha}).")
         for r in sig:
@@ -237,30 +245,52 @@ class CompareResult:
                 f"(difference {r.difference:+.2f}, q {r.q_value:.3g})"
             )
         for r in self.rows:
+            if r.only_in:
+                s, other = (r.a, self.name_b) if r.only_in == self.name_a else (r.b, self.name_a)
+                o = r.b if r.only_in == self.name_a else r.a
+                ci = f" [{s.strength_ci[0]:+.2f}, {s.strength_ci[1]:+.2f}]" if s.strength_ci else ""
+                out.append(
+                    f"{r.text!r} is decisive only in {r.only_in}: strength {signed(s.strength)}{ci} on "
+                    f"{s.n_for + s.n_against} decisive votes (binomial q {r.q_value:.3g}); "
+                    f"{o.n_for + o.n_against} decisive in {other}."
+                )
+        for r in self.rows:
             if r.found_in != "both":
                 other = self.name_b if r.found_in == self.name_a else self.name_a
                 out.append(f"{r.text!r} (from {r.found_in} only) is {r.other_side} by {other}'s pairs.")
         n_untested = sum(not r.tested for r in self.rows)
         if n_untested:
-            out.append(f"{n_untested} principle(s) not tested: fewer than {self.min_decisive} decisive votes on a side.")
+            out.append(f"{n_untested} principle(s) not tested: fewer than {self.min_decisive} decisive votes on each side.")
         return out
 
-    def table(self) -> str:
+    def table(self, width: int | None = None) -> str:
+        """A table that fits the terminal (`icai.tables`); a matched row shows both texts."""
+        from icai.tables import render_table
+
         head = ["principle", "in", f"strength {self.name_a}", f"strength {self.name_b}", "difference [95% CI]", "q"]
         rows = []
         for r in self.rows:
-            diff = (
-                f"{r.difference:+.2f} [{r.difference_ci[0]:+.2f},{r.difference_ci[1]:+.2f}]"
-                if r.difference is not None and r.difference_ci
-                else "not tested"
-            )
+            if r.only_in:
+                diff = f"only in {r.only_in}"
+            elif r.difference is not None and r.difference_ci:
+                diff = f"{r.difference:+.2f} [{r.difference_ci[0]:+.2f}, {r.difference_ci[1]:+.2f}]"
+            else:
+                diff = "not tested"
             q = "" if r.q_value is None else f"{r.q_value:.3g}" + (" *" if r.significant else "")
-            rows.append([shortened(r.text, 50), r.found_in, _side(r.a), _side(r.b), diff, q])
-        widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
-        lines = [f"{self.name_a} ({self.n_pairs_a} pairs) vs {self.name_b} ({self.n_pairs_b} pairs); * significant"]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-        lines += ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) for x in rows]
-        return "\n".join(lines)
+            text = r.text
+            if r.matched_text:
+                text = f"{self.name_a}: {r.text}\n{self.name_b}: {r.matched_text} (similarity {r.similarity:.2f})"
+            rows.append([text, r.found_in, _side(r.a), _side(r.b), diff, q])
+        notes = []
+        if any(r.only_in for r in self.rows):
+            notes.append(
+                f"only in X: decisive on X's pairs alone (fewer than {self.min_decisive} decisive votes on the other "
+                "side); its q is X's binomial test of for vs against"
+            )
+        return render_table(
+            head, rows, numeric=[2, 3, 4, 5], wide=[0], width=width, notes=notes,
+            title=f"{self.name_a} ({self.n_pairs_a} pairs) vs {self.name_b} ({self.n_pairs_b} pairs); * significant",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -281,7 +311,7 @@ class CompareResult:
 def _side(s: SideStats) -> str:
     if s.strength is None:
         return "-"
-    ci = f" [{s.strength_ci[0]:+.2f},{s.strength_ci[1]:+.2f}]" if s.strength_ci else ""
+    ci = f" [{s.strength_ci[0]:+.2f}, {s.strength_ci[1]:+.2f}]" if s.strength_ci else ""
     return f"{s.strength:+.2f}{ci} n={s.n_for + s.n_against}"
 
 
@@ -349,6 +379,13 @@ def compare_sides(
             other_side=other,
         )
         small = [n for n, s in ((a.name, sa), (b.name, sb)) if s.n_for + s.n_against < min_decisive]
+        if len(small) == 1:
+            only, s = (b.name, sb) if small[0] == a.name else (a.name, sa)
+            pending.append(
+                Row(**common, difference=None, difference_ci=None, p_value=binomial_p(s.n_for, s.n_for + s.n_against),
+                    only_in=only)
+            )
+            continue
         if small:
             pending.append(
                 Row(**common, difference=None, difference_ci=None, p_value=None, tested=False,

@@ -22,7 +22,8 @@ def render_compare(data: Mapping[str, Any]) -> str:
         f"Principles are matched when their texts' embedding similarity is at least {_e(data.get('min_similarity'))} and "
         "their votes agree; a matched pair is measured with the first side's wording. Differences: bootstrap 95% CI, "
         f"permutation test ({_e(data.get('n_permutations'))} shuffles), Benjamini-Hochberg q below {_e(data.get('alpha'))}; "
-        f"fewer than {_e(data.get('min_decisive'))} decisive votes on a side: not tested.</p>"
+        f"fewer than {_e(data.get('min_decisive'))} decisive votes on both sides: not tested; on one side only: "
+        "reported as decisive only in the other, with its binomial test.</p>"
     )
     summary = "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in data.get("summary", [])) + "</ul>"
     if not rows_data:
@@ -39,7 +40,10 @@ def render_compare(data: Mapping[str, Any]) -> str:
                 DASH if s.get("strength") is None
                 else _with_ci(s["strength"], s.get("strength_ci")) + f'<span class="ci">n={s["n_for"] + s["n_against"]}</span>'
             )
-        cells.append(_with_ci(r["difference"], r.get("difference_ci")) if r.get("difference") is not None else _e(r.get("reason", "")))
+        if r.get("only_in"):
+            cells.append(_e(f"only in {r['only_in']} (decisive there alone; binomial test)"))
+        else:
+            cells.append(_with_ci(r["difference"], r.get("difference_ci")) if r.get("difference") is not None else _e(r.get("reason", "")))
         q = _p(r.get("q_value")) if r.get("q_value") is not None else DASH
         cells.append(f'<span class="flag">{q}</span>' if r.get("significant") else q)
         cells.append(_e(r.get("other_side") or ""))

@@ -81,18 +81,22 @@ class RunEstimate:
             return self.price.cost(stage.input_tokens, stage.output_tokens)
         return self.price.cost(self.input_tokens, self.output_tokens)
 
-    def table(self) -> str:
-        """The per-stage table `icai run --dry-run` prints."""
-        lines = [
-            f"Estimate for {self.model}: {self.n_train} train / {self.n_test} test pairs, "
-            f"about {self.n_principles} principles voted on",
-            f"{'stage':<22} {'calls':>8} {'input tokens':>14} {'output tokens':>14} {'USD':>10}",
-        ]
+    def table(self, width: int | None = None) -> str:
+        """The per-stage table `icai run --dry-run` prints (`icai.tables`: fits the terminal)."""
+        from icai.tables import render_table
+
         total = StageEstimate("total", self.calls, self.input_tokens, self.output_tokens, self.min_calls)
+        rows = []
         for s in (*self.stages, total):
             usd = self.cost(s if s is not total else None)
-            shown = "n/a" if usd is None else f"{usd:.4f}"
-            lines.append(f"{s.stage:<22} {s.shown_calls:>8} {s.input_tokens:>14,} {s.output_tokens:>14,} {shown:>10}")
+            rows.append([s.stage, s.shown_calls, f"{s.input_tokens:,}", f"{s.output_tokens:,}", "n/a" if usd is None else f"{usd:.4f}"])
+        lines = [
+            render_table(
+                ["stage", "calls", "input tokens", "output tokens", "USD"], rows, numeric=[1, 2, 3, 4], width=width,
+                title=f"Estimate for {self.model}: {self.n_train} train / {self.n_test} test pairs, "
+                f"about {self.n_principles} principles voted on",
+            )
+        ]
         if self.min_calls != self.calls:
             lines.append(
                 "A range: adaptive voting stops testing a principle once its place is clear (fewest: every "

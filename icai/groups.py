@@ -8,7 +8,10 @@ For every principle and group with enough decisive votes: the difference between
 and the strength over all other pairs, with a bootstrap interval and a two-sided permutation p-value
 (the group labels shuffled over the pairs the principle was voted on), Benjamini-Hochberg corrected
 across all principle x group tests. With two groups there is one test per principle (A vs B).
-A group with fewer than `min_decisive` decisive votes for a principle is shown and not tested.
+A group with fewer than `min_decisive` decisive votes for a principle is shown and not tested against the others;
+when its counterpart (the other group of two, or the rest) has that few and it has enough, the principle is decisive
+in it only: that is a difference too, reported "only in" the group with the group's own interval and a two-sided
+binomial test of its for vs against votes, corrected with the other tests.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from icai.errors import DataError
-from icai.stats import benjamini_hochberg, constant_mean_interval, direction, wilson_ci
+from icai.stats import benjamini_hochberg, binomial_p, constant_mean_interval, direction, wilson_ci
 from icai.types import Comparison, Principle, Vote
 
 MIN_DECISIVE = 10
@@ -160,6 +163,9 @@ class GroupTest:
     tested: bool = True
     reason: str = ""
     """Why it was not tested (too few decisive votes)."""
+    only_in: str = ""
+    """Set when the principle is decisive in `only_in` alone (the other side has fewer than min_decisive decisive
+    votes): `p_value` is then the binomial test of for vs against there, and the difference is not defined."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,11 @@ class GroupAnalysis:
     def tests(self) -> list[GroupTest]:
         return [t for p in self.principles for t in p.tests]
 
+    def stats_of(self, principle_id: str, group: str) -> GroupStats | None:
+        return next(
+            (g for p in self.principles if p.principle_id == principle_id for g in p.groups if g.group == group), None
+        )
+
     def top_differences(self, k: int = 5) -> list[GroupTest]:
         """The significant tests, smallest q first, then largest |difference|."""
         found = [t for t in self.tests if t.significant]
@@ -218,6 +229,9 @@ class GroupAnalysis:
                 f"({n} tests, BH q < {self.alpha})."
             )
         for t in top:
+            if t.only_in:
+                lines.append(self._only_line(t))
+                continue
             stats = {g.group: g for p in self.principles if p.principle_id == t.principle_id for g in p.groups}
             here = stats.get(t.group)
             there = stats.get(t.other)
@@ -235,30 +249,48 @@ class GroupAnalysis:
             lines.append(f"{self.n_missing} pair(s) without a value of {self.column} are left out.")
         return lines
 
-    def table(self) -> str:
-        """A terminal table: one row per principle, one column per group (strength [CI], decisive votes)."""
+    def _only_line(self, t: GroupTest) -> str:
+        here = self.stats_of(t.principle_id, t.only_in)
+        other = t.other if t.only_in == t.group else t.group
+        there = self.stats_of(t.principle_id, other)
+        n_there = there.n_decisive if there is not None else "fewer than " + str(self.min_decisive)
+        return (
+            f"{self.text_of(t.principle_id)!r}: decisive only in {t.only_in}, strength {signed(here.strength if here else None)}"
+            f"{_ci_text(here.strength_ci if here else None)} on {here.n_decisive if here else 0} decisive votes "
+            f"(binomial q {t.q_value:.3g}); {n_there} decisive in {other}"
+        )
+
+    def table(self, width: int | None = None) -> str:
+        """A table that fits the terminal (`icai.tables`): one row per principle, one column per group (strength [CI],
+        decisive votes), and which groups differ (q), or where alone it is decisive."""
+        from icai.tables import render_table
+
         head = ["principle", *self.groups, "differs (q)"]
         rows = []
         for p in self.principles:
             by = {g.group: g for g in p.groups}
-            cells = [shortened(p.text, 48)]
+            cells = [p.text]
             for name in self.groups:
                 g = by.get(name)
                 if g is None or g.strength is None:
                     cells.append("-")
                     continue
-                ci = f" [{g.strength_ci[0]:+.2f},{g.strength_ci[1]:+.2f}]" if g.strength_ci else ""
+                ci = f" [{g.strength_ci[0]:+.2f}, {g.strength_ci[1]:+.2f}]" if g.strength_ci else ""
                 small = "*" if g.n_decisive < self.min_decisive else ""
                 cells.append(f"{g.strength:+.2f}{ci} n={g.n_decisive}{small}")
-            sig = [t for t in p.tests if t.significant]
+            sig = [t for t in p.tests if t.significant and not t.only_in]
+            only = list(dict.fromkeys((t.only_in, t.q_value) for t in p.tests if t.only_in))
             untested = not any(t.tested for t in p.tests)
-            cells.append(", ".join(f"{t.group} ({t.q_value:.3g})" for t in sig) or ("not tested" if untested else "no"))
+            said = [f"{t.group} ({t.q_value:.3g})" for t in sig]
+            said += [f"only in {g} (q {q:.3g}{' *' if q is not None and q < self.alpha else ''})" for g, q in only]
+            cells.append(", ".join(said) or ("not tested" if untested else "no"))
             rows.append(cells)
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        out = [f"Strength by {self.column} (95% bootstrap CI; n = decisive votes; * fewer than {self.min_decisive}: not tested)"]
-        out.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-        return "\n".join(out)
+        return render_table(
+            head, rows, numeric=range(1, len(self.groups) + 1), wide=[0], width=width,
+            title=f"Strength by {self.column} (95% bootstrap CI; n = decisive votes; * fewer than {self.min_decisive})",
+            notes=[f"only in G: decisive in G alone (the other side has fewer than {self.min_decisive} decisive "
+                   "votes); q of G's binomial test, * below alpha"] if any(t.only_in for t in self.tests) else [],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -280,6 +312,10 @@ class GroupAnalysis:
         }
 
 
+def _ci_text(ci: tuple[float, float] | None) -> str:
+    return f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
+
+
 def _rest(t: GroupTest, here: GroupStats | None) -> float | None:
     if here is None or here.strength is None or t.difference is None:
         return None
@@ -289,11 +325,6 @@ def _rest(t: GroupTest, here: GroupStats | None) -> float | None:
 def signed(x: float | None) -> str:
     """A strength or difference for a table: "+0.12", or "n/a"."""
     return "n/a" if x is None else f"{x:+.2f}"
-
-
-def shortened(text: str, n: int) -> str:
-    """`text` cut to `n` characters, the last an ellipsis when cut."""
-    return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
 def vote_values(
@@ -443,6 +474,17 @@ def analyse_groups(
                 per_group[other].n_decisive if other is not None else sum(g.n_decisive for g in per_group) - decisive_here
             )
             other_name = names[other] if other is not None else "rest"
+            only = (
+                names[k] if decisive_here >= min_decisive > decisive_there
+                else other_name if other is not None and decisive_there >= min_decisive > decisive_here
+                else ""
+            )
+            if only:
+                side = per_group[k] if only == names[k] else per_group[index[only]]
+                pending.append((j, GroupTest(
+                    p.id, names[k], other_name, None, None, binomial_p(side.n_for, side.n_decisive), only_in=only,
+                )))
+                continue
             if min(decisive_here, decisive_there) < min_decisive:
                 small = names[k] if decisive_here < min_decisive else other_name
                 pending.append(

@@ -809,7 +809,10 @@ def groups_section(run_dir: str | Path) -> str:
             small = int(st["n_for"]) + int(st["n_against"]) < int(data.get("min_decisive", 10))
             cells.append(_with_ci(st["strength"], st.get("strength_ci")) + f'<span class="ci">n={st["n_for"] + st["n_against"]}{" (not tested)" if small else ""}</span>')
         tests = [t for t in p.get("tests", []) if t.get("significant")]
-        cells.append(", ".join(f'<span class="flag">{_e(t["group"])}</span> q {_p(t["q_value"])}' for t in tests) or "no")
+        cells.append(", ".join(
+            f'<span class="flag">{_e(("only in " + str(t["only_in"])) if t.get("only_in") else t["group"])}</span> q {_p(t["q_value"])}'
+            for t in tests
+        ) or "no")
         rows.append(cells)
         series.append(
             (

@@ -79,13 +79,12 @@ class Validation:
             + (f"; {r.n_invalid} rows have errors" if r.n_invalid else "")
         )
 
-    def table(self) -> str:
-        """The findings as a fixed-width table, errors first."""
-        rows = [("severity", "check", "rows", "detail")]
-        rows += [(f.severity, f.check, str(f.count), _with_examples(f)) for f in self.findings]
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}" for r in rows]
-        return "\n".join(lines)
+    def table(self, width: int | None = None) -> str:
+        """The findings as a table that fits the terminal (`icai.tables`), errors first."""
+        from icai.tables import render_table
+
+        rows = [(f.severity, f.check, str(f.count), _with_examples(f)) for f in self.findings]
+        return render_table(["severity", "check", "rows", "detail"], rows, numeric=[2], wide=[3], width=width)
 
 
 def validate_file(

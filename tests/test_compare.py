@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from icai.cli import main
-from icai.compare import Side, compare_sides, match_principles, plan_cross_votes
+from icai.compare import Match, Side, compare_sides, match_principles, plan_cross_votes
 from icai.embed import HashingEmbedder
 from icai.types import Comparison, Principle, Vote
 
@@ -155,3 +155,41 @@ def test_compare_sides_keeps_pair_ids_of_the_two_sides_apart() -> None:
     (row,) = result.rows
     assert row.a.strength == 1.0 and row.b.strength == -1.0 and row.significant
     assert row.other_side == "contradicted"
+
+
+def test_a_principle_decisive_on_one_side_only_is_reported_as_such() -> None:
+    """10 decisive votes on A's pairs, 0 on B's: "only in A" with A's interval and binomial test, not "not tested"."""
+    p = Principle.from_text("Select the response that mentions 'cat' in its text.")
+    a_comps = [Comparison(f"a{i}", "x", "y", "a") for i in range(10)]
+    b_comps = [Comparison(f"b{i}", "x", "y", "a") for i in range(30)]
+    a = Side("A", tuple(a_comps), (p,), tuple(Vote(c.id, p.id, "for") for c in a_comps))
+    b = Side("B", tuple(b_comps), (), ())
+    result = compare_sides(a, b, [], cross_b=[Vote(c.id, p.id, "abstain") for c in b_comps])
+    (row,) = result.rows
+    assert row.tested and row.only_in == "A" and row.difference is None
+    assert row.p_value is not None and row.p_value < 0.01 and row.significant
+    assert any("decisive only in A" in line and "0 decisive in B" in line for line in result.summary())
+    table = result.table(width=80)
+    assert "only in A" in table and "not tested" not in table
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert result.to_dict()["rows"][0]["only_in"] == "A"
+
+
+def test_a_matched_row_shows_both_texts_and_fits_the_terminal() -> None:
+    cat = Principle.from_text("Select the response that mentions 'cat' in its text.")
+    kitty = Principle.from_text("Select the response that talks about a cat, " + "in every way possible " * 8)
+    comps = [Comparison(f"c{i}", "x", "y", "a") for i in range(30)]
+    a = Side("A", tuple(comps), (cat,), tuple(Vote(c.id, cat.id, "for") for c in comps))
+    b = Side("B", tuple(comps), (kitty,), tuple(Vote(c.id, kitty.id, "for") for c in comps))
+    match = Match(cat.id, kitty.id, 0.91)
+    result = compare_sides(a, b, [match], cross_a=[Vote(c.id, kitty.id, "for") for c in comps],
+                           cross_b=[Vote(c.id, cat.id, "for") for c in comps])
+    for width in (70, 120):
+        table = result.table(width=width)
+        assert max(len(line) for line in table.splitlines()) <= width
+        words = table.split()
+        assert "A:" in words and "B:" in words and "'cat'" in words  # both texts, each named by its side
+        assert words.count("possible") == 8  # the long text wrapped in its cell, not cut
+    wide = result.table(width=400)
+    assert "A: Select the response that mentions 'cat' in its text." in wide
+    assert f"B: {kitty.text} (similarity 0.91)" in wide

@@ -265,3 +265,34 @@ def test_a_unanimous_group_gets_an_interval_that_narrows_with_its_size() -> None
     assert small[1] == large[1] == 1.0 and small[0] < 0.5 < 0.95 < large[0]
     lo, hi = strength_interval(np.zeros(40), 200, rng)
     assert lo < 0 < hi and hi < 0.2
+
+
+def test_a_principle_decisive_in_one_group_only_is_reported_with_its_own_test() -> None:
+    """10+ decisive votes in A and none in B: not hidden as "not tested", but "only in A" with A's interval and test."""
+    comps, votes = [], []
+    for i in range(40):
+        group = "A" if i % 2 == 0 else "B"
+        c = Comparison(f"c{i}", "x", "y", "a", metadata={"g": group})
+        comps.append(c)
+        votes.append(Vote(c.id, P_CAT.id, "for" if group == "A" else "abstain"))
+    analysis = analyse_groups([P_CAT], comps, votes, group_labels(comps, "g"), seed=0)
+    (test,) = analysis.tests
+    assert test.tested and test.only_in == "A" and test.difference is None
+    assert test.p_value is not None and test.p_value < 0.001 and test.significant  # 20 of 20 for: binomial
+    assert analysis.top_differences() == [test]
+    line = next(line for line in analysis.summary() if "decisive only in A" in line)
+    assert "strength +1.00 [" in line and "on 20 decisive votes" in line and "0 decisive in B" in line
+    table = analysis.table(width=70)
+    assert "only in A (q" in table and "not tested" not in table
+    assert max(len(row) for row in table.splitlines()) <= 70
+
+
+def test_group_table_fits_the_width_and_wraps_the_principle() -> None:
+    comps, votes = _votes(120, seed=1, rule_in_b=0.5)
+    long = Principle.from_text("Select the response that mentions 'cat' in its text and " + "also says more " * 12)
+    votes += [Vote(v.comparison_id, long.id, v.value) for v in votes if v.principle_id == P_CAT.id]
+    analysis = analyse_groups([P_CAT, long], comps, votes, group_labels(comps, "annotator"), seed=0)
+    for width in (60, 100, 200):
+        lines = analysis.table(width=width).splitlines()
+        assert max(len(line) for line in lines) <= width
+    assert "also says more also says more" in " ".join(analysis.table(width=200).split())  # wrapped, not cut
