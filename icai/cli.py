@@ -419,7 +419,7 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     from icai.llm import ResponseCache
     from icai.llm.registry import capabilities_for
     from icai.pipeline import dataset_hash, recorded_config, run
-    from icai.progress import RunProgress, estimate_wall_time
+    from icai.progress import HideBarLines, LiveProgress, estimate_wall_time, observer_for
     from icai.report import write_report
     from icai.store import RunStore
 
@@ -455,7 +455,11 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     # Executor, model and embedder are checked before the run directory is made, so a typo leaves no files behind.
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
-        llm.observer = RunProgress(estimate, prior=wall)  # stages done / total and an ETA, in the log
+        # stages done / total and an ETA: a live bar on a terminal, plain lines in the log otherwise (and in run.log)
+        llm.observer = observer_for(estimate, prior=wall)
+        bar = llm.observer if isinstance(llm.observer, LiveProgress) else None
+        if bar is not None:
+            llm.progress = False  # the bar replaces the per-call tqdm bars
         embedder = get_embedder(args.embedder if needs_embedder else "hash", executor=executor)
         store = RunStore(args.out)
         # before the cache and log are opened: refuses another run's folder (or a locked one), takes the lock
@@ -471,6 +475,10 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
         handler.setLevel(logging.INFO)
         logging.getLogger().addHandler(handler)
         logging.getLogger("icai").setLevel(logging.INFO)
+        hide = HideBarLines()
+        for h in logging.getLogger().handlers:
+            if h is not handler and bar is not None:
+                h.addFilter(hide)
         try:
             result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
             analysis = None
@@ -486,6 +494,10 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
                 store.discard("groups.json")
             write_report(store.path)
         finally:
+            if bar is not None:
+                bar.close()
+            for h in logging.getLogger().handlers:
+                h.removeFilter(hide)
             logging.getLogger().removeHandler(handler)
             handler.close()
             llm.cache.close()
@@ -619,10 +631,11 @@ def provenance(principle) -> str:  # type: ignore[no-untyped-def]
 
 def _print_scores(evaluation, *, title: str = "Held-out agreement") -> None:  # type: ignore[no-untyped-def]
     from icai.stats import SMALL_N
+    from icai.tables import render_table
 
+    rows = [[s.name, f"{s.agreement:.3f}", f"{s.ci[0]:.3f}-{s.ci[1]:.3f}", s.ci_method, s.n] for s in evaluation.scores]
     print(f"{title} (95% CI: Wilson below {SMALL_N} pairs or when every pair scores the same, else bootstrap)")
-    for s in evaluation.scores:
-        print(f"  {s.name:<32} {s.agreement:.3f}  ({s.ci[0]:.3f}-{s.ci[1]:.3f}, {s.ci_method})  n={s.n}")
+    print(render_table(["annotator", "agreement", "95% CI", "CI method", "n"], rows, numeric=[1, 2, 4]))
     n = min((s.n for s in evaluation.scores), default=0)
     caveat = f"; only {n} pairs, so these intervals are rough" if n < SMALL_N else ""
     for name, (mean, ci) in evaluation.differences.items():

@@ -3,17 +3,20 @@
 `estimate_wall_time` turns a `icai.cost.RunEstimate` into seconds per stage for an in-process
 (local) model, from rates measured on the 2-core development machine (`LOCAL_CPU_RATES`, each
 citing its results file). `RunProgress` is an `LLM.observer`: as a run's model calls complete it
-logs "stage k/N", the calls done in the stage and an ETA for the stage and the run, from the rate
-measured so far in the run (before a kind of stage has run: the prior, when there is one).
+logs "stage k/5" (the README's five stages), the calls done in the stage and an ETA for the stage and
+the run, from the rate measured so far in the run (before a kind of stage has run: the prior, when
+there is one). `LiveProgress` shows the same as a live bar (rich) when stderr is a terminal;
+`observer_for` picks one.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from icai.cost import RunEstimate, StageEstimate
@@ -241,3 +244,85 @@ class RunProgress:
             text += f"; ETA stage {format_seconds(stage_left)}, run {format_seconds(run_left)}"
         self.lines.append(text)
         self.emit(text)
+
+
+class LiveProgress:
+    """A live progress bar on a terminal (rich): the current stage, its calls done / planned and the ETAs of a
+    `RunProgress`, redrawn in place on `file` (stderr). Where stderr is not a terminal, use `RunProgress` alone: plain
+    log lines. Also an `LLM.observer`; `close()` (or the context manager) leaves the last state on screen.
+    """
+
+    def __init__(self, progress: RunProgress, *, file: IO[str] | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = progress
+        self.console = Console(file=file if file is not None else sys.stderr, highlight=False, markup=False)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("calls"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._task: Any = None
+        self._stage = -1
+        self._started = False
+
+    def __call__(self, desc: str, done: int, total: int) -> None:
+        if not self._started:  # started by the first call, so a run refused before it draws nothing
+            self.bar.start()
+            self._started = True
+        self.progress(desc, done, total)
+        p = self.progress
+        now = p.clock()
+        name = p.stages[p._index]
+        description = f"stage {pipeline_stage(name)}/{len(PIPELINE_STAGES)} {name}"
+        stage_left, run_left = p.eta(now)
+        eta = "" if stage_left is None or run_left is None else (
+            f"ETA stage {format_seconds(stage_left)}, run {format_seconds(run_left)}"
+        )
+        if p._index != self._stage or self._task is None:
+            if self._task is not None:
+                self.bar.stop_task(self._task)
+            self._task = self.bar.add_task(description, total=p.stage_total(), eta=eta)
+            self._stage = p._index
+        self.bar.update(self._task, description=description, completed=p._stage_done, total=p.stage_total(), eta=eta)
+
+    def close(self) -> None:
+        if self._started:
+            self.bar.stop()
+            self._started = False
+
+    def __enter__(self) -> LiveProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def observer_for(
+    estimate: RunEstimate, *, prior: WallTime | None = None, stream: IO[str] | None = None
+) -> RunProgress | LiveProgress:
+    """A live bar when `stream` (default stderr) is a terminal, else plain progress lines in the log."""
+    stream = stream if stream is not None else sys.stderr
+    plain = RunProgress(estimate, prior=prior)
+    if not stream.isatty():
+        return plain
+    # on a terminal the bar says it: the lines still go to run.log, not to the screen
+    live = RunProgress(estimate, prior=prior, emit=_file_only)
+    return LiveProgress(live, file=stream)
+
+
+def _file_only(line: str) -> None:
+    log.info(line, extra={"icai_progress_bar": True})
+
+
+class HideBarLines(logging.Filter):
+    """Keeps the lines a live bar already shows off the terminal's log handler (run.log still gets them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "icai_progress_bar", False)

@@ -155,7 +155,7 @@ def test_run_outputs_show_surface_baseline_and_provenance(orthogonal_csv, tmp_pa
     argv = ["run", str(orthogonal_csv), "--out", str(out), "--model", "fake/keyword", "--embedder", "hash"]
     assert main([*argv, "--test-size", "0.3", "--propose-fallback"]) == 0
     printed = capsys.readouterr().out
-    assert re.search(r"^  surface +\d\.\d{3}  \(\d\.\d{3}-\d\.\d{3}, wilson\)  n=9$", printed, re.MULTILINE)
+    assert re.search(r"^surface +\d\.\d{3} +\d\.\d{3}-\d\.\d{3} +wilson +9$", printed, re.MULTILINE)
     assert "constitution - surface:" in printed and "points" in printed and "than surface features" in printed
     assert "cross-validated training accuracy" in printed
     assert "(origin llm)" in printed.split("Held-out")[0]
