@@ -50,7 +50,7 @@ def test_a_run_on_a_terminal_draws_a_live_bar(orthogonal_csv, tmp_path):
     assert code == 0, text
     assert "\x1b[" in text and "━" in text  # drawn and redrawn in place
     plain = ANSI.sub("", text)
-    for stage in ("stage 1/5 propose", "stage 3/5 vote", "stage 5/5 evaluate: judge"):
+    for stage in ("stage 1/5 propose", "stage 3/5 vote", "stage 5/5 evaluate"):
         assert stage in plain
     assert re.search(r"\d+/\d+ calls", plain) and "ETA stage" in plain
     assert "INFO icai.progress" not in plain  # the bar replaces the log lines on screen ...
