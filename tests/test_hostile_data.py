@@ -187,3 +187,21 @@ def test_every_workbench_page_holds_no_payload_markup_and_its_state_parses(app: 
         got = client.get(f"/versions/2/export/{fmt}")
         assert got.status_code == 200 and got.headers["content-type"].startswith("text/plain"), fmt
         assert got.headers["x-content-type-options"] == "nosniff"
+
+
+def test_compare_html_holds_no_payload_markup() -> None:
+    """compare.html (`icai compare`) from a compare.json whose names, principles and summary carry the payloads."""
+    from icai.compare_report import render_compare
+
+    side = {"strength": 0.4, "strength_ci": [0.1, 0.7], "n_for": 7, "n_against": 3}
+    rows = [
+        {"text": payload, "matched_text": PAYLOADS[-1 - i % len(PAYLOADS)], "similarity": 0.9, "found_in": PAYLOADS[i % 3],
+         "a": side, "b": side, "difference": 0.0, "difference_ci": [-0.2, 0.2], "q_value": 0.5,
+         "significant": False, "other_side": payload}
+        for i, payload in enumerate([*PAYLOADS, *PRINCIPLES])
+    ]
+    data = {"a": PAYLOADS[0], "b": PAYLOADS[2], "n_pairs": {PAYLOADS[0]: 3, PAYLOADS[2]: 4}, "model": PAYLOADS[1],
+            "embedder": PAYLOADS[3], "summary": PAYLOADS, "rows": rows, "min_similarity": PAYLOADS[4]}
+    page = render_compare(data)
+    assert MARKER in page
+    check_page(page)
