@@ -115,7 +115,7 @@ def test_reword_a_principle_in_headless_chromium(app_url: str, tmp_path: Path) -
         draft = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, "#draft li")))
         texts = [li.find_element(By.CSS_SELECTOR, ".text").text for li in draft]
         assert texts and all(t.startswith("Select the response that") for t in texts)
-        target = next(i for i, t in enumerate(texts) if "'cat'" in t)
+        target = next(i for i, t in enumerate(texts) if "mentions '" in t)  # a keyword rule of the fake annotator
         draft[target].find_element(By.CSS_SELECTOR, "button.edit").click()
         box = driver.find_element(By.ID, "principle-text")
         assert box.get_attribute("value") == texts[target]
