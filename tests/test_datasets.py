@@ -94,18 +94,21 @@ def test_repo_path_names_shipped_files_by_their_repository_path(tmp_path: Path) 
 # --- nothing reads data from outside the repository ------------------------------------------
 
 SEARCHED = ["icai", "tests", "bench", "notebooks", "Makefile", ".ci"]
-OUTSIDE = re.compile(r"shared/data|/work/shared|ICAI_SHARED_DATA|\"shared\"\s*/\s*\"data\"|'shared'\s*/\s*'data'")
+SHARED = "shared"  # spelt apart so that a grep of the repository for the paths finds only real uses
+OUTSIDE = re.compile(
+    rf"{SHARED}/data|/work/{SHARED}|ICAI_{SHARED.upper()}_DATA|\"{SHARED}\"\s*/\s*\"data\"|'{SHARED}'\s*/\s*'data'"
+)
 
 
 def test_no_data_path_outside_the_repository() -> None:
     """Code, tests, benchmarks, notebooks, Makefile and CI name no data folder beside the checkout
-    (bench/results keep the paths their runs recorded; this file names the pattern it searches for)."""
+    (bench/results keep the paths their runs recorded)."""
     found = []
     for top in SEARCHED:
         start = ROOT / top
         files = [start] if start.is_file() else sorted(p for p in start.rglob("*") if p.is_file())
         for path in files:
-            if "results" in path.relative_to(ROOT).parts[:2] or path == Path(__file__).resolve():
+            if "results" in path.relative_to(ROOT).parts[:2]:
                 continue
             try:
                 text = path.read_text(encoding="utf-8")
