@@ -4,11 +4,13 @@ repository reads no data from outside itself."""
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import re
 import subprocess
 import sys
-from pathlib import Path
+import tomllib
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -65,6 +67,21 @@ def test_data_readme_lists_every_set_with_its_rows() -> None:
     for name, rows in EXPECTED.items():
         file = datasets.info(name).file
         assert re.search(rf"^\| `{re.escape(name)}` \| `{re.escape(file)}` \| {rows} \|", table, re.M), name
+
+
+def test_every_data_file_is_declared_package_data() -> None:
+    """`pip install` ships what the checkout has: each file under icai/data matches a package-data glob."""
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["icai"]
+
+    def declared(relative: PurePosixPath) -> bool:
+        return any(
+            len(g.split("/")) == len(relative.parts) and all(map(fnmatch.fnmatchcase, relative.parts, g.split("/")))
+            for g in globs
+        )
+
+    files = [PurePosixPath(p.relative_to(ROOT / "icai").as_posix()) for p in datasets.DATA_DIR.rglob("*") if p.is_file()]
+    assert len(files) >= len(EXPECTED) + 5  # the sets, their READMEs and licences
+    assert [str(f) for f in files if not declared(f)] == []
 
 
 def test_unknown_name_is_one_sentence_listing_the_known_ones() -> None:
