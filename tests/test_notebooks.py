@@ -144,7 +144,10 @@ def test_notebook_is_committed_with_its_outputs(name: str) -> None:
             for text in texts:
                 assert not MACHINE_PATH.search(text), f"{name}: a machine path in the output of {cell.source[:60]!r}"
         assert "execution" not in cell.metadata, f"{name}: cell timing recorded; run notebooks/execute.py"
-    SHOWS[name](nb)
+    try:
+        SHOWS[name](nb)
+    except AssertionError as e:
+        pytest.fail(f"{name}: its committed outputs are out of date ({e}); run `python notebooks/execute.py {name}`")
 
 
 def test_notebook_finds_no_checkout_around_it() -> None:
