@@ -8,6 +8,7 @@ from icai.config import RunConfig  # noqa: E402
 from icai.embed import Embedder, HashingEmbedder, SentenceTransformerEmbedder, get_embedder  # noqa: E402
 from icai.errors import DataError  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
+from icai.lifetime import DirectoryRun, GroupOptions, run_to_directory  # noqa: E402
 from icai.llm import LLM, get_llm  # noqa: E402
 from icai.llm.fake import FakeProvider  # noqa: E402
 from icai.pipeline import RunResult, run  # noqa: E402
@@ -31,9 +32,11 @@ __all__ = [
     "Clustering",
     "Comparison",
     "Constitution",
+    "DirectoryRun",
     "DataError",
     "Embedder",
     "FakeProvider",
+    "GroupOptions",
     "HashingEmbedder",
     "Principle",
     "PrincipleStats",
@@ -53,6 +56,7 @@ __all__ = [
     "propose",
     "read_annotated_pairs",
     "run",
+    "run_to_directory",
     "select",
     "validate_file",
     "vote",

@@ -416,12 +416,9 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     from icai.cost import estimate_run
     from icai.embed import get_embedder
     from icai.io import load_comparisons
-    from icai.llm import ResponseCache
+    from icai.lifetime import GroupOptions, run_to_directory
     from icai.llm.registry import capabilities_for
-    from icai.pipeline import dataset_hash, recorded_config, run
     from icai.progress import HideBarLines, LiveProgress, estimate_wall_time, observer_for
-    from icai.report import write_report
-    from icai.store import RunStore
 
     targeted = _targeted(args, load_comparisons(args.data, **data_options(args)))
     comparisons = list(targeted.comparisons)
@@ -461,48 +458,27 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
         if bar is not None:
             llm.progress = False  # the bar replaces the per-call tqdm bars
         embedder = get_embedder(args.embedder if needs_embedder else "hash", executor=executor)
-        store = RunStore(args.out)
-        # before the cache and log are opened: refuses another run's folder (or a locked one), takes the lock
-        store.begin(
-            dataset_hash=dataset_hash(comparisons),
-            config=recorded_config(config, llm=llm, embedder=embedder).to_dict(),
-            version=__version__,
-            overwrite=args.overwrite,
-        )
-        llm.cache = ResponseCache(store.cache_path)
-        handler = logging.FileHandler(store.log_path, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.setLevel(logging.INFO)
-        logging.getLogger().addHandler(handler)
-        logging.getLogger("icai").setLevel(logging.INFO)
+        groups = None
+        if args.by is not None:
+            groups = GroupOptions(
+                args.by, bins=args.bins, per_group_constitution=args.per_group_constitution,
+                extra={"target": targeted.to_dict()},
+            )
+        # the terminal's log handlers skip the lines the bar shows; run.log (added by the run) keeps them
         hide = HideBarLines()
-        for h in logging.getLogger().handlers:
-            if h is not handler and bar is not None:
-                h.addFilter(hide)
+        terminal = list(logging.getLogger().handlers) if bar is not None else []
+        for h in terminal:
+            h.addFilter(hide)
         try:
-            result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
-            analysis = None
-            if args.by is not None:
-                from icai.analyses import run_groups
-
-                analysis = run_groups(
-                    result, by=args.by, bins=args.bins, config=config, store=store,
-                    test_votes=store.load_votes("test_votes.csv") if store.has("test_votes.csv") else (),
-                    per_group_constitution=args.per_group_constitution, extra={"target": targeted.to_dict()},
-                )
-            else:
-                store.discard("groups.json")
-            write_report(store.path)
+            done = run_to_directory(
+                args.out, comparisons, llm=llm, embedder=embedder, config=config, overwrite=args.overwrite, groups=groups
+            )
         finally:
             if bar is not None:
                 bar.close()
-            for h in logging.getLogger().handlers:
+            for h in terminal:
                 h.removeFilter(hide)
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-            llm.cache.close()
-            store.release()
-    _print_run_result(args, config, result, analysis, llm, store.path)
+    _print_run_result(args, config, done.result, done.analysis, llm, done.path)
     return 0
 
 
@@ -979,30 +955,14 @@ def _run_data(data: str, out, args: argparse.Namespace, config, executor):  # ty
     """`icai run DATA --out out` with the compare command's run options; the run directory."""
     from icai.embed import get_embedder
     from icai.io import load_comparisons
-    from icai.llm import ResponseCache
-    from icai.pipeline import dataset_hash, recorded_config, run
-    from icai.report import write_report
-    from icai.store import RunStore
+    from icai.lifetime import run_to_directory
 
     comparisons = load_comparisons(data, **data_options(args))
     llm = _make_llm(args, executor)
     embedder = get_embedder(config.embedder, executor=executor)
-    store = RunStore(out)
-    store.begin(
-        dataset_hash=dataset_hash(comparisons),
-        config=recorded_config(config, llm=llm, embedder=embedder).to_dict(),
-        version=__version__,
-        overwrite=False,
-    )
-    llm.cache = ResponseCache(store.cache_path)
-    try:
-        result = run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
-        write_report(store.path)
-    finally:
-        llm.cache.close()
-        store.release()
-    _say(args, f"{data}: run in {store.path}, {len(result.constitution)} principle(s), {llm.usage.calls} model calls")
-    return store.path
+    done = run_to_directory(out, comparisons, llm=llm, embedder=embedder, config=config)
+    _say(args, f"{data}: run in {done.path}, {len(done.result.constitution)} principle(s), {llm.usage.calls} model calls")
+    return done.path
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

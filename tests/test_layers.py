@@ -10,6 +10,7 @@ The layers, top to bottom; a module imports only modules of its own layer or of 
     entry points    icai (the Python API), icai.__main__, icai.cli(_options), icai.label_terminal, icai.app.*   parse, print, serve
     orchestration   icai.pipeline (the only orchestrator: a run's stage order),
                     icai.analyses (subgroups of a run, the comparison of two runs),
+                    icai.lifetime (a run directory's lock, cache, log and report: one owner),
                     icai.labelling (a person's labelling session over a prepared run)
     outputs         report, compare_report, export, cost, progress, validate     what a run is turned into
     stages          propose, cluster, vote, voter, adaptive, embed_vote, select, evaluate, compare,
@@ -207,7 +208,7 @@ def test_the_package_has_no_import_cycle() -> None:
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry points", ("icai", "icai.__main__", "icai.cli", "icai.cli_options", "icai.label_terminal", "icai.app", "icai.app.*")),
-    ("orchestration", ("icai.pipeline", "icai.analyses", "icai.labelling")),
+    ("orchestration", ("icai.pipeline", "icai.analyses", "icai.lifetime", "icai.labelling")),
     ("outputs", ("icai.report", "icai.compare_report", "icai.export", "icai.cost", "icai.progress", "icai.validate")),
     (
         "stages",

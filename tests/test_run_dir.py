@@ -138,3 +138,45 @@ def test_the_lock_is_released_after_a_run(orthogonal_csv, tmp_path):
     store = RunStore(out)
     assert store.lock() is True
     store.release()
+
+
+def test_the_python_api_owns_a_run_directory_as_the_cli_does(orthogonal_csv, tmp_path):
+    """icai.run_to_directory: lock, cache, log and report as `icai run` makes them; everything released after."""
+    import logging
+
+    import icai
+    from icai.embed import HashingEmbedder
+    from icai.llm import LLM
+    from icai.llm.fake import fake_provider
+
+    comparisons = icai.load_comparisons(orthogonal_csv)
+    config = icai.RunConfig(model="fake/keyword", embedder="hash/256", bootstrap=0, test_size=0.3)
+    handlers = list(logging.getLogger().handlers)
+    level = logging.getLogger("icai").level
+
+    def api_run(out: Path) -> icai.DirectoryRun:
+        llm = LLM(fake_provider("keyword"))
+        done = icai.run_to_directory(out, comparisons, llm=llm, embedder=HashingEmbedder(), config=config)
+        assert llm.cache is None  # the run's cache was closed and taken off the model
+        return done
+
+    done = api_run(tmp_path / "api")
+    assert icai_run(orthogonal_csv, tmp_path / "cli", "--test-size", "0.3") == 0
+    for name in ("constitution.json", "votes.csv", "report.html", "run.log", "cache.sqlite", "checkpoints.json"):
+        assert (tmp_path / "api" / name).is_file(), name
+    assert done.path == tmp_path / "api" and done.analysis is None
+    assert [p.text for p in done.result.constitution.principles] == [
+        p.text for p in icai.Constitution.load(tmp_path / "cli" / "constitution.json").principles
+    ]
+    assert "INFO icai.cluster: cluster:" in (tmp_path / "api" / "run.log").read_text(encoding="utf-8")
+    assert logging.getLogger().handlers == handlers and logging.getLogger("icai").level == level
+    # released: a second run can take the directory; it resumes, answering every call from the run's cache
+    again = api_run(tmp_path / "api")
+    assert again.result.usage["calls"] == 0 and again.result.usage["cache_hits"] > 0
+    store = RunStore(tmp_path / "api")
+    assert store.lock()
+    try:
+        with pytest.raises(DataError, match="in use by another icai run"):
+            api_run(tmp_path / "api")
+    finally:
+        store.release()

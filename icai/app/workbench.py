@@ -8,6 +8,7 @@ cache, so a principle voted once is never asked again; statistics come from `ica
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import logging
@@ -164,27 +165,25 @@ class Workbench:
         author: str | None = None,
         model_name: str | None = None,
     ) -> None:
+        from icai.lifetime import locked_run
+
         reader = RunStore.existing(run_dir)
         identity = reader.read_identity()
         if identity is None or not reader.has("constitution.json"):
             raise DataError(f"{reader.path} holds no finished icai run (no config.json or constitution.json)")
-        self.store = RunStore(reader.path)
-        try:
-            self.store.lock()  # a second app (or an icai run) on this directory is refused here
-        except DataError:
-            holder = (reader.path / "run.lock").read_text(encoding="ascii", errors="replace").strip() or "unknown"
-            raise DataError(
-                f"{reader.path} is open in another icai app or run (pid {holder}); close that one first"
-            ) from None
+        self._lifetime = contextlib.ExitStack()
+        """The hold on the run directory (icai.lifetime): its lock, then the cache of the model; `close` ends both."""
+        # a second app (or an icai run) on this directory is refused here
+        self.store = self._lifetime.enter_context(locked_run(reader.path))
         try:
             self._load(identity)
         except (OSError, KeyError, TypeError, ValueError) as exc:
-            self.store.release()
+            self._lifetime.close()
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"{reader.path}: the run cannot be opened ({type(exc).__name__}: {exc})") from None
         except BaseException:
-            self.store.release()
+            self._lifetime.close()
             raise
         self._llm = llm
         self._llm_factory = llm_factory
@@ -219,11 +218,7 @@ class Workbench:
         """principle_stats of the run's own principles per subset (they never change while the app runs)."""
 
     def close(self) -> None:
-        if self._llm is not None and self._llm.cache is not None and self._owns_cache:
-            self._llm.cache.close()
-        self.store.release()
-
-    _owns_cache = False
+        self._lifetime.close()
 
     def llm(self) -> LLM:
         """The annotator, built on first use, answering from the run's cache."""
@@ -233,10 +228,9 @@ class Workbench:
                     raise DataError("this workbench has no model to vote with; start icai app with --model")
                 self._llm = self._llm_factory()
             if self._llm.cache is None:
-                from icai.llm import ResponseCache
+                from icai.lifetime import run_cache
 
-                self._llm.cache = ResponseCache(self.store.cache_path)
-                self._owns_cache = True
+                self._lifetime.enter_context(run_cache(self._llm, self.store))
             return self._llm
 
     def load_model(self) -> LLM:
