@@ -247,23 +247,26 @@ def estimate_vote(
         # others take one per call
         per_call = batch_size if capabilities.branches else 1
         unique = _unique_pairs(pairs)
-        tokens = sum(
+        sample, scale = _token_sample(unique)
+        tokens = round(scale * sum(
             orders * n_principles * estimate_tokens(vote_one_request(c.prompt, c.text_a, c.text_b, _TYPICAL_PRINCIPLE).prompt_text)
-            for c in unique
-        )
+            for c in sample
+        ))  # fmt: skip
         calls = len(unique) * orders * math.ceil(n_principles / per_call)
         return StageEstimate(stage, calls, tokens, orders * n_principles * len(unique))
     sizes = [batch_size] * (n_principles // batch_size) + (
         [n_principles % batch_size] if n_principles % batch_size else []
     )
-    calls = tokens = output = 0
-    for c in _unique_pairs(pairs):
+    unique = _unique_pairs(pairs)
+    sample, scale = _token_sample(unique)
+    tokens = 0
+    for c in sample:
         for size in sizes:
             request = vote_request(c.prompt, c.text_a, c.text_b, [_TYPICAL_PRINCIPLE] * size)
-            calls += orders  # both presentation orders, or one
             tokens += orders * estimate_tokens(request.prompt_text)
-            output += orders * (2 + _VOTE_OUTPUT_PER_RULE * size)
-    return StageEstimate(stage, calls, tokens, output)
+    calls = len(unique) * len(sizes) * orders  # both presentation orders, or one
+    output = len(unique) * orders * sum(2 + _VOTE_OUTPUT_PER_RULE * size for size in sizes)
+    return StageEstimate(stage, calls, round(scale * tokens), output)
 
 
 def _judge(test: Sequence[Comparison], principle_counts: Sequence[int], mode: str) -> StageEstimate:
@@ -275,6 +278,19 @@ def _judge(test: Sequence[Comparison], principle_counts: Sequence[int], mode: st
             calls += 2
             tokens += 2 * estimate_tokens(request.prompt_text)
     return StageEstimate("evaluate: judge", calls, tokens, calls * (1 if logprob else _JUDGE_OUTPUT))
+
+
+TOKEN_SAMPLE = 20_000
+"""Above this many distinct pairs, vote prompts' tokens are counted on an evenly spaced sample of this many and
+scaled up (rendering a million prompts to count them took longer than the estimate is worth)."""
+
+
+def _token_sample(unique: Sequence[Comparison]) -> tuple[Sequence[Comparison], float]:
+    """The pairs whose prompts are counted, and the factor that scales their tokens to all of `unique`."""
+    if len(unique) <= TOKEN_SAMPLE:
+        return unique, 1.0
+    step = len(unique) / TOKEN_SAMPLE
+    return [unique[int(i * step)] for i in range(TOKEN_SAMPLE)], len(unique) / TOKEN_SAMPLE
 
 
 def _unique_pairs(pairs: Sequence[Comparison]) -> list[Comparison]:

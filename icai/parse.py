@@ -183,8 +183,19 @@ def parse_pick(value: Any) -> Pick:
     """One answer ("A", "b", "Response B", "neither", None, ...) as a pick."""
     if value is None:
         return "neither"
+    if type(value) is str:
+        known = _PICKS_SEEN.get(value)
+        if known is not None:
+            return known
     key = str(value).strip().strip("\"'.").lower()
-    return _PICK_WORDS.get(key, "invalid")
+    pick = _PICK_WORDS.get(key, "invalid")
+    if type(value) is str and len(_PICKS_SEEN) < 4096:
+        _PICKS_SEEN[value] = pick
+    return pick
+
+
+_PICKS_SEEN: dict[str, Pick] = {}
+"""Answers already read (a run reads the same few millions of times)."""
 
 
 def _plain_json(text: str) -> list[Any]:
@@ -207,6 +218,9 @@ def parse_votes(text: str, n_rules: int) -> list[Pick]:
         if isinstance(value, list) and len(value) == n_rules:
             value = {str(i): v for i, v in enumerate(value, start=1)}
         if isinstance(value, dict):
+            numbered = [str(i) for i in range(1, n_rules + 1)]
+            if len(value) == n_rules and all(k in value for k in numbered):
+                return [parse_pick(value[k]) for k in numbered]  # keys exactly "1".."n": as below, sooner
             lowered = {str(k).strip().lower(): v for k, v in value.items()}
             for i in range(n_rules):
                 key = str(i + 1)

@@ -15,6 +15,7 @@ Design notes, learnt from small models:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -340,11 +341,23 @@ def vote_schema(n_rules: int) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _numbered_rules(principles: tuple[str, ...]) -> str:
+    """The rules block of a vote prompt (a run asks the same few blocks millions of times: made once each)."""
+    return "\n".join(f"{i}. {rule_text(p)}" for i, p in enumerate(principles, start=1))
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_vote_schema(n_rules: int) -> dict[str, Any]:
+    """`vote_schema(n_rules)`, one object per size, shared by every request (never modified)."""
+    return vote_schema(n_rules)
+
+
 def vote_request(prompt: str, text_a: str, text_b: str, principles: Sequence[str], *, max_tokens: int | None = None) -> Request:
-    rules = "\n".join(f"{i}. {rule_text(p)}" for i, p in enumerate(principles, start=1))
+    rules = _numbered_rules(tuple(principles))
     user = _render_pair(VOTE_TEMPLATE, prompt, text_a, text_b, rules=rules)
     budget = max_tokens if max_tokens is not None else 16 + 12 * len(principles)
-    return Request.chat(user, system=VOTE_SYSTEM, max_tokens=budget, json_schema=vote_schema(len(principles)))
+    return Request.chat(user, system=VOTE_SYSTEM, max_tokens=budget, json_schema=_shared_vote_schema(len(principles)))
 
 
 def vote_one_request(prompt: str, text_a: str, text_b: str, principle: str) -> Request:

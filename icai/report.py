@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, RunStore
 from icai.surface import versus_sentence
 from icai.types import Constitution, PrincipleStats, stats_from_dict
+from icai.votes import VoteTable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +71,11 @@ class Run:
     metadata: dict[str, Any] = field(default_factory=dict)
     principles: pd.DataFrame | None = None
     votes: pd.DataFrame | None = None
+    """votes.csv; from a run whose votes are columns, only the rows the examples show (`n_votes` counts them all)."""
+    n_votes: int | None = None
     comparisons: pd.DataFrame | None = None
+    """comparisons.csv, only the rows the examples show when the votes are columns (`split_counts` counts them all)."""
+    split_counts: tuple[int, dict[str, int]] | None = None
     evaluation: dict[str, Any] | None = None
     problems: dict[str, str] = field(default_factory=dict)
 
@@ -125,10 +132,62 @@ def load_run(run_dir: str | Path) -> Run:
     if run.constitution is not None:
         run.metadata = dict(run.constitution.metadata)
     run.principles = _try(run, store, "principles.csv", lambda: _read_principles(store))
-    run.votes = _try(run, store, "votes.csv", lambda: store.read_csv("votes.csv", VOTE_COLUMNS))
-    run.comparisons = _try(run, store, "comparisons.csv", lambda: store.read_csv("comparisons.csv", COMPARISON_COLUMNS))
+    if store.has_vote_columns():  # a run of any size: only what the report shows is read
+        examples = _try(run, store, "votes.csv", lambda: _example_votes(store, run.constitution))
+        if examples is not None:
+            run.votes, run.n_votes = examples
+        needed = set(run.votes["comparison_id"]) if run.votes is not None else set()
+        compared = _try(run, store, "comparisons.csv", lambda: _comparison_rows(store, needed))
+        if compared is not None:
+            run.comparisons, run.split_counts = compared
+    else:
+        run.votes = _try(run, store, "votes.csv", lambda: store.read_csv("votes.csv", VOTE_COLUMNS))
+        run.n_votes = None if run.votes is None else len(run.votes)
+        run.comparisons = _try(run, store, "comparisons.csv", lambda: store.read_csv("comparisons.csv", COMPARISON_COLUMNS))
+        if run.comparisons is not None:
+            run.split_counts = _count_splits(run.comparisons)
     run.evaluation = _try(run, store, "evaluation.json", lambda: store.read_json("evaluation.json"))
     return run
+
+
+def _example_votes(store: RunStore, constitution: Constitution | None) -> tuple[pd.DataFrame, int]:
+    """The vote rows the examples section shows (the first few for and against of each constitution principle)
+    from the vote columns, and the number of votes in all."""
+    import pandas as pd
+
+    table = store.load_votes()
+    assert isinstance(table, VoteTable)
+    rows: list[tuple[str, str, str]] = []
+    principles = constitution.principles if constitution is not None else ()
+    for principle, j in zip(principles, table.columns_for([p.id for p in principles]).tolist(), strict=True):
+        if j < 0:
+            continue
+        column = np.asarray(table.values[:, j])
+        for code, value in ((0, "for"), (1, "against")):
+            for i in np.flatnonzero(column == code)[:EXAMPLES_PER_SIDE].tolist():
+                rows.append((table.comparison_ids[i], principle.id, value))
+    return pd.DataFrame(rows, columns=["comparison_id", "principle_id", "value"]), len(table)
+
+
+def _comparison_rows(store: RunStore, ids: set[str]) -> tuple[pd.DataFrame, tuple[int, dict[str, int]]]:
+    """The rows of comparisons.csv with these ids, and the split counts of all rows, read a chunk at a time."""
+    import pandas as pd
+
+    kept: list[pd.DataFrame] = []
+    total, counts = 0, dict[str, int]()
+    for frame in store.read_csv_chunks("comparisons.csv", COMPARISON_COLUMNS):
+        total += len(frame)
+        if "split" in frame.columns:
+            for name, n in frame["split"].value_counts(sort=False).items():
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
+        kept.append(frame[frame["id"].isin(ids)])
+    return pd.concat(kept, ignore_index=True), (total, counts)
+
+
+def _count_splits(comparisons: pd.DataFrame) -> tuple[int, dict[str, int]]:
+    if "split" not in comparisons.columns:
+        return len(comparisons), {}
+    return len(comparisons), {str(k): int(n) for k, n in comparisons["split"].value_counts().items()}
 
 
 def _try(run: Run, store: RunStore, name: str, read: Callable[[], Any]) -> Any:
@@ -359,10 +418,10 @@ def _header(run: Run) -> str:
         facts.append(("principles in constitution", str(len(run.constitution))))
     if run.principles is not None:
         facts.append(("candidate principles", str(len(run.principles))))
-    if run.comparisons is not None:
-        facts.append(("comparisons", _e(_split_counts(run.comparisons))))
-    if run.votes is not None:
-        facts.append(("votes", str(len(run.votes))))
+    if run.split_counts is not None:
+        facts.append(("comparisons", _e(_split_counts(*run.split_counts))))
+    if run.n_votes is not None:
+        facts.append(("votes", str(run.n_votes)))
     usage = meta.get("usage")
     if isinstance(usage, Mapping):
         facts.extend((f"usage: {_e(k)}", _e(f"{v:,}" if isinstance(v, int) else v)) for k, v in _flatten(usage))
@@ -383,12 +442,12 @@ def _header(run: Run) -> str:
     return "\n".join(parts)
 
 
-def _split_counts(comparisons: pd.DataFrame) -> str:
-    total = f"{len(comparisons)}"
-    if "split" not in comparisons.columns:
-        return total
-    counts = comparisons["split"].value_counts()
-    return total + " (" + ", ".join(f"{name}: {n}" for name, n in counts.items()) + ")"
+def _split_counts(total: int, counts: Mapping[str, int]) -> str:
+    """"N (train: n, test: m)", the largest split first."""
+    if not counts:
+        return f"{total}"
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    return f"{total} (" + ", ".join(f"{name}: {n}" for name, n in ordered) + ")"
 
 
 def _constitution_section(run: Run) -> str:

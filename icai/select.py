@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from icai.stats import benjamini_hochberg, direction, principle_stats
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
@@ -490,16 +491,19 @@ def selection_stability(
     sizes: list[int] = []
     for _ in range(n_resamples):
         w = np.bincount(rng.integers(0, m.n_pairs, size=m.n_pairs), minlength=m.n_pairs).astype(float)
-        chosen, _, _, _ = _select_ids(
-            m,
-            w,
-            method=selection.method,
-            max_principles=selection.max_principles,
-            min_votes=selection.min_votes,
-            min_agreement=selection.min_agreement,
-            min_gain=selection.min_gain,
-            duplicate_agreement=selection.duplicate_agreement,
-        )
+        # one BLAS thread: these products are small, and a busy machine makes OpenBLAS's spinning threads ten
+        # times slower than one (measured: bench/driver_scale.py, docs/scaling.md)
+        with threadpool_limits(limits=1, user_api="blas"):
+            chosen, _, _, _ = _select_ids(
+                m,
+                w,
+                method=selection.method,
+                max_principles=selection.max_principles,
+                min_votes=selection.min_votes,
+                min_agreement=selection.min_agreement,
+                min_gain=selection.min_gain,
+                duplicate_agreement=selection.duplicate_agreement,
+            )
         picked = {canonical.get(m.principle_ids[j], m.principle_ids[j]) for j in chosen}
         for pid in picked:
             counts[pid] = counts.get(pid, 0) + 1

@@ -43,7 +43,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -485,6 +485,26 @@ class RunStore:
     def read_csv(self, name: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
         """A CSV file of the run directory, every cell as text (`read_run_csv`)."""
         return read_run_csv(self.path / name, required)
+
+    def read_csv_chunks(self, name: str, required: tuple[str, ...] = (), *, rows: int = 100_000) -> Iterator[pd.DataFrame]:
+        """A CSV file of the run directory in chunks of `rows` rows, every cell as text (memory bounded by a chunk)."""
+        import pandas as pd
+
+        path = self.path / name
+        try:
+            for frame in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=rows):
+                missing = [c for c in required if c not in frame.columns]
+                if missing:
+                    raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+                yield frame
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+
+    def has_vote_columns(self, name: str = "votes.csv") -> bool:
+        """Whether `name`'s votes are also saved as columns (`load_votes` then reads those)."""
+        return (self.path / _columns_name(name) / "meta.json").exists()
 
 
     # constitution versions (icai app) ------------------------------------------------------------

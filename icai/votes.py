@@ -289,40 +289,39 @@ class VoteTable(Sequence[Vote]):
         orders = self.picks.shape[2]
         column = [f",{_csv_field(p)}" for p in self.principle_ids]
         # the end of a row without raw text, by value and pick codes
-        ends: dict[int, str] = {}
 
         def end(key: int) -> str:
             value, codes = divmod(key, 5**orders)
             digits = [(codes // 5**o) % 5 for o in reversed(range(orders))]
             text = ",".join(str(PICKS[c]) for c in digits if c)
-            return ends.setdefault(key, f",{VALUES[value]},{_csv_field(text)},\n")
+            return f",{VALUES[value]},{_csv_field(text)},\n"
 
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write("comparison_id,principle_id,value,picks,raw\n")
+            columns = np.array(column, dtype=object)
+            ending = np.array([end(k) for k in range(len(VALUES) * 5**orders)], dtype=object)
             for start in range(0, len(self.comparison_ids), chunk_pairs):
                 stop = min(start + chunk_pairs, len(self.comparison_ids))
                 values = np.asarray(self.values[start:stop]).astype(np.int64)
-                keys = values * 5**orders
+                keys = np.where(values >= 0, values, 0) * 5**orders
                 picks = np.asarray(self.picks[start:stop]).astype(np.int64)
                 for o in range(orders):
                     keys += picks[:, :, o] * 5 ** (orders - 1 - o)
                 margins = None if self.margins is None else np.asarray(self.margins[start:stop])
-                lines: list[str] = []
-                for i, (row_values, row_keys) in enumerate(zip(values.tolist(), keys.tolist(), strict=True)):
-                    cid = _csv_field(self.comparison_ids[start + i])
-                    base = (start + i) * n_p
-                    for j, (value, key) in enumerate(zip(row_values, row_keys, strict=True)):
-                        if value < 0:
-                            continue
-                        raw = self.raw.get(base + j, "")
-                        if not raw and margins is not None and margins[i, j] == margins[i, j]:
-                            raw = f"margin={float(margins[i, j]):.4f}"
-                        if raw:
-                            text = ",".join(str(PICKS[c]) for c in picks[i, j].tolist() if c)
-                            lines.append(f"{cid}{column[j]},{VALUES[value]},{_csv_field(text)},{_csv_field(raw)}\n")
-                        else:
-                            lines.append(cid + column[j] + (ends.get(key) or end(key)))
-                f.write("".join(lines))
+                # rows without raw text: id + principle + a precomputed ending, concatenated by numpy
+                ids = np.array([_csv_field(c) for c in self.comparison_ids[start:stop]], dtype=object)
+                lines = ids[:, None] + columns[None, :] + ending[keys]
+                special = {k - start * n_p for k in self.raw if start * n_p <= k < stop * n_p}
+                if margins is not None:
+                    special |= set(np.flatnonzero((values >= 0) & ~np.isnan(margins)).tolist())
+                for flat in special:
+                    i, j = divmod(flat, n_p)
+                    raw = self.raw.get((start + i) * n_p + j, "")
+                    if not raw and margins is not None and margins[i, j] == margins[i, j]:
+                        raw = f"margin={float(margins[i, j]):.4f}"
+                    text = ",".join(str(PICKS[c]) for c in picks[i, j].tolist() if c)
+                    lines[i, j] = f"{ids[i]}{column[j]},{VALUES[values[i, j]]},{_csv_field(text)},{_csv_field(raw)}\n"
+                f.write("".join(lines[values >= 0].tolist()))
 
 
 def _csv_field(text: str) -> str:

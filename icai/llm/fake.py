@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -93,6 +94,11 @@ def _words(text: str) -> Counter[str]:
     return Counter(w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS)
 
 
+def _word_set(text: str) -> frozenset[str]:
+    """The words `_words` counts, as a set (a vote only asks whether a word occurs)."""
+    return frozenset(_WORD.findall(text.lower())) - _STOPWORDS
+
+
 def _rules(prompt: str) -> list[str]:
     tail = prompt.rsplit("[/RESPONSE B]", 1)[-1]
     return [m.group(1) for m in re.finditer(r"^\d+\. (.*)$", tail, re.MULTILINE)]
@@ -101,16 +107,23 @@ def _rules(prompt: str) -> list[str]:
 _MENTIONS = re.compile(r"(does not mention|mentions) '([^']+)'")
 
 
+@functools.lru_cache(maxsize=4096)
+def _rule_word(rule: str) -> tuple[str, bool] | None:
+    """(word, True for "mentions" / False for "does not mention") of a rule; None for any other rule."""
+    m = _MENTIONS.search(rule)
+    return (m.group(2), m.group(1) == "mentions") if m else None
+
+
 def _side_for(rule: str, words_a: Container[str], words_b: Container[str]) -> str:
     """The side the rule picks from the responses' words ("mentions '<word>'" or "does not mention '<word>'")."""
-    m = _MENTIONS.search(rule)
-    if not m:
+    found = _rule_word(rule)
+    if found is None:
         return "neither"
-    word = m.group(2)
+    word, mentions = found
     in_a, in_b = word in words_a, word in words_b
     if in_a == in_b:
         return "neither"
-    return "A" if in_a == (m.group(1) == "mentions") else "B"
+    return "A" if in_a == mentions else "B"
 
 
 def _only(words: Counter[str], other: Counter[str]) -> list[str]:
@@ -148,7 +161,7 @@ def keyword_responder(request: Request) -> str:
         only.sort(key=lambda t: (-t[0], t[1]))
         return json.dumps({"principles": [f"Select the response that mentions '{w}' in its text." for _, w in only[:3]]})
     # each response's words are counted once per prompt, not once per rule
-    words_a, words_b = _words(_block(prompt, "RESPONSE A")), _words(_block(prompt, "RESPONSE B"))
+    words_a, words_b = _word_set(_block(prompt, "RESPONSE A")), _word_set(_block(prompt, "RESPONSE B"))
     rules = _rules(prompt)
     if "which response the rule selects" in prompt:
         return json.dumps({str(i): _side_for(r, words_a, words_b) for i, r in enumerate(rules, start=1)})
