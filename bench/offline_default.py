@@ -254,19 +254,27 @@ def surface_items(cell: Cell) -> list[float]:
 
 
 def summarize(cells: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
-    """Per variant and set: held-out agreement pooled over seeds with a bootstrap CI, paired differences."""
+    """Per variant and set: held-out agreement pooled over the set's finished seeds with a bootstrap CI, and the
+    paired difference from the previous default; then the decision by the declared criterion.
+
+    A variant counts as measured on a set when it was scored on every finished (set, seed) cell of it; the
+    criterion compares the variants measured on every finished cell (`coverage` says which those are).
+    """
     per: dict[str, dict[str, Any]] = {}
+    done = {name: [s for s in seeds if f"{name}-{s}" in cells] for name in SETS}
     for variant in (*VARIANTS, "surface baseline"):
         per[variant] = {}
         for name in SETS:
-            runs = [cells.get(f"{name}-{s}", {}).get("variants", {}).get(variant) for s in seeds]
+            got = [cells[f"{name}-{s}"] for s in done[name]]
             if variant == "surface baseline":
-                runs = [{"held_out_items": c["surface_items"]} if (c := cells.get(f"{name}-{s}")) else None for s in seeds]
-            if any(r is None for r in runs):
-                per[variant][name] = {"complete": False, "seeds_done": sum(r is not None for r in runs)}
+                runs = [{"held_out_items": c["surface_items"]} for c in got]
+            else:
+                runs = [c["variants"].get(variant) for c in got]
+            if not runs or any(r is None for r in runs):
+                per[variant][name] = {"complete": False, "seeds_done": sum(r is not None for r in runs), "seeds": []}
                 continue
             x = np.concatenate([np.asarray(r["held_out_items"]) for r in runs])
-            entry: dict[str, Any] = {"complete": True, "n": int(x.size), "agreement": float(x.mean()),
+            entry: dict[str, Any] = {"complete": True, "seeds": done[name], "n": int(x.size), "agreement": float(x.mean()),
                                      "ci": list(bootstrap_ci(x, seed=0)),
                                      "per_seed": [float(np.mean(r["held_out_items"])) for r in runs]}  # fmt: skip
             if variant != "surface baseline":
@@ -278,7 +286,7 @@ def summarize(cells: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
                                  wrong=float(np.mean([r["wrong"] for r in runs])))  # fmt: skip
             entry["_x"] = x
             per[variant][name] = entry
-    for variant in VARIANTS:
+    for variant in (*VARIANTS, "surface baseline"):
         for name in SETS:
             e, ref = per[variant][name], per[PREVIOUS_DEFAULT][name]
             if e.get("complete") and ref.get("complete") and variant != PREVIOUS_DEFAULT:
@@ -287,20 +295,26 @@ def summarize(cells: dict[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
     for v in per.values():
         for e in v.values():
             e.pop("_x", None)
+    finished = [name for name in SETS if done[name]]
     overall = {}
     for variant in (*VARIANTS, "surface baseline"):
-        done = [e["agreement"] for e in per[variant].values() if e.get("complete")]
-        overall[variant] = {"sets_complete": len(done), "mean_over_sets": float(np.mean(done)) if done else None}
+        got = [per[variant][n]["agreement"] for n in finished if per[variant][n].get("complete")]
+        overall[variant] = {"sets_complete": len(got), "mean_over_sets": float(np.mean(got)) if got else None}
     eligible = []
     for variant in VARIANTS:
-        if overall[variant]["sets_complete"] < len(SETS):
+        if not finished or overall[variant]["sets_complete"] < len(finished):
             continue
-        worse = [n for n, e in per[variant].items() if e.get("minus_previous_default", {}).get("ci", [0, 0])[1] < 0]
+        worse = [n for n in finished if per[variant][n].get("minus_previous_default", {}).get("ci", [0, 0])[1] < 0]
         overall[variant]["worse_than_previous_default_on"] = worse
         if not worse:
             eligible.append(variant)
     winner = max(eligible, key=lambda v: overall[v]["mean_over_sets"]) if eligible else None
-    return {"per_set": per, "overall": overall, "winner": winner, "eligible": eligible}
+    coverage = {
+        "cells_finished": {n: done[n] for n in SETS},
+        "complete": all(len(done[n]) == len(seeds) for n in SETS),
+        "variants_on_every_finished_cell": [v for v in VARIANTS if finished and overall[v]["sets_complete"] == len(finished)],
+    }
+    return {"per_set": per, "overall": overall, "winner": winner, "eligible": eligible, "coverage": coverage}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -315,7 +329,7 @@ def markdown(report: dict[str, Any]) -> str:
             if not e.get("complete"):
                 cells.append(f"({e.get('seeds_done', 0)} of {len(report['seeds'])} seeds)")
                 continue
-            txt = f"{e['agreement']:.3f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}]"
+            txt = f"{e['agreement']:.3f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}] (n={e['n']}, seeds {','.join(map(str, e['seeds']))})"
             if "n_recovered" in e:
                 txt += f"; rules {e['n_recovered']:.2f}/{e['n_rules']}, wrong {e['wrong']:.2f}"
             if "size" in e:
@@ -345,6 +359,12 @@ def write(out: Path, cells: dict[str, Any], seeds: Sequence[int], sessions: list
         "seeds": list(seeds), "variants": list(VARIANTS), "cells": cells, "summary": summarize(cells, seeds),
         "sessions": sessions,
     }  # fmt: skip
+    summary = report["summary"]
+    report["decision"] = {
+        "criterion_winner": summary["winner"],
+        "default": summary["winner"] or PREVIOUS_DEFAULT,
+        "on_all_sets_and_seeds": summary["coverage"]["complete"],
+    }
     write_json_atomic(out, report)
     return report
 

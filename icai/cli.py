@@ -448,7 +448,11 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
         log.warning("the run may cost about $%.4f; it will stop before --max-cost $%g", cost, args.max_cost)
 
     # icai test clusters nothing: its embedder is built only when a vote option uses one
-    needs_embedder = not config.principles_only or config.vote_mode == "embedding" or config.cascade
+    from icai.voter import resolve_voter
+
+    needs_embedder = (
+        not config.principles_only or resolve_voter(config, capabilities).vote_mode == "embedding" or config.cascade
+    )
     # Executor, model and embedder are checked before the run directory is made, so a typo leaves no files behind.
     with _executor(args) as executor:
         llm = _make_llm(args, executor)

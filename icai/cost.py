@@ -146,9 +146,11 @@ def estimate_run(
     `config.model` declares without a base_url; `icai.llm.capabilities_for`).
     """
     from icai.llm.registry import capabilities_for
+    from icai.voter import resolve_voter
 
     if capabilities is None:
         capabilities = capabilities_for(config.model)
+    config = resolve_voter(config, capabilities)
     mode = resolve_mode(capabilities, config.vote_mode)
     train, test = train_test_split(comparisons, test_size=config.test_size, seed=config.seed)
     pool = propose_pool(train, config)

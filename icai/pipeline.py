@@ -33,7 +33,7 @@ from icai.store import RunStore
 from icai.style import style_principles
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, stats_to_dict
 from icai.user_principles import USER_ORIGIN, user_principles
-from icai.voter import llm_vote_mode, vote_as_configured, voter_judge
+from icai.voter import llm_vote_mode, resolve_voter, vote_as_configured, voter_judge
 from icai.votes import VoteTable
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def run(
     """
     if not comparisons:
         raise ValueError("no comparisons to learn from")
-    config = recorded_config(config, llm=llm, embedder=embedder)
+    config = resolve_voter(recorded_config(config, llm=llm, embedder=embedder), llm.capabilities)
     locked_here = False
     if store is not None:
         locked_here = store.begin(

@@ -6,12 +6,14 @@ Used by the orchestrator (`icai.pipeline`) for the training and held-out votes a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from icai.adaptive import vote_adaptive
 from icai.config import RunConfig
 from icai.embed import Embedder
 from icai.embed_vote import cascade_vote, vote_by_embedding
+from icai.llm.base import Capabilities
 from icai.llm.client import LLM
 from icai.store import RunStore
 from icai.style import is_style
@@ -93,3 +95,13 @@ def voter_judge(config: RunConfig, principles: Sequence[Principle]) -> str | Non
         f"the constitution's own votes on the held-out pairs{what}, summed as selection sums them: "
         "the judge that follows these voters (a tie scores 0.5)"
     )
+
+
+def resolve_voter(config: RunConfig, capabilities: Capabilities) -> RunConfig:
+    """The config with `vote_mode="auto"` made "embedding" for a provider that declares `embedding_votes`.
+
+    The run then records (config.json) and fingerprints the voter that actually voted; any other mode is kept.
+    """
+    if config.vote_mode == "auto" and capabilities.embedding_votes:
+        return dataclasses.replace(config, vote_mode="embedding")
+    return config

@@ -141,6 +141,9 @@ class Capabilities:
     then sends uncached requests in chunks."""
     small_model: bool = False
     """A small model: `--propose-style auto` gives it the small-model prompts (icai.propose)."""
+    embedding_votes: bool = False
+    """`--vote-mode auto` votes by embedding similarity, not by this model (`icai.voter.resolve_voter`): for a model
+    whose own votes measured worse than the embedder's (bench/offline_default.py); it still proposes and judges."""
     gpu: bool = False
     """Runs the model in the worker process: a Ray worker asks for a GPU when the cluster has one."""
     in_process: bool = False
