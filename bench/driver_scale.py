@@ -153,7 +153,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
-    if out.exists():
+    if out.exists() and not args.one:
         import json
 
         rows = [r for r in json.loads(out.read_text(encoding="utf-8")).get("rows", [])]

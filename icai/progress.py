@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 BURST_S = 0.05
 """Completions closer together than this are one burst (a batch that finished at once)."""
+
+RATE_WINDOW_S = 60.0
+"""A stage's rate is read over its most recent work: from the last burst end at least this long before the newest
+one (or from the stage's first burst end, early on), so neither the set-up before the first answer nor a first
+burst of cache hits sets the ETA of a long stage."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,9 @@ class RunProgress:
     """Logs stages done / total and an ETA as the calls of a run complete (an `LLM.observer`).
 
     Stages are the estimate's (`icai.cost.estimate_run`), in order; each `LLM.map` is matched
-    to the next stage of its kind. The ETA of the current stage comes from its own rate so far;
+    to the next stage of its kind. The ETA of the current stage comes from its own rate, measured
+    between the ends of its bursts of completions over the last `RATE_WINDOW_S` seconds (until a second burst has
+    ended: from the stage's start);
     later stages use the rate measured for their kind in this run, else `prior` (seconds per
     stage, e.g. from `estimate_wall_time`), else the current stage's seconds per call.
 
@@ -174,6 +182,8 @@ class RunProgress:
         self._last_emit = -float("inf")
         self._prev_time, self._prev_done = 0.0, 0
         self._seconds_per_call: dict[str, float] = {}
+        self._marks: deque[tuple[float, int]] = deque()
+        """(time, calls done) at the end of each burst of the current stage, the oldest pruned (`RATE_WINDOW_S`)."""
 
     def __call__(self, desc: str, done: int, total: int) -> None:
         """One report from `LLM.map`: `done` of its `total` requests are complete."""
@@ -192,8 +202,18 @@ class RunProgress:
             self._report(now)
 
     def _settle(self, when: float, done: int) -> None:
-        if done and when > self._stage_start:
-            self._seconds_per_call[stage_kind(self.stages[self._index])] = (when - self._stage_start) / done
+        if not done or when <= self._stage_start or (self._marks and done <= self._marks[-1][1]):
+            return
+        marks = self._marks
+        marks.append((when, done))
+        while len(marks) > 2 and when - marks[1][0] >= RATE_WINDOW_S:
+            marks.popleft()
+        first_time, first_done = marks[0]
+        if len(marks) == 1 or when <= first_time:
+            rate = (when - self._stage_start) / done  # one burst so far: all there is to go on
+        else:
+            rate = (when - first_time) / (done - first_done)
+        self._seconds_per_call[stage_kind(self.stages[self._index])] = rate
 
     def _enter(self, desc: str, total: int, now: float) -> None:
         kind = stage_kind(desc)
@@ -211,6 +231,7 @@ class RunProgress:
                 self._index = 0
             self._stage_start, self._stage_done, self._map_base = now, 0, 0
             self._prev_time, self._prev_done = now, 0
+            self._marks.clear()
             self._last_emit = -float("inf")
         self._desc, self._map_total = desc, total
 

@@ -123,3 +123,48 @@ def test_a_batch_that_completes_at_once_is_timed_at_its_end() -> None:
     progress("vote (log-prob)", 11, 40)
     # read at the end of the first chunk: 2 s per call, 29 calls left
     assert progress.lines[-1] == "stage 3/5 vote: 11/40 calls; ETA stage 58 s, run 1.6 min"
+
+
+def test_the_eta_follows_the_recent_rate_not_the_set_up_or_a_first_burst() -> None:
+    # 100 s of set-up before the first answer, a first burst of 1,000 cache hits, then 10 calls a second
+    stages = (StageEstimate("vote", 13_000, 0, 0),)
+    clock = Clock()
+    progress = RunProgress(RunEstimate("fake/ticking", stages, None, 10, 5, 4), every_s=0.0, clock=clock, emit=lambda _: None)
+    progress("vote", 0, 13_000)
+    clock.now = 100.0
+    for done in range(1, 1001):  # the hits, all at once
+        progress("vote", done, 13_000)
+    done = 1000
+    for _ in range(120):  # 12 s at 10 calls a second
+        clock.now += 0.1
+        done += 1
+        progress("vote", done, 13_000)
+    stage_left, _ = progress.eta(clock.now)
+    assert stage_left == pytest.approx((13_000 - done) / 10, rel=1e-6)
+    # then the calls slow down to 5 a second: within a window the ETA follows (the stage's average since its
+    # start, 252 s for 2,100 calls, would say 0.12 s a call: 40 % short)
+    for _ in range(700):  # 140 s
+        clock.now += 0.2
+        done += 1
+        progress("vote", done, 13_000)
+    stage_left, _ = progress.eta(clock.now)
+    assert stage_left == pytest.approx((13_000 - done) / 5, rel=0.01)
+
+
+def test_early_in_a_long_stage_the_eta_is_not_the_first_burst_s() -> None:
+    # a driver that takes 30 s to build its first requests, then answers 100 calls a second, in chunks of 400
+    stages = (StageEstimate("vote", 100_000, 0, 0),)
+    clock = Clock()
+    progress = RunProgress(RunEstimate("fake/ticking", stages, None, 10, 5, 4), every_s=0.0, clock=clock, emit=lambda _: None)
+    progress("vote", 0, 100_000)
+    clock.now = 30.0
+    done = 0
+    for chunk in range(5):
+        if chunk:
+            clock.now += 4.0
+        for _ in range(400):
+            done += 1
+            progress("vote", done, 100_000)
+    stage_left, _ = progress.eta(clock.now)
+    # from the stage's start this would be 46 s / 2,000 calls x 98,000 = 37.6 min; the measured rate says 16.3 min
+    assert stage_left == pytest.approx((100_000 - done) / 100, rel=1e-6)
