@@ -7,7 +7,7 @@ through the workbench (each a reordering of the run's constitution). The first f
 the run is reported apart (cold), the others as a median.
 
     .venv/bin/python bench/app_versions.py                      # writes bench/results/app_versions.json
-    .venv/bin/python bench/app_versions.py --label before --out /tmp/before.json
+    PYTHONPATH=<checkout of the code before> .venv/bin/python bench/app_versions.py --label before
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ DATA = "synthetic-orthogonal"
 
 
 def _commit() -> str:
+    """The commit of the icai package measured (PYTHONPATH may point at another checkout than this script's)."""
+    import icai
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(icai.__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
@@ -40,7 +40,7 @@ from icai.io import load_comparisons  # noqa: E402
 TOKEN = "fuzz-token"
 BASE = "http://127.0.0.1:8765"
 FUZZ = settings(
-    max_examples=int(__import__('os').environ.get('ICAI_FUZZ_EXAMPLES', 1500)),
+    max_examples=int(__import__('os').environ.get('ICAI_FUZZ_EXAMPLES', 1000)),
     derandomize=True,  # the same requests on every run: a failure is reproducible, CI is not flaky
     database=None,
     deadline=30_000,  # ms per request; a loaded 2-core machine, and a vote job runs the fake annotator
@@ -88,8 +88,13 @@ CACHE = ("cache.sqlite",)
 APP_FILES = ("app_votes", "app_principles.json", *CACHE)
 
 
+LABEL_FILES = ("labels.json", "labelled.csv", "constitution.json")
+
+
 def _may_change(method: str, path: str, status: int, response: Any) -> tuple[str, ...]:
     """Prefixes of the run files a request with this outcome is meant to write."""
+    if method == "POST" and path in ("/api/label/answer", "/api/label/undo") and status == 200:
+        return LABEL_FILES
     if method == "POST" and path == "/api/vote" and status == 202:
         return APP_FILES
     if method == "POST" and path == "/api/versions" and status == 201:
@@ -99,10 +104,15 @@ def _may_change(method: str, path: str, status: int, response: Any) -> tuple[str
     return ()
 
 
+statuses: list[tuple[str, str, int]] = []
+"""(method, path, status) of every request sent, to check the generated requests reach success paths too."""
+
+
 def send(app: App, method: str, path: str, *, body: bytes | None = None, headers: dict[str, Any] | None = None,
          params: dict[str, str] | None = None) -> Any:
     before = listing(app.run_dir)
     response = app.client.request(method, path, content=body, headers=headers, params=params)
+    statuses.append((method, path, response.status_code))
     assert response.status_code < 500, (method, path, body[:200] if body else body, headers, response.text[:300])
     _wait_for_jobs(app.bench)
     after = listing(app.run_dir)
@@ -134,7 +144,19 @@ json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4) |
 @st.composite
 def json_body(draw: Any, keys: tuple[str, ...]) -> bytes:
     """A request body: mostly a JSON object over the route's own keys and strangers, sometimes anything at all."""
-    kind = draw(st.sampled_from(["object", "object", "object", "value", "bytes", "deep"]))
+    kind = draw(st.sampled_from(["valid", "valid", "valid", "object", "object", "object", "value", "bytes", "deep"]))
+    if kind == "valid":  # the route's own keys with plausible values: these reach the workbench
+        plausible = {
+            "text": st.sampled_from(VALID_TEXTS).flatmap(lambda t: st.sampled_from(["", " ", " \u200b", " <!--<script>"]).map(lambda x: t + x))
+            | st.text(max_size=40),
+            "replaces": st.none() | st.sampled_from(app_ids),
+            "ids": st.lists(st.sampled_from(app_ids), min_size=1, max_size=5, unique=True),
+            "note": st.none() | st.text(max_size=60),
+            "id": st.sampled_from(app_ids),
+            "label": st.sampled_from(["a", "b", "tie", "skip"]),
+        }
+        value = {k: draw(plausible[k]) for k in keys}
+        return json.dumps(value, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
     if kind == "bytes":
         return bytes(draw(st.binary(max_size=200)))
     if kind == "deep":
@@ -163,6 +185,8 @@ header_value = st.binary(max_size=40).filter(lambda b: not set(b) & {0, 10, 13})
 def write_headers(draw: Any) -> dict[str, Any]:
     """Mostly the page's own headers, each sometimes missing or replaced by something odd."""
     headers: dict[str, Any] = {}
+    if draw(st.booleans()):
+        return {TOKEN_HEADER: TOKEN, "Content-Type": "application/json"}
     if draw(st.integers(0, 9)):
         headers[TOKEN_HEADER] = TOKEN if draw(st.integers(0, 5)) else draw(header_value)
     if draw(st.integers(0, 9)):
@@ -190,7 +214,7 @@ def _segment(draw: Any, known: list[str]) -> str:
     return quote(raw.encode("utf-8", "surrogatepass"), safe="")
 
 
-# tests: about 400 requests each, 3,600 in all ---------------------------------------------------------------------
+# tests: ICAI_FUZZ_EXAMPLES requests each (default 1,000), a third of that on the labelling app ---------------------------------------------------------------------
 def test_fuzz_write_routes(app: App) -> None:
     app_ids[:] = app.principle_ids
 
@@ -202,7 +226,10 @@ def test_fuzz_write_routes(app: App) -> None:
         path = route.replace("{n}", data.draw(st.sampled_from(["1", "2", "0", "9" * 400]) | st.text(max_size=5).map(lambda s: quote(s.encode("utf-8", "surrogatepass"), safe=""))))
         send(app, "POST", path, body=data.draw(json_body(keys)), headers=data.draw(write_headers()))
 
+    statuses.clear()
     run()
+    succeeded = {path for method, path, status in statuses if status < 300}
+    assert {"/api/estimate", "/api/vote"} <= succeeded, succeeded  # not only refusals were generated
 
 
 def test_fuzz_read_routes(app: App) -> None:
@@ -228,6 +255,49 @@ def test_fuzz_read_routes(app: App) -> None:
         send(app, data.draw(st.sampled_from(["GET", "GET", "GET", "POST", "HEAD", "PUT", "DELETE"])), path, params=params, headers=headers)
 
     run()
+
+
+@pytest.fixture(scope="module")
+def label_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The app of an `icai label` run: the labelling page and its API only."""
+    from labelrun import prepared_label_run
+
+    from icai.labelling import LabelSession
+
+    out, _, _, pairs = prepared_label_run(tmp_path_factory.mktemp("fuzz-label"))
+    session = LabelSession(out, who="fuzz")
+    try:
+        client = TestClient(create_app(None, token=TOKEN, labeller=session), base_url=BASE)
+        yield App(client, cast(Workbench, _NoJobs()), out, [c.id for c in pairs])
+    finally:
+        session.close()
+
+
+class _NoJobs:
+    jobs: dict[str, Any] = {}
+
+
+def test_fuzz_labelling_routes(label_app: App) -> None:
+    app_ids[:] = label_app.principle_ids
+
+    @settings(FUZZ, max_examples=max(1, FUZZ.max_examples // 3))
+    @given(data=st.data())
+    def run(data: Any) -> None:
+        route = data.draw(st.sampled_from(["/label", "/api/label/state", "/api/label/answer", "/api/label/undo", "/", "/api/state"]))
+        body = None
+        if route in ("/api/label/answer", "/api/label/undo"):
+            if data.draw(st.booleans()):
+                good = {"id": data.draw(st.sampled_from(label_app.principle_ids)), "label": data.draw(st.sampled_from(["a", "b", "tie", "skip", "c", ""]))}
+                body = json.dumps(good if route.endswith("answer") else {}).encode()
+            else:
+                body = data.draw(json_body(("id", "label")))
+        method = "POST" if body is not None or data.draw(st.booleans()) else "GET"
+        send(label_app, method, route, body=body, headers=data.draw(write_headers()))
+
+    assert not (label_app.run_dir / "labels.json").exists()
+    run()
+    labels = json.loads((label_app.run_dir / "labels.json").read_text())["labels"]
+    assert labels  # some generated answers went through, so the write path was fuzzed too
 
 
 def test_the_fuzzer_reaches_the_success_paths(app: App) -> None:

@@ -458,3 +458,17 @@ def test_the_index_lists_the_newest_versions_and_reads_only_those(client: TestCl
     assert rows == [VERSIONS_PER_PAGE, 61 - VERSIONS_PER_PAGE] and 'id="older"' in first and 'id="newer"' in second, rows
     for bad in ("3", "0", "x", "9" * 400):
         assert client.get("/versions", params={"page": bad}).status_code == 404, bad
+
+
+def test_a_flood_of_jobs_is_refused_with_429(client: TestClient, bench: Workbench) -> None:
+    from icai.app.server import MAX_RUNNING_JOBS
+    from icai.app.workbench import Job
+
+    for i in range(MAX_RUNNING_JOBS):  # jobs still waiting for the model
+        bench.jobs[f"{i:012x}"] = Job(f"{i:012x}", "vote", 1, 1)
+    got = client.post("/api/vote", headers=WRITE, json={"text": "Select the response that is brief."})
+    assert got.status_code == 429 and "busy" in _one_sentence(got)
+    assert client.post("/api/versions/1/evaluate", headers=WRITE, json={}).status_code == 429
+    for job in bench.jobs.values():
+        job.state = "done"
+    assert client.post("/api/vote", headers=WRITE, json={"text": "Select the response that is brief."}).status_code == 202
