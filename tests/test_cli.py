@@ -212,3 +212,17 @@ def test_report_refuses_or_waits_for_a_run_in_progress(orthogonal_csv, tmp_path,
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_run_and_its_dry_run_print_json_only(orthogonal_csv, tmp_path, capsys):
+    argv = ["run", str(orthogonal_csv), "--out", str(tmp_path / "run"), "--model", "fake/keyword", "--embedder", "hash",
+            "--test-size", "0.3", "--json"]
+    assert main([*argv, "--dry-run"]) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["dry_run"] and estimate["calls"] == sum(s["calls"] for s in estimate["stages"])
+    assert not (tmp_path / "run").exists()
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON object
+    assert printed["run_dir"] == str(tmp_path / "run")
+    assert printed["constitution"]["principles"] and printed["evaluation"]["scores"]
+    assert printed["usage"]["calls"] > 0
