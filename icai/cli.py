@@ -1003,6 +1003,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if args.embedder is None:
                 args.embedder = RunConfig.embedder
             config = run_config(args)
+            needed = {}
             for data in inputs:
                 estimate = estimate_run(
                     load_comparisons(data, **data_options(args)), config,
@@ -1010,9 +1011,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     price=_price(args),
                 )
                 _say(args, f"{data}: a run needs about {estimate.calls} model calls")
+                needed[str(data)] = estimate.calls
             _say(args, "Then each constitution is tested on the other dataset's pairs (counted once the runs are done).")
             if args.dry_run:
                 _say(args, "Dry run: no model calls were made.")
+                if args.json:
+                    _print_json({"dry_run": True, "run_calls": needed})
                 return 0
             if not args.yes:
                 raise UsageError("comparing two datasets runs icai on both first; pass --yes to make those calls")
@@ -1036,6 +1040,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
             if args.dry_run:
                 _say(args, "Dry run: no model calls were made.")
+                if args.json:
+                    _print_json({"dry_run": True, "new_votes": plan.n_needed, "reused_votes": plan.n_reused, "max_calls": calls})
                 return False
             if plan.n_needed and not args.yes:
                 if sys.stdin.isatty():

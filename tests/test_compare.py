@@ -112,6 +112,11 @@ def test_new_calls_are_counted_and_never_made_without_yes(tmp_path: Path, capsys
     assert "Dry run: no model calls were made." in printed
     needed = int(printed.split("Cross test: ")[1].split(" new")[0])
     assert needed > 0 and "at most" in printed
+    assert main([*base, "--dry-run", "--json"]) == 0
+    planned = capsys.readouterr()
+    plan = json.loads(planned.out)
+    assert plan["dry_run"] is True and plan["new_votes"] == needed and plan["max_calls"] > 0
+    assert "Cross test:" in planned.err  # the sentence on stderr, the JSON alone on stdout
     assert not (out / "cross_a.csv").exists() and not (out / "compare.json").exists()
     assert main(base) == 2  # not a terminal and no --yes: refused before any call
     assert "pass --yes" in capsys.readouterr().err
