@@ -134,3 +134,32 @@ def test_label_page_in_headless_chromium(session: tuple[LabelSession, dict[str, 
     assert records[0]["id"] == first and [r["label"] for r in records][-1] == "skip" and len(records) == 8
     assert all(r["who"] == "app-test" for r in records)
     assert len(fake.requests) == calls
+
+
+def test_icai_app_serves_the_labelling_page_of_a_label_run(tmp_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    pytest.importorskip("uvicorn")
+    out, _, _, _ = prepared_label_run(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "icai", "app", str(out), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"(http://\S+/)label", line)
+        assert found, line
+        page = urllib.request.urlopen(found.group(1) + "label", timeout=30).read().decode()
+        assert "Constitution from your labels" in page
+        state = json.loads(urllib.request.urlopen(found.group(1) + "api/label/state", timeout=30).read())
+        assert state["pair"] and state["summary"]["n_pairs"] == 30
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
