@@ -88,18 +88,21 @@ def generate_pairs(n: int, path: str | Path, *, seed: int = 0, chunk: int = 50_0
     return path
 
 
-def _icai(args: list[str], *, env: dict[str, str]) -> tuple[float, float, int]:
-    """Run `python -m icai ARGS` as a child; (wall seconds, peak RSS MB of that child, exit code)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def _icai(args: list[str], *, env: dict[str, str]) -> tuple[float, float, float, int]:
+    """Run `python -m icai ARGS` as a child; (wall seconds, peak RSS MB, CPU seconds of it and its children, exit code)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "icai", *args], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = after.ru_maxrss
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode != 0:
         print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-    # ru_maxrss of children is the largest of any child so far: each size runs in its own bench process
-    # (see --one) when exact per-row peaks matter; here a smaller later child can only under-report
-    return seconds, max(peak, before) / 1024, proc.returncode
+    # ru_maxrss of children is the largest of any reaped descendant so far: main() runs each setting in its own
+    # bench process (--one), so it is that setting's icai process (Ray's worker processes are not counted: the
+    # driver's peak is what this benchmark is about)
+    return seconds, peak / 1024, cpu, proc.returncode
 
 
 def measure(pairs: int, command: str, executor: str, work: Path) -> dict[str, Any]:
@@ -118,7 +121,7 @@ def measure(pairs: int, command: str, executor: str, work: Path) -> dict[str, An
         args += ["--executor", "ray"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     load_before = os.getloadavg()
-    seconds, peak_mb, code = _icai(args, env=env)
+    seconds, peak_mb, cpu, code = _icai(args, env=env)
     load_after = os.getloadavg()
     sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()} if out.exists() else {}
     columns = out / "votes.columns"
@@ -131,6 +134,7 @@ def measure(pairs: int, command: str, executor: str, work: Path) -> dict[str, An
         "command": command,
         "executor": executor,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(peak_mb, 1),
         "exit_code": code,
         "load_before": [round(x, 2) for x in load_before],

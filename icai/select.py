@@ -205,6 +205,10 @@ are whole numbers summing below this: every partial sum, and every half of one, 
 equal the float64 ones bit for bit."""
 
 
+GRAM_BLOCK_ROWS = 65_536
+"""Pairs per block of the duplicate check's products."""
+
+
 def _dtype_for(w: np.ndarray) -> str:
     whole = bool(np.all(w >= 0)) and bool(np.all(w == np.floor(w)))
     return "float32" if whole and float(w.sum()) < EXACT_FLOAT32 else "float64"
@@ -238,12 +242,17 @@ def _shared(m: VoteMatrix, w: np.ndarray, columns: Sequence[int]) -> tuple[np.nd
     """For the given columns: pairs both decided and pairs both decided the same way, weighted (exact)."""
     dtype = _dtype_for(w)
     cols = list(columns)
-    pos = m.indicator("for", dtype)[:, cols]
-    neg = m.indicator("against", dtype)[:, cols]
-    wd = w.astype(dtype)[:, None]
-    pp = ((pos * wd).T @ pos).astype(np.float64)
-    nn = ((neg * wd).T @ neg).astype(np.float64)
-    pn = ((pos * wd).T @ neg).astype(np.float64)
+    k = len(cols)
+    pp, nn, pn = (np.zeros((k, k)) for _ in range(3))
+    # in blocks of rows, so the weighted copies stay small at a million pairs (sums of whole numbers: exact)
+    for start in range(0, m.n_pairs, GRAM_BLOCK_ROWS):
+        rows = slice(start, start + GRAM_BLOCK_ROWS)
+        pos = m.indicator("for", dtype)[rows][:, cols]
+        neg = m.indicator("against", dtype)[rows][:, cols]
+        wd = w[rows].astype(dtype)[:, None]
+        pp += ((pos * wd).T @ pos).astype(np.float64)
+        nn += ((neg * wd).T @ neg).astype(np.float64)
+        pn += ((pos * wd).T @ neg).astype(np.float64)
     same = pp + nn
     return same + pn + pn.T, same
 

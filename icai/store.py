@@ -43,9 +43,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from icai.types import (
     Comparison,
@@ -320,15 +320,7 @@ class RunStore:
             write_text_atomic(self.path / name, buf.getvalue())
             return
         table.save(self.path / _columns_name(name))
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            table.write_csv(tmp)
-            os.chmod(tmp, 0o666 & ~process_umask())
-            os.replace(tmp, self.path / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(self.path / name, table.write_csv)
 
     def load_votes(self, name: str = "votes.csv") -> Sequence[Vote]:
         """The votes saved as `name`: from its columns when they are there (memory-mapped), else from the CSV."""
@@ -352,16 +344,29 @@ class RunStore:
     def save_comparisons(self, train: Sequence[Comparison], test: Sequence[Comparison]) -> None:
         """comparisons.csv: the pairs, their split, then one column per input metadata key (exports carry them on)."""
         everything = [*train, *test]
-        frame = comparisons_to_frame(everything)
-        frame["split"] = ["train"] * len(train) + ["test"] * len(test)
+        splits = ["train"] * len(train) + ["test"] * len(test)
         keys = list(dict.fromkeys(k for c in everything for k in c.metadata))
-        for key in keys:
-            # a metadata key that is also a column name (an input's own "split", say) keeps its value under input_<key>
-            column = f"input_{key}" if key in frame.columns else key
-            frame[column] = [_csv_cell(c.metadata.get(key)) for c in everything]
-        buf = io.StringIO()
-        frame.to_csv(buf, index=False)
-        write_text_atomic(self.path / "comparisons.csv", buf.getvalue())
+
+        # Above CSV_CHUNK_ROWS pairs, a chunk at a time (a million pairs never become one frame and one string);
+        # metadata columns are then kept as objects, so every chunk writes a cell alike (1 stays 1 beside an
+        # empty cell, where one frame would make the column float and write 1.0).
+        chunk = CSV_CHUNK_ROWS if len(everything) > CSV_CHUNK_ROWS else max(len(everything), 1)
+
+        def write(fh: IO[str]) -> None:
+            import pandas as pd
+
+            for start in range(0, max(len(everything), 1), chunk):
+                part = everything[start : start + chunk]
+                frame = comparisons_to_frame(part)
+                frame["split"] = splits[start : start + chunk]
+                for key in keys:
+                    # a metadata key that is also a column name (an input's own "split", say) keeps its value under input_<key>
+                    column = f"input_{key}" if key in frame.columns else key
+                    cells = [_csv_cell(c.metadata.get(key)) for c in part]
+                    frame[column] = pd.Series(cells, dtype=object) if chunk < len(everything) else cells
+                frame.to_csv(fh, index=False, header=start == 0)
+
+        _write_atomic(self.path / "comparisons.csv", write)
 
     def save_principle_table(
         self, candidates: Sequence[Principle], stats: Sequence[PrincipleStats], constitution: Constitution
@@ -571,6 +576,25 @@ class RunStore:
 
 
 VERSION_FILE = re.compile(r"constitution\.v(\d+)\.json")
+
+
+CSV_CHUNK_ROWS = 50_000
+"""Rows of comparisons.csv made into one frame at a time."""
+
+
+def _write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
+    """`write(file)` into a temp file beside `path`, then renamed into place (the umask's mode)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~process_umask())
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 COLUMNS_FROM_RECORDS = 1000

@@ -15,10 +15,11 @@ was read from log-probs, are one float64 per cell and become the raw "margin=...
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import IO, Any, Literal, overload
 
 import numpy as np
 
@@ -280,7 +281,7 @@ class VoteTable(Sequence[Vote]):
         raw = {int(k): str(v) for k, v in meta.get("raw", {}).items()}
         return cls(meta["comparison_ids"], meta["principle_ids"], picks, values, raw=raw, margins=margins)
 
-    def write_csv(self, path: str | Path, *, chunk_pairs: int = 20000) -> None:
+    def write_csv(self, out: str | Path | IO[str], *, chunk_pairs: int = 20000) -> None:
         """votes.csv (comparison_id, principle_id, value, picks, raw), written in chunks of pairs.
 
         Byte for byte what `store.save_votes` wrote from records (pandas' minimal quoting), without the records.
@@ -296,7 +297,8 @@ class VoteTable(Sequence[Vote]):
             text = ",".join(str(PICKS[c]) for c in digits if c)
             return f",{VALUES[value]},{_csv_field(text)},\n"
 
-        with open(path, "w", encoding="utf-8", newline="") as f:
+        with contextlib.ExitStack() as stack:
+            f = out if not isinstance(out, (str, Path)) else stack.enter_context(open(out, "w", encoding="utf-8", newline=""))
             f.write("comparison_id,principle_id,value,picks,raw\n")
             columns = np.array(column, dtype=object)
             ending = np.array([end(k) for k in range(len(VALUES) * 5**orders)], dtype=object)
