@@ -1080,10 +1080,9 @@ def cmd_label(args: argparse.Namespace) -> int:
     from icai.io import load_comparisons_with_report
     from icai.label_terminal import key_reader, label_loop, terminal_width
     from icai.labelling import LabelSession
-    from icai.llm import ResponseCache
+    from icai.lifetime import run_directory
     from icai.llm.registry import capabilities_for
-    from icai.pipeline import labelling_config, prepare_labelling, recorded_config
-    from icai.store import RunStore
+    from icai.pipeline import labelling_config, prepare_labelling
 
     if args.patience < 1:
         raise UsageError(f"--patience must be at least 1, not {args.patience}")
@@ -1105,19 +1104,12 @@ def cmd_label(args: argparse.Namespace) -> int:
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
         embedder = get_embedder(args.embedder, executor=executor)
-        store = RunStore(args.out)
-        store.begin(
-            dataset_hash=_label_hash(pairs),
-            config=recorded_config(config, llm=llm, embedder=embedder).to_dict(),
-            version=__version__,
-            overwrite=args.overwrite,
-        )
-        try:
-            llm.cache = ResponseCache(store.cache_path)
-            try:
-                prepare_labelling(pairs, llm=llm, embedder=embedder, config=config, store=store)
-            finally:
-                llm.cache.close()
+        unlabelled = [c.with_preferred("a") for c in pairs]  # the run's dataset is the pairs without their labels
+        # the run directory's lifetime as for icai run: refused, locked, cached and logged in one place
+        with run_directory(
+            args.out, comparisons=unlabelled, config=config, llm=llm, embedder=embedder, overwrite=args.overwrite
+        ) as store:
+            prepare_labelling(pairs, llm=llm, embedder=embedder, config=config, store=store)
             before = llm.usage.as_dict()
             print(
                 f"Principles and votes ready: {before['calls']} model calls ({before['cache_hits']} from cache). "
@@ -1136,16 +1128,7 @@ def cmd_label(args: argparse.Namespace) -> int:
                 f"{'Input ended; ' if ended == 'eof' else ''}{len(session.records)} answers in {store.path / 'labels.json'}; "
                 f"labelled pairs in {store.path / 'labelled.csv'} (icai run reads it). Model calls while labelling: {during}."
             )
-        finally:
-            store.release()
     return 0
-
-
-def _label_hash(pairs) -> str:  # type: ignore[no-untyped-def]
-    """The dataset hash of a labelling run: of the pairs without their labels (`prepare_labelling` uses the same)."""
-    from icai.pipeline import dataset_hash
-
-    return str(dataset_hash([c.with_preferred("a") for c in pairs]))
 
 
 APP_INSTALL_HINT = "icai app needs starlette and uvicorn, which are not installed; install with: pip install 'icai[app]'"

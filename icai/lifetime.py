@@ -1,6 +1,6 @@
 """A run directory's lifetime, with one owner: lock it, open its response cache and its log, run, report, release.
 
-The CLI (`icai run`, `icai test`, the runs `icai compare` makes from data files), the Python API
+The CLI (`icai run`, `icai test`, `icai label`, the runs `icai compare` makes from data files), the Python API
 (`icai.run_to_directory`) and the workbench (`icai app`) all go through here, so the order of these
 side effects is written once:
 
