@@ -145,7 +145,7 @@ def test_rewording_votes_only_that_principle_and_shows_old_and_new_statistics(cl
 
 
 def test_a_rewording_that_votes_the_same_way_gets_the_same_statistics(bench: Workbench) -> None:
-    old = next(p for p in bench.original.principles if "'cat'" in p.text)
+    old = next(p for p in bench.tested if "'cat'" in p.text)
     # the keyword fake votes by the first quoted word, so this rewording casts the same votes
     job = bench.start_vote(old.text.replace("'cat'", "'cat' (or 'cats')"), replaces=old.id, wait=True)
     assert job.result is not None
