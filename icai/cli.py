@@ -28,6 +28,7 @@ from icai.errors import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
 )
+from icai.textfmt import one_line
 
 log = logging.getLogger("icai")
 
@@ -270,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         print(
-            f"icai: internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with -v for the traceback)",
+            f"icai: internal error: {type(exc).__name__}: {one_line(str(exc), max_chars=300)} (rerun with -v for the traceback)",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -302,8 +303,6 @@ def _closed_pipe() -> int:
     return EXIT_CLOSED_PIPE
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from icai.report import CSS, DASH, _e, _figure, _note, _p, _table, _truncate, _with_ci, strength_plot
+from icai.report import CSS, html_figure, html_table, note, strength_plot, truncate, with_ci
+from icai.textfmt import DASH, escape, p_value
 
 
 def render_compare(data: Mapping[str, Any]) -> str:
@@ -15,60 +16,60 @@ def render_compare(data: Mapping[str, Any]) -> str:
     n_pairs = data.get("n_pairs") or {}
     cross = data.get("cross_votes") or {}
     head = (
-        f"<h1>ICAI comparison: {_e(name_a)} vs {_e(name_b)}</h1>\n"
-        f"<p>{_e(name_a)}: {_e(n_pairs.get(name_a, '?'))} pairs; {_e(name_b)}: {_e(n_pairs.get(name_b, '?'))} pairs. "
-        f"Model {_e(data.get('model', '?'))}, embedder {_e(data.get('embedder', '?'))}. Each constitution was tested on "
-        f"the other side's pairs ({_e(cross.get('new', 0))} new votes, {_e(cross.get('reused', 0))} reused). "
-        f"Principles are matched when their texts' embedding similarity is at least {_e(data.get('min_similarity'))} and "
+        f"<h1>ICAI comparison: {escape(name_a)} vs {escape(name_b)}</h1>\n"
+        f"<p>{escape(name_a)}: {escape(n_pairs.get(name_a, '?'))} pairs; {escape(name_b)}: {escape(n_pairs.get(name_b, '?'))} pairs. "
+        f"Model {escape(data.get('model', '?'))}, embedder {escape(data.get('embedder', '?'))}. Each constitution was tested on "
+        f"the other side's pairs ({escape(cross.get('new', 0))} new votes, {escape(cross.get('reused', 0))} reused). "
+        f"Principles are matched when their texts' embedding similarity is at least {escape(data.get('min_similarity'))} and "
         "their votes agree; a matched pair is measured with the first side's wording. Differences: bootstrap 95% CI, "
-        f"permutation test ({_e(data.get('n_permutations'))} shuffles), Benjamini-Hochberg q below {_e(data.get('alpha'))}; "
-        f"fewer than {_e(data.get('min_decisive'))} decisive votes on both sides: not tested; on one side only: "
+        f"permutation test ({escape(data.get('n_permutations'))} shuffles), Benjamini-Hochberg q below {escape(data.get('alpha'))}; "
+        f"fewer than {escape(data.get('min_decisive'))} decisive votes on both sides: not tested; on one side only: "
         "reported as decisive only in the other, with its binomial test.</p>"
     )
-    summary = "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in data.get("summary", [])) + "</ul>"
+    summary = "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in data.get("summary", [])) + "</ul>"
     if not rows_data:
-        return _page(name_a, name_b, head + summary + _note("Neither constitution has a principle to compare."))
+        return _page(name_a, name_b, head + summary + note("Neither constitution has a principle to compare."))
     rows, series = [], []
     for r in rows_data:
-        text = _e(_truncate(str(r.get("text", "")), 200))
+        text = escape(truncate(str(r.get("text", "")), 200))
         if r.get("matched_text"):
-            text += f'<span class="ci">matched: {_e(_truncate(str(r["matched_text"]), 160))} (similarity {float(r["similarity"]):.2f})</span>'
-        cells = [text, _e(r.get("found_in", ""))]
+            text += f'<span class="ci">matched: {escape(truncate(str(r["matched_text"]), 160))} (similarity {float(r["similarity"]):.2f})</span>'
+        cells = [text, escape(r.get("found_in", ""))]
         for side in ("a", "b"):
             s = r.get(side) or {}
             cells.append(
                 DASH if s.get("strength") is None
-                else _with_ci(s["strength"], s.get("strength_ci")) + f'<span class="ci">n={s["n_for"] + s["n_against"]}</span>'
+                else with_ci(s["strength"], s.get("strength_ci")) + f'<span class="ci">n={s["n_for"] + s["n_against"]}</span>'
             )
         if r.get("only_in"):
-            cells.append(_e(f"only in {r['only_in']} (decisive there alone; binomial test)"))
+            cells.append(escape(f"only in {r['only_in']} (decisive there alone; binomial test)"))
         else:
-            cells.append(_with_ci(r["difference"], r.get("difference_ci")) if r.get("difference") is not None else _e(r.get("reason", "")))
-        q = _p(r.get("q_value")) if r.get("q_value") is not None else DASH
+            cells.append(with_ci(r["difference"], r.get("difference_ci")) if r.get("difference") is not None else escape(r.get("reason", "")))
+        q = p_value(r.get("q_value")) if r.get("q_value") is not None else DASH
         cells.append(f'<span class="flag">{q}</span>' if r.get("significant") else q)
-        cells.append(_e(r.get("other_side") or ""))
+        cells.append(escape(r.get("other_side") or ""))
         rows.append(cells)
         series.append(
             (
-                _truncate(str(r.get("text", "")), 60),
+                truncate(str(r.get("text", "")), 60),
                 [(name_a, (r.get("a") or {}).get("strength"), (r.get("a") or {}).get("strength_ci")),
                  (name_b, (r.get("b") or {}).get("strength"), (r.get("b") or {}).get("strength_ci"))],
             )
         )
-    table = _table(
+    table = html_table(
         "compare-table",
-        ["principle", "in constitution of", f"strength {_e(name_a)}", f"strength {_e(name_b)}", "difference", "q", "other side"],
+        ["principle", "in constitution of", f"strength {escape(name_a)}", f"strength {escape(name_b)}", "difference", "q", "other side"],
         rows,
         {2, 3, 4, 5},
     )
     svg = strength_plot(series[:10], [name_a, name_b], ordered=False, salt="plot-compare")
-    figure = _figure("plot-compare", svg, f"Strength of each principle on {name_a}'s and {name_b}'s pairs, 95% bootstrap intervals.")
+    figure = html_figure("plot-compare", svg, f"Strength of each principle on {name_a}'s and {name_b}'s pairs, 95% bootstrap intervals.")
     return _page(name_a, name_b, f"{head}\n{summary}\n{table}\n{figure}")
 
 
 def _page(name_a: str, name_b: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(f'ICAI comparison: {name_a} vs {name_b}')}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<title>{escape(f'ICAI comparison: {name_a} vs {name_b}')}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"{body}\n</body>\n</html>\n"
     )

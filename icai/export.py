@@ -30,6 +30,7 @@ from icai.annotated_pairs import (
 )
 from icai.prompts import _BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
 from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, VOTE_PICK_COLUMNS, RunStore
+from icai.textfmt import is_missing, one_line
 from icai.turns import render_turns
 from icai.types import Comparison, Constitution, DataError, Pick, Principle, Side, Vote, write_text_atomic
 
@@ -222,11 +223,9 @@ def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -
 
 
 def _text(value: Any) -> str:
-    return "" if _is_missing(value) else str(value)
+    return "" if is_missing(value) else str(value)
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 # --- prompts and rubrics --------------------------------------------------------------------
@@ -287,7 +286,7 @@ def provenance_comments(constitution: Constitution, *, prefix: str = "# ") -> st
     """One comment line per principle: rank, origin and hint (`icai.types.Principle`); a header line first."""
     lines = [f"{prefix}Provenance (origin = who wrote the principle, hint = what the writer was shown):"]
     for rank, p in enumerate(constitution.principles, start=1):
-        lines.append(f"{prefix}  {rank}. origin {_one_line(p.origin)}" + (f", hint {_one_line(p.hint)}" if p.hint else ""))
+        lines.append(f"{prefix}  {rank}. origin {one_line(p.origin, printable=True)}" + (f", hint {one_line(p.hint, printable=True)}" if p.hint else ""))
     lines.extend(f"{prefix}{line}" for line in unselected_user_lines(constitution))
     return "\n".join(lines) + "\n"
 
@@ -302,7 +301,7 @@ def unselected_user_lines(constitution: Constitution) -> list[str]:
         stats = row.get("stats") or {}
         agreement = stats.get("agreement")
         detail = "no decisive votes" if agreement is None else f"agreement {agreement:.2f}, {stats.get('verdict') or 'unrated'}"
-        lines.append(f"  - {_one_line(str(row['text']))} ({detail})")
+        lines.append(f"  - {one_line(str(row['text']), printable=True)} ({detail})")
     return lines
 
 
@@ -310,11 +309,9 @@ def _principle_lines(constitution: Constitution) -> list[str]:
     if not constitution.principles:
         raise DataError("the constitution has no principles; there is nothing to export")
     # one printable line each: the texts go into YAML block scalars and numbered lists
-    return [_one_line(p.text) for p in constitution.principles]
+    return [one_line(p.text, printable=True) for p in constitution.principles]
 
 
-def _one_line(text: str) -> str:
-    return " ".join("".join(ch for ch in text if ch.isprintable() or ch.isspace()).split())
 
 
 def _numbered(lines: list[str]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from icai.errors import DataError
+from icai.textfmt import one_line
 
 Container = Literal["csv", "tsv", "json", "jsonl", "parquet", "arrow", "hf_dataset", "parquet_shards", "dataframe"]
 """How the records were stored (`LoadReport.container`)."""
@@ -50,7 +51,7 @@ def read_binary(path: Path, kind: Container) -> Table:
     try:
         table = _read_parquet(path) if kind == "parquet" else _read_arrow(path)
     except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{path}: file is not valid {kind} ({_one_line(str(exc))})") from None
+        raise DataError(f"{path}: file is not valid {kind} ({one_line(str(exc))})") from None
     return Table(list(table.column_names), table.to_pylist(), kind)
 
 
@@ -93,7 +94,7 @@ def _read_saved_dataset(path: Path, splits: list[str]) -> Table:
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises its own classes for a damaged folder; any of them is this one sentence
-        raise DataError(f"{path}: cannot load this saved dataset ({_one_line(str(exc))})") from None
+        raise DataError(f"{path}: cannot load this saved dataset ({one_line(str(exc))})") from None
     if isinstance(loaded, datasets.DatasetDict):
         records: list[dict[str, Any]] = []
         columns: list[str] = []
@@ -130,6 +131,3 @@ def _read_arrow(path: Path) -> Any:
             source.seek(0)
             return pa.ipc.open_stream(source).read_all()  # datasets' save_to_disk writes the stream format
 
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

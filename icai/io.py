@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 from icai import formats, shapes
-from icai.shapes import Collector, Label, LoadReport, RowError, data_error, one_line, show_value
+from icai.shapes import Collector, Label, LoadReport, RowError, data_error, show_value
+from icai.textfmt import is_missing, one_line
 from icai.turns import encode_turns, split_conversations
 from icai.types import Comparison, DataError, write_text_atomic
 
@@ -434,7 +435,7 @@ def _collect_frame(frame: pd.DataFrame, collector: Collector) -> None:
         where = f"row {pos}"
         with collector.row(where):
             if has_id:
-                if shapes.is_missing(row["id"]) or not str(row["id"]).strip():
+                if is_missing(row["id"]) or not str(row["id"]).strip():
                     raise collector.error("id is empty", where=where, column="id", kind="empty id")
                 cid = str(row["id"])
             else:
@@ -453,7 +454,7 @@ def _collect_frame(frame: pd.DataFrame, collector: Collector) -> None:
 
 
 def _parse_preferred(value: Any, collector: Collector, where: str, column: str) -> Label:
-    if shapes.is_missing(value):
+    if is_missing(value):
         return None
     mapped = collector.mapped_label(value)
     if mapped != "unmapped":
@@ -524,7 +525,7 @@ def _collect_hh(
     for index, (where, raw) in enumerate(records):
         with collector.row(where):
             record = shapes.require_keys(raw, (chosen_key, rejected_key), collector, where, expected="a JSON object")
-            cid = str(record[id_key]) if not shapes.is_missing(record.get(id_key)) else str(index)
+            cid = str(record[id_key]) if not is_missing(record.get(id_key)) else str(index)
             prompt, chosen_text, rejected_text = _dpo_texts(
                 record.get(prompt_key), record[chosen_key], record[rejected_key], collector, where, (chosen_key, rejected_key)
             )
@@ -553,7 +554,7 @@ def _dpo_texts(
     if chosen_turns is not None and rejected_turns is not None:
         opening = shapes.messages(prompt)
         if opening is None:
-            opening = [] if shapes.is_missing(prompt) or not str(prompt).strip() else [("user", str(prompt))]
+            opening = [] if is_missing(prompt) or not str(prompt).strip() else [("user", str(prompt))]
         shared, rest_a, rest_b = split_conversations(opening + chosen_turns, opening + rejected_turns)
         return encode_turns(shared) if shared else "", encode_turns(rest_a), encode_turns(rest_b)
     for column, value in zip(columns, (chosen, rejected), strict=True):
@@ -581,7 +582,7 @@ def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: Collector) ->
         with collector.row(where):
             keys = _ALPACA_KEYS[:3] if collector.allow_unlabelled else _ALPACA_KEYS
             record = shapes.require_keys(raw, keys, collector, where, expected="a JSON object")
-            cid = str(record["id"]) if not shapes.is_missing(record.get("id")) else str(index)
+            cid = str(record["id"]) if not is_missing(record.get("id")) else str(index)
             collector.add(
                 where,
                 id=cid,
@@ -593,7 +594,7 @@ def _collect_alpaca(records: Iterable[tuple[str, Any]], collector: Collector) ->
 
 
 def _alpaca_label(value: Any, collector: Collector, where: str) -> Label:
-    if shapes.is_missing(value):
+    if is_missing(value):
         return None
     mapped = collector.mapped_label(value)
     if mapped != "unmapped":

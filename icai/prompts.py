@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from icai.llm.base import Message, Request
+from icai.textfmt import one_line
 from icai.turns import render_turns
 
 FRAME = "Select the response that"
@@ -294,8 +295,8 @@ def propose_small_request(
 ) -> Request:
     """One short rule from contrastive hints; the worked example is a previous chat turn."""
     user = PROPOSE_SMALL_TEMPLATE.format(
-        prompt=_one_line(prompt) or "(none)",
-        preferred_excerpt=_one_line(preferred_excerpt) or "(nothing)",
+        prompt=_excerpt(prompt) or "(none)",
+        preferred_excerpt=_excerpt(preferred_excerpt) or "(nothing)",
         preferred_words=", ".join(preferred_words) or "(none)",
         frame=FRAME,
     )
@@ -313,7 +314,7 @@ def propose_small_form_request(
     prompt: str, form: str, *, temperature: float = 0.0, seed: int = 0, max_tokens: int = 32
 ) -> Request:
     """One short rule from a form hint ("is shorter and more concise"); the worked examples are previous turns."""
-    user = PROPOSE_SMALL_FORM_TEMPLATE.format(prompt=_one_line(prompt) or "(none)", form=form, frame=FRAME)
+    user = PROPOSE_SMALL_FORM_TEMPLATE.format(prompt=_excerpt(prompt) or "(none)", form=form, frame=FRAME)
     messages = [Message("system", PROPOSE_SMALL_SYSTEM)]
     for example_user, example_answer in PROPOSE_SMALL_FORM_EXAMPLES:
         messages += [Message("user", example_user), Message("assistant", example_answer)]
@@ -321,8 +322,9 @@ def propose_small_form_request(
     return Request(messages=tuple(messages), max_tokens=max_tokens, temperature=temperature, seed=seed)
 
 
-def _one_line(text: str, *, max_chars: int = 300) -> str:
-    text = " ".join(sanitize(text).split())
+def _excerpt(text: str, *, max_chars: int = 300) -> str:
+    """A sanitised text on one line, cut at a word before `max_chars` with "..." when longer."""
+    text = one_line(sanitize(text))
     return text if len(text) <= max_chars else text[: max_chars - 3].rsplit(" ", 1)[0] + "..."
 
 

@@ -7,7 +7,6 @@ or unreadable file never stops the report; its section says what is missing.
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import logging
@@ -21,6 +20,7 @@ import numpy as np
 
 from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, RunStore
 from icai.surface import versus_sentence
+from icai.textfmt import DASH, ci_pair, escape, is_missing, num, p_value
 from icai.types import Constitution, PrincipleStats, stats_from_dict
 from icai.votes import VoteTable
 
@@ -36,7 +36,6 @@ EXAMPLES_PER_SIDE = 2
 BASELINE_COLOR = "#8a94a6"
 HIGHLIGHT_COLOR = "#1f5fbf"
 WARN_COLOR = "#c0392b"
-DASH = "\u2014"
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330;
@@ -100,7 +99,7 @@ def render_report(run_dir: str | Path) -> str:
     title = f"ICAI report: {run.path.name}"
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         + "\n".join(sections)
         + "\n</body>\n</html>\n"
     )
@@ -219,45 +218,11 @@ def _read_principles(store: RunStore) -> pd.DataFrame:
 # --- formatting -----------------------------------------------------------------------------
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    if _missing(value):
-        return DASH
-    try:
-        return f"{float(value):.{digits}f}"
-    except (TypeError, ValueError):
-        return _e(value)
-
-
-def _p(value: Any) -> str:
-    if _missing(value):
-        return DASH
-    return f"{value:.1e}" if float(value) < 1e-3 else f"{float(value):.3f}"
-
-
-def _ci(value: Any) -> tuple[float, float] | None:
-    """A confidence interval as two floats, or None when `value` is not one."""
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-        return None
-    try:
-        low, high = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(low) or math.isnan(high) else (low, high)
-
-
-def _with_ci(value: Any, ci: Any, digits: int = 2) -> str:
+def with_ci(value: Any, ci: Any, digits: int = 2) -> str:
     """'0.81 [0.70, 0.90]' with the interval in a muted span; no brackets when there is no CI."""
-    text = _num(value, digits)
-    if (interval := _ci(ci)) is not None:
-        text += f' <span class="ci">[{_num(interval[0], digits)}, {_num(interval[1], digits)}]</span>'
+    text = num(value, digits)
+    if (interval := ci_pair(ci)) is not None:
+        text += f' <span class="ci">[{num(interval[0], digits)}, {num(interval[1], digits)}]</span>'
     return text
 
 
@@ -267,8 +232,8 @@ def _flag(value: Any) -> str:
     return '<span class="flag">confounded</span>' if value else "no"
 
 
-def _note(text: str) -> str:
-    return f'<p class="missing">{_e(text)}</p>'
+def note(text: str) -> str:
+    return f'<p class="missing">{escape(text)}</p>'
 
 
 def _problem(run: Run, *names: str) -> str | None:
@@ -276,12 +241,12 @@ def _problem(run: Run, *names: str) -> str | None:
     return "; ".join(found) if found else None
 
 
-def _truncate(text: str, limit: int = EXAMPLE_CHARS) -> str:
+def truncate(text: str, limit: int = EXAMPLE_CHARS) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
-def _table(table_id: str | None, head: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
+def html_table(table_id: str | None, head: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
     """A table from already-escaped cells; columns in `numeric` are right-aligned."""
     attr = f' id="{table_id}"' if table_id else ""
     header = "".join(f"<th>{h}</th>" for h in head)
@@ -294,8 +259,8 @@ def _table(table_id: str | None, head: Sequence[str], rows: Sequence[Sequence[st
     return f'<div class="table-wrap">\n<table{attr}>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n</div>'
 
 
-def _figure(figure_id: str, svg: str, caption: str) -> str:
-    return f'<figure class="plot" id="{figure_id}">\n{svg}\n<figcaption>{_e(caption)}</figcaption>\n</figure>'
+def html_figure(figure_id: str, svg: str, caption: str) -> str:
+    return f'<figure class="plot" id="{figure_id}">\n{svg}\n<figcaption>{escape(caption)}</figcaption>\n</figure>'
 
 
 def _rank_label(value: Any) -> str:
@@ -340,10 +305,10 @@ def _svg(fig: Figure, salt: str) -> str:
 
 def _agreement_plot(scores: Sequence[Mapping[str, Any]]) -> str:
     names = [str(s.get("name", "?")) for s in scores]
-    values = [float(s["agreement"]) if not _missing(s.get("agreement")) else math.nan for s in scores]
+    values = [float(s["agreement"]) if not is_missing(s.get("agreement")) else math.nan for s in scores]
     lows, highs = [], []
     for value, score in zip(values, scores, strict=True):
-        ci = _ci(score.get("ci"))
+        ci = ci_pair(score.get("ci"))
         ok = ci is not None and not math.isnan(value)
         lows.append(max(value - ci[0], 0.0) if ci and ok else 0.0)
         highs.append(max(ci[1] - value, 0.0) if ci and ok else 0.0)
@@ -364,7 +329,7 @@ def _agreement_plot(scores: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _curve_plot(ids: Sequence[Any], agreement: Sequence[Any], baselines: Mapping[str, float]) -> str:
-    ys = [float(v) if not _missing(v) else math.nan for v in agreement]
+    ys = [float(v) if not is_missing(v) else math.nan for v in agreement]
     start = 0 if ids and len(ys) == len(ids) + 1 else 1  # a leading point may stand for "no principles"
     xs = list(range(start, start + len(ys)))
     fig = _new_figure(7.5, 3.6)
@@ -412,32 +377,32 @@ def _header(run: Run) -> str:
         if key in meta:
             value = meta[key]
             facts.append(
-                (key.replace("_", " "), _e(value if isinstance(value, str) else json.dumps(value, default=str)))
+                (key.replace("_", " "), escape(value if isinstance(value, str) else json.dumps(value, default=str)))
             )
     if run.constitution is not None:
         facts.append(("principles in constitution", str(len(run.constitution))))
     if run.principles is not None:
         facts.append(("candidate principles", str(len(run.principles))))
     if run.split_counts is not None:
-        facts.append(("comparisons", _e(_split_counts(*run.split_counts))))
+        facts.append(("comparisons", escape(_split_counts(*run.split_counts))))
     if run.n_votes is not None:
         facts.append(("votes", str(run.n_votes)))
     usage = meta.get("usage")
     if isinstance(usage, Mapping):
-        facts.extend((f"usage: {_e(k)}", _e(f"{v:,}" if isinstance(v, int) else v)) for k, v in _flatten(usage))
+        facts.extend((f"usage: {escape(k)}", escape(f"{v:,}" if isinstance(v, int) else v)) for k, v in _flatten(usage))
     rows = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
-    parts = [f'<header id="summary">\n<h1>ICAI report: {_e(run.path.name)}</h1>']
+    parts = [f'<header id="summary">\n<h1>ICAI report: {escape(run.path.name)}</h1>']
     notes = [n for n in meta.get("notes") or [] if isinstance(n, str)]
     if notes:
-        items = "".join(f"<p>{_e(n)}</p>" for n in notes)
+        items = "".join(f"<p>{escape(n)}</p>" for n in notes)
         parts.append(f'<div class="warning" id="notes">{items}</div>')
     parts.append(f'<table id="run-facts">\n{rows}\n</table>')
     if run.problems:
-        items = "".join(f"<li>{_e(p)}</li>" for p in run.problems.values())
+        items = "".join(f"<li>{escape(p)}</li>" for p in run.problems.values())
         parts.append(f'<div class="missing" id="problems">Some files were not available:<ul>{items}</ul></div>')
     if "config" in meta:
         config = json.dumps(meta["config"], indent=2, default=str, ensure_ascii=False)
-        parts.append(f"<details><summary>configuration</summary><pre>{_e(config)}</pre></details>")
+        parts.append(f"<details><summary>configuration</summary><pre>{escape(config)}</pre></details>")
     parts.append("</header>")
     return "\n".join(parts)
 
@@ -453,9 +418,9 @@ def _split_counts(total: int, counts: Mapping[str, int]) -> str:
 def _constitution_section(run: Run) -> str:
     head = '<section id="constitution-section">\n<h2>Constitution</h2>'
     if run.constitution is None:
-        return f"{head}\n{_note(_problem(run, 'constitution.json') or 'no constitution')}\n</section>"
+        return f"{head}\n{note(_problem(run, 'constitution.json') or 'no constitution')}\n</section>"
     if not run.constitution.principles:
-        return f"{head}\n{_note('The constitution is empty: no principle passed selection.')}\n</section>"
+        return f"{head}\n{note('The constitution is empty: no principle passed selection.')}\n</section>"
     columns = [
         "rank",
         "principle",
@@ -480,24 +445,24 @@ def _constitution_section(run: Run) -> str:
     rows = []
     for rank, principle in enumerate(run.constitution.principles, start=1):
         s = run.constitution.stats_for(principle.id)
-        share = _num(frequency.get(principle.id, 0.0)) if stability else DASH
+        share = num(frequency.get(principle.id, 0.0)) if stability else DASH
         rows.append(
             [
                 str(rank),
-                _e(principle.text),
+                escape(principle.text),
                 _provenance(principle.origin, principle.hint),
                 *_stats_cells(s),
-                _e(s.verdict_text if s and s.verdict else DASH),
+                escape(s.verdict_text if s and s.verdict else DASH),
                 share,
             ]
         )
-    table = _table("constitution", columns, rows, numeric={0, *range(3, 13), 15})
+    table = html_table("constitution", columns, rows, numeric={0, *range(3, 13), 15})
     caption = (
         '<p class="muted">Agreement = for / (for + against); relevance = (for + against) / all votes '
         "(abstain and invalid count as not applicable); kappa = 2 × agreement − 1 (Cohen's kappa with chance "
         "agreement 0.5); strength = kappa × relevance, as in Feedback Forensics. "
         "The q-value is the Benjamini-Hochberg adjusted p-value; a principle is significant when it is below "
-        f"alpha = {_e((meta.get('selection') or {}).get('alpha', 0.05))}, else exploratory. "
+        f"alpha = {escape((meta.get('selection') or {}).get('alpha', 0.05))}, else exploratory. "
         "In resamples: share of bootstrap resamples of the training pairs whose constitution holds the principle. "
         "Origin: who wrote the principle "
         "(<code>llm</code>, or <code>hint-fallback</code> for a rule written by code from a key word) and what "
@@ -509,14 +474,14 @@ def _constitution_section(run: Run) -> str:
     if selection:
         merges = selection.get("merges") or []
         lines.append(
-            f"Built by {_e(selection.get('method'))} selection from {len(selection.get('qualified') or [])} qualifying "
+            f"Built by {escape(selection.get('method'))} selection from {len(selection.get('qualified') or [])} qualifying "
             f"principles; {len(merges)} merged as duplicates of a stronger one."
         )
     if stability and stability.get("expected_overlap") is not None:
         lines.append(
-            f"Stability: over {_e(stability.get('n_resamples'))} bootstrap resamples, a resampled constitution holds "
-            f"{_num(stability['expected_overlap'])} of these principles on average "
-            f"(mean size {_num(stability.get('mean_size'), 1)})."
+            f"Stability: over {escape(stability.get('n_resamples'))} bootstrap resamples, a resampled constitution holds "
+            f"{num(stability['expected_overlap'])} of these principles on average "
+            f"(mean size {num(stability.get('mean_size'), 1)})."
         )
     facts = "".join(f'<p id="selection-facts">{line}</p>' if i == 0 else f"<p>{line}</p>" for i, line in enumerate(lines))
     return f"{head}\n{caption}\n{facts}\n{table}\n</section>"
@@ -537,12 +502,12 @@ def _user_principles_section(run: Run) -> str:
             continue
         s = stats_from_dict(row["stats"]) if isinstance(row.get("stats"), Mapping) else None
         place = (
-            f"rank {_e(row.get('rank'))}"
+            f"rank {escape(row.get('rank'))}"
             if row.get("in_constitution")
-            else f"merged into {_e(row.get('merged_into'))}" if row.get("merged_into") else "not selected"
+            else f"merged into {escape(row.get('merged_into'))}" if row.get("merged_into") else "not selected"
         )
-        rows.append([_e(row.get("text", "")), place, *_stats_cells(s), _e(s.verdict_text if s and s.verdict else DASH)])
-    table = _table("user-principles", columns, rows, numeric=set(range(2, 13)))
+        rows.append([escape(row.get("text", "")), place, *_stats_cells(s), escape(s.verdict_text if s and s.verdict else DASH)])
+    table = html_table("user-principles", columns, rows, numeric=set(range(2, 13)))
     caption = (
         '<p class="muted">The principles you gave (origin <code>user</code>): never clustered away, voted on the '
         "same pairs as every candidate and selected like them, so each appears here whether or not it entered "
@@ -553,12 +518,12 @@ def _user_principles_section(run: Run) -> str:
 
 def _provenance(origin: Any, hint: Any) -> str:
     """'llm', 'llm · form:words:less', or a flagged 'hint-fallback · keywords' (escaped)."""
-    origin_text = "" if _missing(origin) else str(origin)
-    hint_text = "" if _missing(hint) else str(hint)
-    cell = _e(origin_text or "llm")
+    origin_text = "" if is_missing(origin) else str(origin)
+    hint_text = "" if is_missing(hint) else str(hint)
+    cell = escape(origin_text or "llm")
     if origin_text and origin_text != "llm":
         cell = f'<span class="flag">{cell}</span>'
-    return cell + (f' <span class="muted">\u00b7 {_e(hint_text)}</span>' if hint_text else "")
+    return cell + (f' <span class="muted">\u00b7 {escape(hint_text)}</span>' if hint_text else "")
 
 
 def _stats_cells(s: PrincipleStats | None) -> list[str]:
@@ -569,12 +534,12 @@ def _stats_cells(s: PrincipleStats | None) -> list[str]:
         str(s.n_against),
         str(s.n_abstain),
         str(s.n_invalid),
-        _with_ci(s.agreement, s.agreement_ci),
-        _num(s.relevance),
-        _num(s.kappa),
-        _num(s.strength),
-        _p(s.q_value),
-        _num(s.swap_consistency),
+        with_ci(s.agreement, s.agreement_ci),
+        num(s.relevance),
+        num(s.kappa),
+        num(s.strength),
+        p_value(s.q_value),
+        num(s.swap_consistency),
         _flag(s.length_confounded),
     ]
 
@@ -589,43 +554,43 @@ def _evaluation_section(run: Run) -> str:
     scores = _scores(run)
     if not scores:
         why = _problem(run, "evaluation.json") or "evaluation.json has no scores"
-        return f"{head}\n{_note(why + '; the agreement plot needs an evaluation run.')}\n</section>"
+        return f"{head}\n{note(why + '; the agreement plot needs an evaluation run.')}\n</section>"
     rows = [
         [
-            _e(s.get("name", "?")),
-            _with_ci(s.get("agreement"), s.get("ci")),
-            _e(s.get("n", DASH)),
-            _e(s.get("n_invalid", DASH)),
+            escape(s.get("name", "?")),
+            with_ci(s.get("agreement"), s.get("ci")),
+            escape(s.get("n", DASH)),
+            escape(s.get("n_invalid", DASH)),
         ]
         for s in scores
     ]
     parts = [
         head,
-        _figure(
+        html_figure(
             "plot-agreement",
             _agreement_plot(scores),
             "Agreement with the human labels on the test split; error bars are 95% confidence intervals.",
         ),
-        _table("scores", ["annotator", "agreement [95% CI]", "n", "invalid"], rows, numeric={1, 2, 3}),
+        html_table("scores", ["annotator", "agreement [95% CI]", "n", "invalid"], rows, numeric={1, 2, 3}),
     ]
     explanations = (run.evaluation or {}).get("explanations")
     if isinstance(explanations, Mapping) and explanations:
-        items = "".join(f"<li><b>{_e(name)}</b>: {_e(text)}</li>" for name, text in explanations.items())
+        items = "".join(f"<li><b>{escape(name)}</b>: {escape(text)}</li>" for name, text in explanations.items())
         parts.append(f'<ul id="score-explanations" class="muted">{items}</ul>')
     differences = (run.evaluation or {}).get("differences") or {}
     if isinstance(differences, Mapping) and differences:
         diff_rows = [
-            [f"{_e(name)} \u2212 default", _with_ci(d.get("mean"), d.get("ci"), 3)]
+            [f"{escape(name)} \u2212 default", with_ci(d.get("mean"), d.get("ci"), 3)]
             for name, d in differences.items()
             if isinstance(d, Mapping)
         ]
         surface_diff = _surface(run).get("constitution_minus_surface")
         if isinstance(surface_diff, Mapping):
             diff_rows.append(
-                ["constitution \u2212 surface", _with_ci(surface_diff.get("mean"), surface_diff.get("ci"), 3)]
+                ["constitution \u2212 surface", with_ci(surface_diff.get("mean"), surface_diff.get("ci"), 3)]
             )
         parts.append("<h3>Paired differences from the default annotator (and from surface features)</h3>")
-        parts.append(_table("differences", ["annotators", "mean difference [95% CI]"], diff_rows, numeric={1}))
+        parts.append(html_table("differences", ["annotators", "mean difference [95% CI]"], diff_rows, numeric={1}))
     parts.append(_surface_note(run))
     parts.append("</section>")
     return "\n".join(parts)
@@ -642,27 +607,27 @@ def _surface_note(run: Run) -> str:
     if not surface:
         return '<p class="muted" id="surface-note">No surface-feature baseline in this evaluation.</p>'
     how = (
-        f"fitted on the {_e(surface.get('n_train', '?'))} training pairs and scored on the held-out ones"
+        f"fitted on the {escape(surface.get('n_train', '?'))} training pairs and scored on the held-out ones"
         if surface.get("fit") == "train"
         else "cross-validated on the evaluated pairs (no training pairs were given)"
     )
     cv = surface.get("cv_accuracy")
     cv_text = (
-        f"; cross-validated training accuracy {_num(cv, 3)}" if surface.get("fit") == "train" and not _missing(cv) else ""
+        f"; cross-validated training accuracy {num(cv, 3)}" if surface.get("fit") == "train" and not is_missing(cv) else ""
     )
     weights = surface.get("coefficients") or {}
     top = sorted(
         ((str(k), float(v)) for k, v in weights.items() if isinstance(v, int | float)), key=lambda kv: -abs(kv[1])
     )[:4]
-    weight_text = ", ".join(f"{_e(k)} {v:+.2f}" for k, v in top if abs(v) > 1e-9) or "all zero"
+    weight_text = ", ".join(f"{escape(k)} {v:+.2f}" for k, v in top if abs(v) > 1e-9) or "all zero"
     diff = surface.get("constitution_minus_surface")
     verdict = ""
-    if isinstance(diff, Mapping) and not _missing(diff.get("mean")):
+    if isinstance(diff, Mapping) and not is_missing(diff.get("mean")):
         mean = float(diff["mean"])
-        ci = _ci(diff.get("ci"))
+        ci = ci_pair(diff.get("ci"))
         interval = f" (95% CI {ci[0] * 100:+.1f} to {ci[1] * 100:+.1f})" if ci else ""
         sentence = versus_sentence(mean, ci) if ci else versus_sentence(mean, (mean, mean))
-        verdict = f" <strong>{_e(sentence[0].upper() + sentence[1:])}</strong>{interval}."
+        verdict = f" <strong>{escape(sentence[0].upper() + sentence[1:])}</strong>{interval}."
     return (
         '<p id="surface-note"><strong>surface</strong>: a logistic regression on cheap features of A \u2212 B '
         "(length in characters and words, sentences, markdown headers, list items, bold, code blocks, links, "
@@ -676,28 +641,28 @@ def _curve_section(run: Run) -> str:
     curve = (run.evaluation or {}).get("curve")
     if not isinstance(curve, Mapping) or not curve.get("agreement"):
         why = _problem(run, "evaluation.json") or "evaluation.json has no principle-count curve"
-        return f"{head}\n{_note(why + '.')}\n</section>"
+        return f"{head}\n{note(why + '.')}\n</section>"
     baselines = {
         str(s["name"]): float(s["agreement"])
         for s in _scores(run)
-        if s.get("name") in ("default", "random", "surface") and not _missing(s.get("agreement"))
+        if s.get("name") in ("default", "random", "surface") and not is_missing(s.get("agreement"))
     }
     svg = _curve_plot(curve.get("principle_ids") or [], curve["agreement"], baselines)
     caption = "Held-out agreement of the first k principles that forward selection added; grey lines are baselines."
-    return f"{head}\n{_figure('plot-curve', svg, caption)}\n</section>"
+    return f"{head}\n{html_figure('plot-curve', svg, caption)}\n</section>"
 
 
 def _scatter_section(run: Run) -> str:
     head = '<section id="candidates">\n<h2>All candidate principles</h2>'
     frame = run.principles
     if frame is None:
-        return f"{head}\n{_note(_problem(run, 'principles.csv') or 'principles.csv is missing')}\n</section>"
+        return f"{head}\n{note(_problem(run, 'principles.csv') or 'principles.csv is missing')}\n</section>"
     if not {"kappa", "relevance"} <= set(frame.columns) or frame.dropna(subset=["kappa", "relevance"]).empty:
-        return f"{head}\n{_note('No candidate has both kappa and relevance.')}\n{_candidate_list(frame)}\n</section>"
+        return f"{head}\n{note('No candidate has both kappa and relevance.')}\n{_candidate_list(frame)}\n</section>"
     svg = _scatter_plot(frame)
     n_in = int(frame["in_constitution"].sum())
     caption = f"Kappa against relevance for {len(frame)} candidates; the {n_in} constitution members are highlighted."
-    return f"{head}\n{_figure('plot-scatter', svg, caption)}\n{_candidate_list(frame)}\n</section>"
+    return f"{head}\n{html_figure('plot-scatter', svg, caption)}\n{_candidate_list(frame)}\n</section>"
 
 
 def _candidate_list(frame: pd.DataFrame) -> str:
@@ -709,19 +674,19 @@ def _candidate_list(frame: pd.DataFrame) -> str:
         rows.append(
             [
                 _rank_label(record.get("rank")) or DASH,
-                _e(record.get("text", "")),
+                escape(record.get("text", "")),
                 _provenance(record.get("origin"), record.get("hint")) if "origin" in has else DASH,
-                _e(record.get("cluster", DASH)) if not _missing(record.get("cluster")) else DASH,
-                _num(record.get("agreement", DASH)),
-                _num(record.get("relevance", DASH)),
-                _num(record.get("kappa", DASH)),
+                escape(record.get("cluster", DASH)) if not is_missing(record.get("cluster")) else DASH,
+                num(record.get("agreement", DASH)),
+                num(record.get("relevance", DASH)),
+                num(record.get("kappa", DASH)),
             ]
         )
     origins = ""
     if "origin" in has:
         counts = frame["origin"].replace("", "llm").value_counts()
-        origins = " (" + ", ".join(f"{_e(name)}: {n}" for name, n in counts.items()) + ")"
-    table = _table(
+        origins = " (" + ", ".join(f"{escape(name)}: {n}" for name, n in counts.items()) + ")"
+    table = html_table(
         "candidate-list", ["rank", "principle", "origin", "cluster", "agreement", "relevance", "kappa"], rows, {4, 5, 6}
     )
     return f"<details><summary>all {len(frame)} candidates{origins}</summary>\n{table}\n</details>"
@@ -730,15 +695,15 @@ def _candidate_list(frame: pd.DataFrame) -> str:
 def _length_section(run: Run) -> str:
     head = '<section id="length">\n<h2>Length confounds</h2>'
     if run.constitution is None:
-        return f"{head}\n{_note(_problem(run, 'constitution.json') or 'no constitution')}\n</section>"
+        return f"{head}\n{note(_problem(run, 'constitution.json') or 'no constitution')}\n</section>"
     rows = []
     for rank, principle in enumerate(run.constitution.principles, start=1):
         s = run.constitution.stats_for(principle.id)
         rows.append(
             [
                 str(rank),
-                _e(principle.text),
-                _p(s.length_adjusted_p if s else None),
+                escape(principle.text),
+                p_value(s.length_adjusted_p if s else None),
                 _flag(s.length_confounded if s else None),
             ]
         )
@@ -746,7 +711,7 @@ def _length_section(run: Run) -> str:
         '<p class="muted">A principle is flagged when its agreement is no longer significant '
         "once response length is accounted for: it may just prefer longer (or shorter) answers.</p>"
     )
-    table = _table("length-confounds", ["rank", "principle", "length-adjusted p", "flag"], rows, numeric={0, 2})
+    table = html_table("length-confounds", ["rank", "principle", "length-adjusted p", "flag"], rows, numeric={0, 2})
     return f"{head}\n{intro}\n{table}\n</section>"
 
 
@@ -754,23 +719,23 @@ def _examples_section(run: Run) -> str:
     head = '<section id="examples">\n<h2>Example pairs</h2>'
     why = _problem(run, "constitution.json", "votes.csv", "comparisons.csv")
     if run.constitution is None or run.votes is None or run.comparisons is None:
-        return f"{head}\n{_note((why or 'data missing') + '; examples need all three files.')}\n</section>"
+        return f"{head}\n{note((why or 'data missing') + '; examples need all three files.')}\n</section>"
     by_id = {str(r["id"]): r for r in run.comparisons.to_dict("records")}
     parts = [head]
     for rank, principle in enumerate(run.constitution.principles, start=1):
         votes = run.votes[run.votes["principle_id"] == principle.id]
         parts.append(
-            f'<article class="principle-examples" id="examples-{rank}">\n<h3>#{rank}: {_e(principle.text)}</h3>'
+            f'<article class="principle-examples" id="examples-{rank}">\n<h3>#{rank}: {escape(principle.text)}</h3>'
         )
         for value, label in (
             ("for", "Voted for (picks the human-preferred response)"),
             ("against", "Voted against (picks the rejected response)"),
         ):
             ids = [c for c in votes.loc[votes["value"] == value, "comparison_id"] if c in by_id][:EXAMPLES_PER_SIDE]
-            parts.append(f"<h4>{_e(label)}</h4>")
+            parts.append(f"<h4>{escape(label)}</h4>")
             parts.extend(_pair(by_id[c]) for c in ids)
             if not ids:
-                parts.append(f'<p class="muted">No comparison where it voted {_e(value)}.</p>')
+                parts.append(f'<p class="muted">No comparison where it voted {escape(value)}.</p>')
         parts.append("</article>")
     parts.append("</section>")
     return "\n".join(parts)
@@ -779,13 +744,13 @@ def _examples_section(run: Run) -> str:
 def _pair(row: Mapping[str, Any]) -> str:
     preferred = str(row.get("preferred", "")).strip().lower()
     cells = [
-        f'<div class="prompt"><span class="label">prompt · comparison {_e(row["id"])}</span>{_e(_truncate(str(row["prompt"])))}</div>'
+        f'<div class="prompt"><span class="label">prompt · comparison {escape(row["id"])}</span>{escape(truncate(str(row["prompt"])))}</div>'
     ]
     for side in ("a", "b"):
         mark = " preferred" if side == preferred else ""
         tag = "response " + side.upper() + (" (human-preferred)" if mark else "")
         cells.append(
-            f'<div class="response{mark}"><span class="label">{tag}</span>{_e(_truncate(str(row["text_" + side])))}</div>'
+            f'<div class="response{mark}"><span class="label">{tag}</span>{escape(truncate(str(row["text_" + side])))}</div>'
         )
     return '<div class="pair">' + "".join(cells) + "</div>"
 
@@ -823,7 +788,7 @@ def strength_plot(
             px, py, yerr=[lo, hi], fmt="o-" if ordered else "o", capsize=4, markersize=5, linewidth=1.2, label=label
         )
     ax.axhline(0, color=BASELINE_COLOR, linestyle="--", linewidth=1)
-    ax.set_xticks(list(xs.values()), [_truncate(g, 28) for g in groups], rotation=15 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
+    ax.set_xticks(list(xs.values()), [truncate(g, 28) for g in groups], rotation=15 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
     ax.set_ylim(-1.1, 1.1)
     ax.set_ylabel(ylabel)
     if rows:
@@ -842,44 +807,44 @@ def groups_section(run_dir: str | Path) -> str:
         groups = [str(g) for g in data["groups"]]
         principles = list(data["principles"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"{head}\n{_note(f'groups.json could not be read: {exc}')}\n</section>"
+        return f"{head}\n{note(f'groups.json could not be read: {exc}')}\n</section>"
     column = str(data.get("column", "?"))
     target = (data.get("target") or {}).get("target", "label")
     sizes = data.get("group_sizes") or {}
     intro = (
-        f"<p>Pairs split by <code>{_e(column)}</code>"
+        f"<p>Pairs split by <code>{escape(column)}</code>"
         + (f" into {len(groups)} quantile bins" if data.get("bins") else f" into {len(groups)} groups")
-        + f" ({_e(', '.join(f'{g}: {sizes.get(g, 0)}' for g in groups))}; {_e(data.get('pairs', ''))}). "
-        f"Label: {_e(target)}. Each group's strength is tested against the other pairs' by permutation "
-        f"({_e(data.get('n_permutations'))} shuffles), Benjamini-Hochberg corrected across principles \u00d7 groups; "
-        f"a group with fewer than {_e(data.get('min_decisive'))} decisive votes for a principle is shown, not tested.</p>"
+        + f" ({escape(', '.join(f'{g}: {sizes.get(g, 0)}' for g in groups))}; {escape(data.get('pairs', ''))}). "
+        f"Label: {escape(target)}. Each group's strength is tested against the other pairs' by permutation "
+        f"({escape(data.get('n_permutations'))} shuffles), Benjamini-Hochberg corrected across principles \u00d7 groups; "
+        f"a group with fewer than {escape(data.get('min_decisive'))} decisive votes for a principle is shown, not tested.</p>"
     )
-    summary = "".join(f"<li>{_e(line)}</li>" for line in data.get("summary", []))
+    summary = "".join(f"<li>{escape(line)}</li>" for line in data.get("summary", []))
     rows = []
     series = []
     for p in principles:
         by = {g["group"]: g for g in p.get("groups", [])}
-        cells = [_e(_truncate(str(p.get("text", "")), 160)) + ("" if p.get("in_constitution", True) else ' <span class="muted">(group constitution)</span>')]
+        cells = [escape(truncate(str(p.get("text", "")), 160)) + ("" if p.get("in_constitution", True) else ' <span class="muted">(group constitution)</span>')]
         for g in groups:
             st = by.get(g)
             if not st or st.get("strength") is None:
                 cells.append(DASH)
                 continue
             small = int(st["n_for"]) + int(st["n_against"]) < int(data.get("min_decisive", 10))
-            cells.append(_with_ci(st["strength"], st.get("strength_ci")) + f'<span class="ci">n={st["n_for"] + st["n_against"]}{" (not tested)" if small else ""}</span>')
+            cells.append(with_ci(st["strength"], st.get("strength_ci")) + f'<span class="ci">n={st["n_for"] + st["n_against"]}{" (not tested)" if small else ""}</span>')
         tests = [t for t in p.get("tests", []) if t.get("significant")]
         cells.append(", ".join(
-            f'<span class="flag">{_e(("only in " + str(t["only_in"])) if t.get("only_in") else t["group"])}</span> q {_p(t["q_value"])}'
+            f'<span class="flag">{escape(("only in " + str(t["only_in"])) if t.get("only_in") else t["group"])}</span> q {p_value(t["q_value"])}'
             for t in tests
         ) or "no")
         rows.append(cells)
         series.append(
             (
-                _truncate(str(p.get("text", "")), 60),
+                truncate(str(p.get("text", "")), 60),
                 [(g, by[g].get("strength"), by[g].get("strength_ci")) for g in groups if g in by],
             )
         )
-    table = _table("groups-table", ["principle", *map(_e, groups), "differs (q)"], rows, set(range(1, len(groups) + 1)))
+    table = html_table("groups-table", ["principle", *map(escape, groups), "differs (q)"], rows, set(range(1, len(groups) + 1)))
     svg = strength_plot(series[:8], groups, ordered=bool(data.get("ordered")), salt="plot-groups")
     caption = (
         "Strength of each principle over time (quantile bins of " + column + "), 95% bootstrap intervals."
@@ -888,7 +853,7 @@ def groups_section(run_dir: str | Path) -> str:
     )
     per_group = data.get("per_group_constitutions") or {}
     extra = "".join(
-        f"<li><b>{_e(g)}</b>: {_e('; '.join(r['text'] for r in rows_) or 'empty')}</li>" for g, rows_ in per_group.items()
+        f"<li><b>{escape(g)}</b>: {escape('; '.join(r['text'] for r in rows_) or 'empty')}</li>" for g, rows_ in per_group.items()
     )
     per_group_html = f"<h3>Constitution per group (from the shared votes)</h3><ul>{extra}</ul>" if per_group else ""
-    return f"{head}\n{intro}\n<ul>{summary}</ul>\n{table}\n{_figure('plot-groups', svg, caption)}\n{per_group_html}\n</section>"
+    return f"{head}\n{intro}\n<ul>{summary}</ul>\n{table}\n{html_figure('plot-groups', svg, caption)}\n{per_group_html}\n</section>"

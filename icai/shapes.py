@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from icai.errors import DataError
+from icai.textfmt import is_missing, one_line
 from icai.turns import Turn, as_messages, encode_turns, split_conversations
 from icai.types import Comparison, Side
 
@@ -193,8 +194,6 @@ def show_value(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def data_error(
@@ -432,9 +431,6 @@ def require_keys(
     return record
 
 
-def is_missing(value: Any) -> bool:
-    """None or NaN (what pandas gives for an empty cell)."""
-    return value is None or (isinstance(value, float) and value != value)
 
 
 def _show(value: Any, limit: int = 60) -> str:

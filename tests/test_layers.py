@@ -20,7 +20,7 @@ The layers, top to bottom; a module imports only modules of its own layer or of 
                     votes (the vote table),
                     datasets                                                    the shipped example sets
     models          icai.llm.*, embed, executor, ray_executor     providers, caching, where calls run
-    base            config, errors, _version, htmlsafe, tables    importable from anywhere
+    base            config, errors, _version, htmlsafe, textfmt, tables    importable from anywhere
 
 This differs from the first draft of the house style in one place: the data layer sits above the models.
 Prompts are built as the model layer's `Request` records (icai.prompts imports icai.llm.base), and the
@@ -249,7 +249,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("models", ("icai.llm", "icai.llm.*", "icai.embed", "icai.executor", "icai.ray_executor")),
-    ("base", ("icai.tables", "icai.config", "icai.errors", "icai._version", "icai.htmlsafe")),
+    ("base", ("icai.tables", "icai.config", "icai.errors", "icai._version", "icai.htmlsafe", "icai.textfmt")),
 )
 """The package's layers, top to bottom (see the module docstring); `name.*` stands for every module below `name`."""
 

@@ -11,7 +11,6 @@ the page's JSON state is written by `icai.htmlsafe.json_script`. No external ass
 
 from __future__ import annotations
 
-import html
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -46,9 +45,9 @@ from icai.htmlsafe import json_script
 from icai.labelling import LabelSession
 from icai.report import CSS as REPORT_CSS
 from icai.report import analysis_sections, pair_html
+from icai.textfmt import DASH, escape, num, p_value
 
 TOKEN_HEADER = "X-ICAI-Token"
-DASH = "\u2014"
 
 APP_CSS = """
 .app-grid { display: grid; grid-template-columns: 1fr; gap: 1em; }
@@ -63,36 +62,17 @@ progress { width: 24em; } th.sortable { cursor: pointer; } th.sortable:after { c
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return DASH
-    try:
-        return f"{float(value):.{digits}f}"
-    except (TypeError, ValueError):
-        return DASH
-
-
-def _q(value: Any) -> str:
-    if value is None:
-        return DASH
-    return f"{value:.1e}" if float(value) < 1e-3 else f"{float(value):.3f}"
-
-
-def _ci(s: Mapping[str, Any] | None) -> str:
+def _ci_span(s: Mapping[str, Any] | None) -> str:
     if not s or not s.get("agreement_ci"):
         return ""
     low, high = s["agreement_ci"]
-    return f' <span class="ci">[{_num(low)}, {_num(high)}]</span>'
+    return f' <span class="ci">[{num(low)}, {num(high)}]</span>'
 
 
 def _page(title: str, body: str, *, token: str) -> HTMLResponse:
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta name="icai-token" content="{_e(token)}">\n<title>{_e(title)}</title>\n'
+        f'<meta name="icai-token" content="{escape(token)}">\n<title>{escape(title)}</title>\n'
         f"<style>{REPORT_CSS}{APP_CSS}</style>\n</head>\n<body>\n{body}\n<script>{JS}</script>\n</body>\n</html>\n"
     )
     return HTMLResponse(page)
@@ -108,24 +88,24 @@ def _stat_cells(s: Mapping[str, Any] | None) -> list[str]:
     if s is None:
         return [DASH] * len(STAT_COLUMNS)
     return [
-        _num(s.get("agreement")) + _ci(s),
-        _num(s.get("relevance")),
-        _num(s.get("kappa")),
-        _num(s.get("strength")),
-        _e(s.get("n_for")),
-        _e(s.get("n_against")),
-        _q(s.get("q_value")),
-        _e(s.get("verdict") or DASH),
+        num(s.get("agreement")) + _ci_span(s),
+        num(s.get("relevance")),
+        num(s.get("kappa")),
+        num(s.get("strength")),
+        escape(s.get("n_for")),
+        escape(s.get("n_against")),
+        p_value(s.get("q_value")),
+        escape(s.get("verdict") or DASH),
     ]
 
 
 def _sort_key(value: Any) -> str:
-    return "" if value is None else _e(value)
+    return "" if value is None else escape(value)
 
 
 def _candidates_table(rows: Iterable[Mapping[str, Any]]) -> str:
     head = ["rank", "principle", "origin", *STAT_COLUMNS, "in resamples", ""]
-    ths = "".join(f'<th class="sortable" data-col="{i}">{_e(h)}</th>' if h else "<th></th>" for i, h in enumerate(head))
+    ths = "".join(f'<th class="sortable" data-col="{i}">{escape(h)}</th>' if h else "<th></th>" for i, h in enumerate(head))
     body = []
     for r in rows:
         s = r["stats"] or {}
@@ -145,17 +125,17 @@ def _candidates_table(rows: Iterable[Mapping[str, Any]]) -> str:
         ]
         cells = [
             f"#{r['rank']}" if r["rank"] else DASH,
-            _e(r["text"]) + (f' <span class="muted">(rewords {_e(r["replaces"])})</span>' if r["replaces"] else ""),
-            _e(r["origin"]) + (f' <span class="muted">· {_e(r["hint"])}</span>' if r["hint"] else ""),
+            escape(r["text"]) + (f' <span class="muted">(rewords {escape(r["replaces"])})</span>' if r["replaces"] else ""),
+            escape(r["origin"]) + (f' <span class="muted">· {escape(r["hint"])}</span>' if r["hint"] else ""),
             *_stat_cells(r["stats"]),
-            _num(r["stability"]),
-            f'<a href="principle/{_e(r["id"])}">pairs</a> <button class="small edit" data-id="{_e(r["id"])}">edit</button> '
-            f'<button class="small add" data-id="{_e(r["id"])}">add</button>',
+            num(r["stability"]),
+            f'<a href="principle/{escape(r["id"])}">pairs</a> <button class="small edit" data-id="{escape(r["id"])}">edit</button> '
+            f'<button class="small add" data-id="{escape(r["id"])}">add</button>',
         ]
         tds = "".join(f'<td data-sort="{_sort_key(v)}">{c}</td>' for v, c in zip([*sort_values, ""], cells, strict=True))
         cls = ' class="user"' if r["origin"] == "user" else ""
         body.append(
-            f'<tr{cls} data-id="{_e(r["id"])}" data-origin="{_e(r["origin"])}" data-verdict="{_e(s.get("verdict") or "")}">{tds}</tr>'
+            f'<tr{cls} data-id="{escape(r["id"])}" data-origin="{escape(r["origin"])}" data-verdict="{escape(s.get("verdict") or "")}">{tds}</tr>'
         )
     return (
         '<div class="table-wrap"><table id="candidates"><thead><tr>'
@@ -168,12 +148,12 @@ def _candidates_table(rows: Iterable[Mapping[str, Any]]) -> str:
 
 def _filters(wb: Workbench, rows: list[dict[str, Any]], subset: tuple[str, str] | None) -> str:
     origins = sorted({r["origin"] for r in rows})
-    origin_opts = "".join(f'<option value="{_e(o)}">{_e(o)}</option>' for o in origins)
+    origin_opts = "".join(f'<option value="{escape(o)}">{escape(o)}</option>' for o in origins)
     meta = wb.metadata_values()
     meta_form = ""
     if meta:
         options = "".join(
-            f'<option value="{_e(subset_value(col, v))}"{" selected" if subset == (col, v) else ""}>{_e(col)} = {_e(v)}</option>'
+            f'<option value="{escape(subset_value(col, v))}"{" selected" if subset == (col, v) else ""}>{escape(col)} = {escape(v)}</option>'
             for col, values in meta.items()
             for v in values
         )
@@ -186,7 +166,7 @@ def _filters(wb: Workbench, rows: list[dict[str, Any]], subset: tuple[str, str] 
     if subset is not None:
         note = (
             f'<p class="warning" id="subset-note">Statistics on the {len(wb._pairs(subset))} training pairs with '
-            f"{_e(subset[0])} = {_e(subset[1])} (no model calls: the run's votes, counted on these pairs).</p>"
+            f"{escape(subset[0])} = {escape(subset[1])} (no model calls: the run's votes, counted on these pairs).</p>"
         )
     return (
         '<div class="filters">'
@@ -225,9 +205,9 @@ def _versions_table(versions: list[dict[str, Any]]) -> str:
             or "no change"
         )
         rows.append(
-            f'<tr><td><a href="versions/{v["version"]}">v{v["version"]}</a></td><td>{_e(v["file"])}</td>'
-            f"<td>{len(v['ids'])}</td><td>{_e(v['author'] or DASH)}</td><td>{_e(v['created_at'] or DASH)}</td>"
-            f"<td>{_e(summary)}</td><td>{_e(v['note'] or '')}</td><td>{'yes' if v['evaluated'] else 'no'}</td></tr>"
+            f'<tr><td><a href="versions/{v["version"]}">v{v["version"]}</a></td><td>{escape(v["file"])}</td>'
+            f"<td>{len(v['ids'])}</td><td>{escape(v['author'] or DASH)}</td><td>{escape(v['created_at'] or DASH)}</td>"
+            f"<td>{escape(summary)}</td><td>{escape(v['note'] or '')}</td><td>{'yes' if v['evaluated'] else 'no'}</td></tr>"
         )
     return (
         '<table id="versions"><thead><tr><th>version</th><th>file</th><th>principles</th><th>by</th><th>when (UTC)</th>'
@@ -291,7 +271,7 @@ def _index(wb: Workbench, token: str, subset: tuple[str, str] | None, analysis: 
         ("written in the app", len(wb.user)),
         ("latest version", f"v{latest['version']} ({latest['file']})"),
     ]
-    fact_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    fact_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in facts)
     if wb.model_name and meta.get("model") and wb.model_name != meta.get("model"):
         fact_rows += (
             '<tr><td colspan="2" class="warning" id="model-warning">Edits are voted by another model than the run\'s: '
@@ -299,7 +279,7 @@ def _index(wb: Workbench, token: str, subset: tuple[str, str] | None, analysis: 
         )
     draft_note = "" if all(i in by_id for i in latest["ids"]) else '<p class="muted">Some principles of the latest version have no votes here.</p>'
     body = f"""
-<header id="summary"><h1>icai workbench: {_e(wb.store.path.name)}</h1>
+<header id="summary"><h1>icai workbench: {escape(wb.store.path.name)}</h1>
 <table id="run-facts">{fact_rows}</table></header>
 <section id="constitution-section"><h2>Constitution (draft from v{latest["version"]})</h2>
 <p class="muted">Accept candidates with <em>add</em>, reject with <em>remove</em>, reorder with the arrows; saving writes the next
@@ -335,17 +315,17 @@ def _principle_page(wb: Workbench, token: str, principle_id: str) -> HTMLRespons
     s = wb.stats().get(p.id)
     pairs = wb.pairs_for(p.id)
     parts = [
-        f'<p><a href="../">&larr; back to the workbench</a></p><h1 id="principle-text">{_e(p.text)}</h1>',
-        f'<p class="muted">id {_e(p.id)} · origin {_e(p.origin)}</p>',
-        '<table class="compare"><thead><tr>' + "".join(f"<th>{_e(c)}</th>" for c in STAT_COLUMNS) + "</tr></thead><tbody><tr>"
+        f'<p><a href="../">&larr; back to the workbench</a></p><h1 id="principle-text">{escape(p.text)}</h1>',
+        f'<p class="muted">id {escape(p.id)} · origin {escape(p.origin)}</p>',
+        '<table class="compare"><thead><tr>' + "".join(f"<th>{escape(c)}</th>" for c in STAT_COLUMNS) + "</tr></thead><tbody><tr>"
         + "".join(f"<td>{c}</td>" for c in _stat_cells(stats_dict(s))) + "</tr></tbody></table>",
     ]
     for value, label in (("for", "Voted for: it picks the human-preferred response"),
                          ("against", "Voted against: it picks the rejected response")):
-        parts.append(f'<section id="pairs-{value}"><h2>{_e(label)} ({len(pairs[value])} shown)</h2>')
+        parts.append(f'<section id="pairs-{value}"><h2>{escape(label)} ({len(pairs[value])} shown)</h2>')
         for row in pairs[value]:
             meta = "; ".join(f"{k} = {v}" for k, v in row["metadata"].items())
-            parts.append(pair_html(row) + (f'<p class="muted">{_e(meta)}</p>' if meta else ""))
+            parts.append(pair_html(row) + (f'<p class="muted">{escape(meta)}</p>' if meta else ""))
         if not pairs[value]:
             parts.append(f'<p class="muted">No training pair where it voted {value}.</p>')
         parts.append("</section>")
@@ -354,21 +334,21 @@ def _principle_page(wb: Workbench, token: str, principle_id: str) -> HTMLRespons
 
 def _version_page(wb: Workbench, token: str, n: int) -> HTMLResponse:
     v = wb.version(n)
-    items = "".join(f"<li>{_e(t)}</li>" for t in v["texts"])
+    items = "".join(f"<li>{escape(t)}</li>" for t in v["texts"])
     changes = _diff_html(v["changes"])
-    exports = " ".join(f'<a href="{n}/export/{_e(f)}">{_e(f)}</a>' for f in EXPORT_FORMATS)
+    exports = " ".join(f'<a href="{n}/export/{escape(f)}">{escape(f)}</a>' for f in EXPORT_FORMATS)
     evaluation = wb.evaluation(n)
     scores = ""
     if evaluation:
         scores = "".join(
-            f"<tr><td>{_e(s.get('name'))}</td><td>{_num(s.get('agreement'))} "
-            f'<span class="ci">[{_num((s.get("ci") or [None, None])[0])}, {_num((s.get("ci") or [None, None])[1])}]</span></td>'
-            f"<td>{_e(s.get('n'))}</td></tr>"
+            f"<tr><td>{escape(s.get('name'))}</td><td>{num(s.get('agreement'))} "
+            f'<span class="ci">[{num((s.get("ci") or [None, None])[0])}, {num((s.get("ci") or [None, None])[1])}]</span></td>'
+            f"<td>{escape(s.get('n'))}</td></tr>"
             for s in evaluation.get("scores", [])
         )
         scores = f'<table id="version-scores"><thead><tr><th>annotator</th><th>agreement [95% CI]</th><th>n</th></tr></thead><tbody>{scores}</tbody></table>'
     body = f"""<p><a href="../">&larr; back to the workbench</a></p>
-<h1>Version {n}: {_e(v["file"])}</h1><p class="muted">by {_e(v["author"] or DASH)} at {_e(v["created_at"] or DASH)} · {_e(v["note"] or "")}</p>
+<h1>Version {n}: {escape(v["file"])}</h1><p class="muted">by {escape(v["author"] or DASH)} at {escape(v["created_at"] or DASH)} · {escape(v["note"] or "")}</p>
 <ol id="version-principles">{items}</ol>
 <h2>Changes against the version before</h2>{changes}
 <h2>Held-out evaluation</h2>{scores or '<p class="muted" id="no-evaluation">Not evaluated yet.</p>'}
@@ -384,17 +364,17 @@ def _diff_html(changes: Mapping[str, Any] | None) -> str:
     """The changes of a version as a short list (- removed, + added, ~ reworded, order), with the raw record below."""
     if not changes:
         return '<p id="version-diff">The run\'s own constitution.</p>'
-    items = [f'<li class="flag">&minus; {_e(r["text"])}</li>' for r in changes.get("removed", [])]
-    items += [f'<li class="ok">+ {_e(a["text"])}</li>' for a in changes.get("added", [])]
+    items = [f'<li class="flag">&minus; {escape(r["text"])}</li>' for r in changes.get("removed", [])]
+    items += [f'<li class="ok">+ {escape(a["text"])}</li>' for a in changes.get("added", [])]
     items += [
-        f'<li>~ {_e(r["from"]["text"])} <strong>&rarr;</strong> {_e(r["to"]["text"])}</li>' for r in changes.get("reworded", [])
+        f'<li>~ {escape(r["from"]["text"])} <strong>&rarr;</strong> {escape(r["to"]["text"])}</li>' for r in changes.get("reworded", [])
     ]
     if changes.get("reordered"):
         items.append("<li>the order of the principles kept from before changed</li>")
     listed = "".join(items) or "<li>no change</li>"
-    raw = _e(json.dumps(changes, indent=2, ensure_ascii=False))
+    raw = escape(json.dumps(changes, indent=2, ensure_ascii=False))
     return (
-        f'<p class="muted">against version {_e(changes.get("against_version", "?"))}</p><ul id="version-diff">{listed}</ul>'
+        f'<p class="muted">against version {escape(changes.get("against_version", "?"))}</p><ul id="version-diff">{listed}</ul>'
         f"<details><summary>the change record</summary><pre>{raw}</pre></details>"
     )
 

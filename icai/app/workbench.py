@@ -27,7 +27,7 @@ from icai.select import filtered_q_values, verdict
 from icai.stats import principle_stats
 from icai.store import COMPARISON_TABLE_COLUMNS, RunStore
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, normalize_text
-from icai.user_principles import injection
+from icai.user_principles import USER_ORIGIN, injection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 MAX_PRINCIPLE_CHARS = 2000
 """The longest principle text the app accepts."""
 
-USER_ORIGIN = "user"
-"""`Principle.origin` of a principle written or reworded in the app."""
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
