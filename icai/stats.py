@@ -90,11 +90,16 @@ def paired_bootstrap_diff(
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> tuple[float, tuple[float, float]]:
     """mean(x - y) and its percentile bootstrap interval, resampling (x_i, y_i) pairs jointly.
 
     When every pair has the same difference the bootstrap collapses to that point; the interval is then
     `constant_mean_interval`'s, which shrinks with n as it should.
+
+    value_range: the values a score can take (agreement scores: 0 to 1). Against the baseline `y` as scored, the
+    difference can be no lower than low - mean(y) and no higher than high - mean(y): the interval is clipped
+    there (a constitution cannot beat a 0.500 baseline by more than +0.500). None: no clipping.
     """
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if xa.shape != ya.shape:
@@ -102,8 +107,17 @@ def paired_bootstrap_diff(
     diff = xa - ya
     mean = float(diff.mean()) if diff.size else math.nan
     if diff.size and np.all(diff == diff[0]):
-        return mean, constant_mean_interval(float(diff[0]), int(diff.size), confidence=confidence)
-    return mean, bootstrap_ci(diff, n_boot=n_boot, confidence=confidence, seed=seed)
+        interval = constant_mean_interval(float(diff[0]), int(diff.size), confidence=confidence)
+    else:
+        interval = bootstrap_ci(diff, n_boot=n_boot, confidence=confidence, seed=seed)
+    if value_range is None or not diff.size:
+        return mean, interval
+    return mean, clip_interval(interval, value_range[0] - float(ya.mean()), value_range[1] - float(ya.mean()))
+
+
+def clip_interval(interval: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+    """`interval` cut to [low, high], the values its statistic can take."""
+    return (min(max(interval[0], low), high), max(min(interval[1], high), low))
 
 
 def constant_mean_interval(value: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:

@@ -246,3 +246,20 @@ def test_a_paired_difference_that_is_the_same_on_every_pair_keeps_an_interval_th
     assert lo9 < 0.5 <= hi9 and lo90 < 0.5 <= hi90
     assert lo9 < lo90  # more pairs, a tighter interval
     assert -1.0 <= lo9 and hi9 <= 1.0
+
+
+def test_a_paired_difference_interval_stays_within_what_the_difference_can_be():
+    """bench/recovery.py's case: the constitution scores 1 on every pair where the default scores 0.5, so the
+    difference is +0.5 on each; against a 0.500 baseline no constitution can do better than +0.500."""
+    from icai.stats import clip_interval, constant_mean_interval
+
+    mean, (low, high) = paired_bootstrap_diff([1.0] * 16, [0.5] * 16)
+    assert mean == 0.5 and high == 0.5 and 0 < low < 0.5
+    assert constant_mean_interval(0.5, 16)[1] > 0.5  # the unclipped interval reached past it
+    # a bootstrap interval is clipped too, to [0 - mean(y), 1 - mean(y)]
+    x, y = [1, 1, 1, 1, 0.5, 1, 1, 1, 1, 0], [0.5, 0, 0.5, 1, 0.5, 0.5, 0, 0.5, 0, 0.5]
+    mean, (low, high) = paired_bootstrap_diff(x, y)
+    assert -0.4 <= low <= high <= 1 - sum(y) / len(y)
+    assert paired_bootstrap_diff(x, y, value_range=None)[1][1] > high  # the unclipped bootstrap reaches past it
+    assert clip_interval((-2.0, 3.0), -1.0, 1.0) == (-1.0, 1.0)
+    assert clip_interval((0.2, 0.3), -1.0, 1.0) == (0.2, 0.3)
