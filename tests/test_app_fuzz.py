@@ -294,10 +294,10 @@ def test_fuzz_labelling_routes(label_app: App) -> None:
         method = "POST" if body is not None or data.draw(st.booleans()) else "GET"
         send(label_app, method, route, body=body, headers=data.draw(write_headers()))
 
-    assert not (label_app.run_dir / "labels.json").exists()
+    statuses.clear()
     run()
-    labels = json.loads((label_app.run_dir / "labels.json").read_text())["labels"]
-    assert labels  # some generated answers went through, so the write path was fuzzed too
+    answered = [s for method, path, s in statuses if path == "/api/label/answer" and s == 200]
+    assert answered  # some generated answers went through (later undos may take them back): the writes were fuzzed
 
 
 def test_the_fuzzer_reaches_the_success_paths(app: App) -> None:
