@@ -220,10 +220,12 @@ def _load_path(path: Path, format: str, mapping: dict[str, str], collector: Coll
         _collect_table(formats.read_binary(path, binary), format, mapping, collector)
         return
     text = _decode(path, data)
+    del data  # a large file is held once as text, not also as bytes
     container = _container(path, text)
     collector.container = container
     if container in ("csv", "tsv"):
         frame = _read_csv(text, collector, sep="\t" if container == "tsv" else ",")
+        del text  # ... and not as text beside its frame
         columns = [str(c) for c in frame.columns]
         shape = _shape(columns, format, mapping)
         if shape == "icai_csv":
