@@ -78,5 +78,8 @@ test-server: install $(SERVER_VENV)/.installed
 $(SERVER_VENV)/.installed:
 	python3 -m venv $(SERVER_VENV)
 	$(SERVER_VENV)/bin/python -m pip install -q --upgrade pip
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(SERVER_VENV)/bin/python -m pip install -q 'llama-cpp-python[server]==0.3.36'
+	# a portable build: GGML_NATIVE=OFF keeps the CPU kernels off instructions this machine has and another lacks
+	# (a native build on an AVX-512 VM died with an invalid-opcode trap); --no-cache-dir keeps pip from reusing an
+	# earlier wheel built with other CMAKE_ARGS
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF" $(SERVER_VENV)/bin/python -m pip install -q --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 	touch $@

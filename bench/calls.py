@@ -60,12 +60,13 @@ import numpy as np
 from icai import datasets
 from icai.config import RunConfig
 from icai.embed import Embedder, get_embedder
-from icai.evaluate import agreement_scores, judge, train_test_split
+from icai.evaluate import agreement_scores, judge
 from icai.io import load_comparisons
 from icai.llm.base import Completion, Request
 from icai.llm.client import LLM
 from icai.pipeline import run
 from icai.prompts import sanitize
+from icai.split import train_test_split
 from icai.stats import bootstrap_ci, paired_bootstrap_diff
 from icai.types import Comparison, Vote, write_json_atomic
 

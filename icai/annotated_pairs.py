@@ -27,9 +27,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from icai.errors import DataError
 from icai.io import load_comparisons
 from icai.stats import principle_stats
-from icai.types import Comparison, DataError, Pick, Principle, PrincipleStats, Vote, VoteValue
+from icai.types import Comparison, Pick, Principle, PrincipleStats, Vote, VoteValue
 
 FORMAT_VERSION = "2.0"
 DEFAULT_ANNOTATOR_NAME = "preferred_text"

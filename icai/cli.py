@@ -39,7 +39,7 @@ STAGES = ("models", "propose", "cluster", "vote", "select", "evaluate")
 __all__ = ["GROUP_TITLES", "UsageError", "build_parser", "config_dest", "config_flag", "data_options", "main", "parse_pairs"]
 
 
-def _targeted(args: argparse.Namespace, comparisons):  # type: ignore[no-untyped-def]
+def _targeted(args: argparse.Namespace, comparisons):
     """The comparisons with --target's label and the grouping of --by checked, before any call is made."""
     from icai.groups import group_labels
     from icai.target import retarget
@@ -56,7 +56,7 @@ def _targeted(args: argparse.Namespace, comparisons):  # type: ignore[no-untyped
     return targeted
 
 
-def _print_groups(analysis) -> None:  # type: ignore[no-untyped-def]
+def _print_groups(analysis) -> None:
     print()
     print(analysis.table())
     for line in analysis.summary():
@@ -66,7 +66,7 @@ def _print_groups(analysis) -> None:  # type: ignore[no-untyped-def]
 
 
 
-def _command(sub, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+def _command(sub, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".")
     add_verbose(p)
     return p
@@ -240,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from icai.errors import DataError
     from icai.llm.base import ConfigError, LLMError
     from icai.llm.client import BudgetExceeded
-    from icai.types import DataError
 
     try:
         _check_options(args)
@@ -320,7 +320,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError("--vote-mode embedding applies to 'icai run' only; annotate and evaluate need an LLM judge")
 
 
-def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def run_config(args: argparse.Namespace):
     """The RunConfig of `icai run`'s options; a value RunConfig refuses is reported under its flag."""
     from icai.config import OptionError, RunConfig
 
@@ -336,7 +336,7 @@ def run_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 @contextlib.contextmanager
-def _executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _executor(args: argparse.Namespace):
     """The executor of --executor, closed (Ray actors released) when the command ends."""
     from icai.ray_executor import make_executor
 
@@ -356,7 +356,7 @@ def _base_url(args: argparse.Namespace) -> str | None:
     return os.environ.get("OPENAI_BASE_URL") or None
 
 
-def _price(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _price(args: argparse.Namespace):
     """--price IN,OUT as a Price (None when not given)."""
     from icai.llm.prices import Price
 
@@ -372,7 +372,7 @@ def _price(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Price(low, high)
 
 
-def _make_llm(args: argparse.Namespace, executor):  # type: ignore[no-untyped-def]
+def _make_llm(args: argparse.Namespace, executor):
     from icai.llm import get_llm
 
     return get_llm(
@@ -410,7 +410,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     return _run_into_store(args, config)
 
 
-def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+def _run_into_store(args: argparse.Namespace, config) -> int:
     """Load the data, run the pipeline into the run directory --out, print the result (icai run and icai test)."""
     from icai.cost import estimate_run
     from icai.embed import get_embedder
@@ -485,7 +485,7 @@ def _run_into_store(args: argparse.Namespace, config) -> int:  # type: ignore[no
     return 0
 
 
-def _estimate_dict(estimate, wall) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _estimate_dict(estimate, wall) -> dict[str, Any]:
     """--dry-run --json: the estimate per stage (cost None where the price is unknown)."""
     return {
         "model": estimate.model, "n_train": estimate.n_train, "n_test": estimate.n_test,
@@ -496,7 +496,7 @@ def _estimate_dict(estimate, wall) -> dict[str, Any]:  # type: ignore[no-untyped
     }
 
 
-def _print_run_result(args: argparse.Namespace, config, result, analysis, llm, path) -> None:  # type: ignore[no-untyped-def]
+def _print_run_result(args: argparse.Namespace, config, result, analysis, llm, path) -> None:
     """What icai run and icai test print at the end: the constitution, scores, groups and usage (or --json)."""
     u = result.usage
     meta = result.constitution.metadata
@@ -538,13 +538,13 @@ def _print_run_result(args: argparse.Namespace, config, result, analysis, llm, p
         )
 
 
-def _spent(llm) -> str:  # type: ignore[no-untyped-def]
+def _spent(llm) -> str:
     """", $0.0021" for a priced model; ", price unknown" for one without a price (a self-hosted server)."""
     cost = llm.cost_usd
     return ", price unknown" if cost is None else f", ${cost:.4f}"
 
 
-def _print_user_principles(constitution, *, title: str) -> None:  # type: ignore[no-untyped-def]
+def _print_user_principles(constitution, *, title: str) -> None:
     """Every user principle with its statistics, selected or not (constitution.json `user_principles`)."""
     from icai.types import stats_from_dict
 
@@ -569,7 +569,7 @@ def _print_user_principles(constitution, *, title: str) -> None:  # type: ignore
         )
 
 
-def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
+def _print_constitution(constitution) -> None:
     meta = constitution.metadata
     if not constitution.principles:
         print("The constitution is empty: no principle agreed with the labels often enough.")
@@ -602,13 +602,13 @@ def _print_constitution(constitution) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def provenance(principle) -> str:  # type: ignore[no-untyped-def]
+def provenance(principle) -> str:
     """Who wrote a principle and from what: "origin llm", "origin llm, hint form:words:less", "origin hint-fallback"."""
     hint = getattr(principle, "hint", "")
     return f"origin {principle.origin}" + (f", hint {hint}" if hint else "")
 
 
-def _print_scores(evaluation, *, title: str = "Held-out agreement") -> None:  # type: ignore[no-untyped-def]
+def _print_scores(evaluation, *, title: str = "Held-out agreement") -> None:
     from icai.stats import SMALL_N
     from icai.tables import render_table
 
@@ -626,7 +626,7 @@ def _print_scores(evaluation, *, title: str = "Held-out agreement") -> None:  # 
             print(f"  {name}: {text}")
 
 
-def _print_surface(surface) -> None:  # type: ignore[no-untyped-def]
+def _print_surface(surface) -> None:
     from icai.surface import versus_sentence
 
     if surface is None:
@@ -645,7 +645,7 @@ def _print_surface(surface) -> None:  # type: ignore[no-untyped-def]
         print(f"  constitution - surface: {mean:+.3f} ({lo:+.3f} to {hi:+.3f}): {versus_sentence(mean, (lo, hi))}")
 
 
-def _keep_columns(text: str, comparisons) -> list[str]:  # type: ignore[no-untyped-def]
+def _keep_columns(text: str, comparisons) -> list[str]:
     """annotate --keep-columns: the input fields copied into the CSV, each checked to exist."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if names == ["none"]:
@@ -836,7 +836,7 @@ EVALUATE_FILES = ("evaluation.json", "pairs.csv")
 """What evaluate --out DIR writes."""
 
 
-def _write_evaluation(out, result, evaluation, comparisons) -> list:  # type: ignore[no-untyped-def]
+def _write_evaluation(out, result, evaluation, comparisons) -> list:
     """evaluation.json and pairs.csv (each pair's label and every annotator's prediction) in the folder `out`."""
     import json
 
@@ -854,10 +854,10 @@ def _write_evaluation(out, result, evaluation, comparisons) -> list:  # type: ig
     ]
 
 
-def _training_overlap(comparisons, constitution_path) -> int:  # type: ignore[no-untyped-def]
+def _training_overlap(comparisons, constitution_path) -> int:
     """How many of `comparisons` are training pairs in the run directory holding the constitution (0 if unknown)."""
+    from icai.errors import DataError
     from icai.store import RunStore
-    from icai.types import DataError
 
     try:
         run = RunStore.existing(constitution_path.parent)
@@ -954,7 +954,7 @@ def _side_names(a: str, b: str) -> tuple[str, str]:
     return names if names[0] != names[1] else ("A", "B")
 
 
-def _run_data(data: str, out, args: argparse.Namespace, config, executor):  # type: ignore[no-untyped-def]
+def _run_data(data: str, out, args: argparse.Namespace, config, executor):
     """`icai run DATA --out out` with the compare command's run options; the run directory."""
     from icai.embed import get_embedder
     from icai.io import load_comparisons
@@ -1031,7 +1031,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         embedder = get_embedder(args.embedder or side_a.embedder or RunConfig.embedder, executor=executor)
         llm.cache = ResponseCache(store.cache_path)
 
-        def confirm(plan, calls: int) -> bool:  # type: ignore[no-untyped-def]
+        def confirm(plan, calls: int) -> bool:
             _say(
                 args,
                 f"Cross test: {plan.n_needed} new (principle, pair) votes, at most {calls} model calls with {llm.model}; "
@@ -1176,7 +1176,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     if not model:
         raise UsageError(f"{args.run_dir} names no model; pass --model")
 
-    def make_llm():  # type: ignore[no-untyped-def]
+    def make_llm():
         return get_llm(
             model, base_url=args.base_url, concurrency=args.concurrency, timeout=args.timeout,
             max_attempts=args.max_attempts, progress=False,

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from icai.llm.prices import CHARS_PER_TOKEN, PRICES_AS_OF, Price, estimate_tokens, price_for
-from icai.llm.prices import FREE_PROVIDERS as FREE_PROVIDERS  # the price table lives in the LLM layer; re-exported
-from icai.llm.prices import PRICES as PRICES
 from icai.prompts import FRAME, judge_request, vote_one_request, vote_request
 from icai.split import propose_pool, train_test_split
 from icai.types import Comparison

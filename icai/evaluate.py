@@ -21,7 +21,6 @@ from icai.llm.client import LLM
 from icai.parse import parse_verdict
 from icai.prompts import judge_request
 from icai.select import VoteMatrix, greedy
-from icai.split import train_test_split as train_test_split  # re-exported: its old home
 from icai.stats import direction, paired_bootstrap_diff, score_ci, wilson_interval
 from icai.surface import SurfaceBaseline, cross_val_picks, fit_surface
 from icai.surface import agreement as surface_agreement

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from icai.errors import DataError
 from icai.llm.client import LLM
 from icai.stats import bootstrap_ci, direction
-from icai.types import Comparison, DataError, Principle, Vote, read_json_file
+from icai.types import Comparison, Principle, Vote, read_json_file
 from icai.vote import LOGPROB_MARGIN, resolve_vote_mode, vote
 
 REWARD_SCHEMA = "icai.reward_weights/1"

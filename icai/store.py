@@ -47,10 +47,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from icai.errors import DataError
 from icai.types import (
     Comparison,
     Constitution,
-    DataError,
     Principle,
     PrincipleStats,
     Vote,

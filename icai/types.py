@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from icai.errors import DataError as DataError  # re-exported: its old home
+from icai.errors import DataError
 
 if TYPE_CHECKING:  # pandas is imported lazily: records must stay cheap to import
     import pandas as pd

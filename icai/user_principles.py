@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from icai.types import DataError, Principle, normalize_text
+from icai.errors import DataError
+from icai.types import Principle, normalize_text
 
 log = logging.getLogger(__name__)
 

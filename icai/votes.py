@@ -199,7 +199,7 @@ class VoteTable(Sequence[Vote]):
         if not raw and self.margins is not None:
             margin = float(self.margins[i, j])
             raw = f"margin={margin:.4f}" if margin == margin else ""
-        return Vote(self.comparison_ids[i], self.principle_ids[j], VALUES[int(self.values[i, j])], picks, raw)  # type: ignore[arg-type]
+        return Vote(self.comparison_ids[i], self.principle_ids[j], VALUES[int(self.values[i, j])], picks, raw)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):

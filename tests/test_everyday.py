@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 
 from icai.cli import EXIT_CLOSED_PIPE, main
-from icai.errors import EXIT_ERROR
+from icai.errors import EXIT_ERROR, DataError
 from icai.evaluate import evaluate, predict, score
 from icai.io import load_comparisons, load_comparisons_with_report
 from icai.llm import LLM
 from icai.llm.base import Capabilities, Completion, Request
 from icai.llm.fake import fake_provider
-from icai.types import Comparison, Constitution, DataError, Principle
+from icai.types import Comparison, Constitution, Principle
 from icai.user_principles import read_principles_file
 
 WASHINGTON = "Select the response that mentions 'washington' in its text."

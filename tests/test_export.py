@@ -13,6 +13,7 @@ import yaml
 
 from icai import datasets
 from icai.annotated_pairs import DEFAULT_ANNOTATOR_ID, annotated_pairs_stats, annotator_id, read_annotated_pairs
+from icai.errors import DataError
 from icai.export import (
     EXPORT_FORMATS,
     export,
@@ -22,7 +23,7 @@ from icai.export import (
     to_promptfoo_yaml,
 )
 from icai.stats import principle_stats
-from icai.types import Comparison, Constitution, DataError, Principle, PrincipleStats, Vote
+from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote
 
 TEXTS = {
     "p1": "Select the response that answers in a full sentence.",

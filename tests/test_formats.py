@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from icai.cli import main
+from icai.errors import DataError
 from icai.io import chosen_is_a, load_comparisons, load_comparisons_with_report
 from icai.prompts import vote_request
 from icai.turns import decode_turns
-from icai.types import Comparison, DataError
+from icai.types import Comparison
 
 FIXTURES = Path(__file__).parent / "fixtures" / "shapes"
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from icai import datasets
+from icai.errors import DataError
 from icai.io import (
     FORMATS,
     LoadReport,
@@ -20,7 +21,7 @@ from icai.io import (
     load_comparisons_with_report,
     save_comparisons_csv,
 )
-from icai.types import Comparison, DataError
+from icai.types import Comparison
 
 FIXTURES = Path(__file__).parent / "fixtures" / "io"
 

@@ -10,7 +10,8 @@ from testdata import missing
 
 from icai.io import load_comparisons
 from icai.llm.base import ConfigError, Request
-from icai.llm.local import LocalProvider, default_cache_dir, gguf_path
+from icai.llm.converted import default_cache_dir
+from icai.llm.local import LocalProvider, gguf_path
 from icai.prompts import vote_branches_request, vote_one_request
 from icai.vote import LOGPROB_MARGIN, debiased_margin, margin_pick, order_margin
 

@@ -20,6 +20,7 @@ import yaml
 from testdata import missing
 
 from icai.cli import build_parser
+from icai.errors import DataError
 from icai.export import (
     EXPORT_FORMATS,
     POSITION_SWAP_ADVICE,
@@ -29,7 +30,7 @@ from icai.export import (
     to_pairwise_promptfoo_yaml,
 )
 from icai.prompts import JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request, sanitize
-from icai.types import Constitution, DataError, Principle
+from icai.types import Constitution, Principle
 
 TEXTS = [
     "Select the response that mentions 'lemon' in its text.",

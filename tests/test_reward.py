@@ -13,8 +13,9 @@ import pytest
 
 import icai
 from icai.cli import main
+from icai.errors import DataError
 from icai.reward import REWARD_SCHEMA, ConstitutionReward, RewardWeights, fit_reward_weights
-from icai.types import Comparison, DataError, Principle, Vote
+from icai.types import Comparison, Principle, Vote
 
 PLANTED = {"strong": 0.9, "medium": 0.7, "noise": 0.5, "anti": 0.2}
 """principle -> probability that its vote picks the preferred side when it votes."""

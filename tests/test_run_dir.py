@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from icai.cli import main
+from icai.errors import DataError
 from icai.store import LOCK_FILE, RunStore
-from icai.types import DataError
 
 FAKE = ["--model", "fake/keyword", "--embedder", "hash", "--bootstrap", "0"]
 

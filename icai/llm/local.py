@@ -19,7 +19,6 @@ from typing import Any
 
 from icai.llm.base import Capabilities, Completion, ConfigError, LLMError, Request, require_packages
 from icai.llm.converted import converted_folder
-from icai.llm.converted import default_cache_dir as default_cache_dir  # re-exported: its old home
 from icai.llm.converted import prune_stale_copies as prune_stale_copies
 from icai.llm.loading import load_model, resolve_device_dtype
 from icai.llm.packaged import gguf_path as gguf_path
