@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from icai.errors import ConfigError
 from icai.llm.base import Completion
 
 _SCHEMA = """
@@ -20,6 +21,40 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
+
+
+SCHEMA_VERSION = 1
+"""The cache file's layout, kept in SQLite's `PRAGMA user_version`; `_MIGRATIONS` bring an older file up to it.
+
+0: a file made before the version was recorded (the `responses` table as above; no version set);
+1: the same table, with the version recorded."""
+
+
+def _to_1(conn: sqlite3.Connection) -> None:
+    conn.execute(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+    if "created" not in columns:  # the first caches had no time column
+        conn.execute("ALTER TABLE responses ADD COLUMN created REAL NOT NULL DEFAULT 0")
+
+
+_MIGRATIONS = {1: _to_1}
+"""version -> the step that brings a file of the version before it to this one (run in order, one transaction)."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the cache in `conn` to `SCHEMA_VERSION`; returns the version it had. A newer file is refused."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"the response cache has layout version {found}, newer than this icai knows ({SCHEMA_VERSION}): "
+            "upgrade icai, or move the cache.sqlite aside to start a new one"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        _MIGRATIONS[version](conn)
+    if found != SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.commit()
+    return found
 
 
 LOOKUP_CHUNK = 500
@@ -57,8 +92,8 @@ class ResponseCache:
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(_SCHEMA)
-            self._conn.commit()
+            self.found_version = migrate(self._conn)
+            """The layout version the file had when opened (0: made before versions were recorded)."""
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
