@@ -128,3 +128,23 @@ def test_a_generated_block_that_differs_is_caught() -> None:
     text = "a\n<!-- t: made by x -->\nold\n<!-- t: end -->\nb\n"
     assert generated_block(text, "t", "new\n") == "a\n<!-- t: made by x -->\nnew\n<!-- t: end -->\nb\n"
     assert generated_block(text, "t", "old\n") == text
+
+
+def _data_values(node: Any) -> list[str]:
+    """Every string under a "data" key, at any depth."""
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k == "data" and isinstance(v, str)]
+        return found + [x for v in node.values() for x in _data_values(v)]
+    if isinstance(node, list):
+        return [x for v in node for x in _data_values(v)]
+    return []
+
+
+def test_results_files_name_their_data_by_a_repository_path() -> None:
+    absolute = {
+        str(path.relative_to(ROOT)): value
+        for path in sorted((ROOT / "bench" / "results").rglob("*.json"))
+        for value in _data_values(json.loads(path.read_text(encoding="utf-8")))
+        if value.startswith(("/", "~")) or ":\\" in value
+    }
+    assert absolute == {}
