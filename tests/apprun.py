@@ -8,16 +8,17 @@ from pathlib import Path
 
 from icai.config import RunConfig
 from icai.embed import HashingEmbedder
-from icai.llm import LLM
+from icai.llm import LLM, ResponseCache
 from icai.llm.fake import fake_provider
 from icai.pipeline import run
 from icai.store import RunStore
 from icai.types import Comparison
 
 
-def keyword_llm() -> LLM:
-    """A fresh fake annotator (its provider records every request it gets); no cache: the app sets the run's."""
-    return LLM(fake_provider("keyword"), progress=False)
+def keyword_llm(cache: ResponseCache | None = None) -> LLM:
+    """A fresh keyword fake annotator (its provider records every request it gets); no cache unless given one
+    (the app and a run directory set the run's)."""
+    return LLM(fake_provider("keyword"), cache=cache, progress=False)
 
 
 def with_group(comparisons: Sequence[Comparison]) -> list[Comparison]:

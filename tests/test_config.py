@@ -12,7 +12,6 @@ import icai.prompts
 from icai.cli import build_parser, config_dest, config_flag, main
 from icai.config import STAGES, OptionError, RunConfig
 from icai.embed import HashingEmbedder
-from icai.io import load_comparisons
 from icai.llm import LLM
 from icai.llm.fake import fake_provider
 from icai.pipeline import run
@@ -20,10 +19,6 @@ from icai.store import RunStore
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 
-
-@pytest.fixture
-def orthogonal(orthogonal_csv):
-    return load_comparisons(orthogonal_csv)
 
 
 def _run_args(argv: list[str]):  # type: ignore[no-untyped-def]

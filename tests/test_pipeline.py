@@ -3,11 +3,10 @@
 import json
 import re
 
-import pytest
+from apprun import keyword_llm
 
 from icai.config import RunConfig
 from icai.embed import HashingEmbedder
-from icai.io import load_comparisons
 from icai.llm import LLM, ResponseCache
 from icai.llm.fake import fake_provider
 from icai.pipeline import run
@@ -22,18 +21,10 @@ RULES = {"cat": re.compile(r"\bcat\b|feline|kitten"), "blue": re.compile(r"\bblu
 # (tests/test_style.py shows it).
 
 
-def keyword_llm(cache=None) -> LLM:
-    return LLM(fake_provider("keyword"), cache=cache, progress=False)
-
-
 def recovered(constitution: Constitution, top: int = 5) -> set[str]:
     texts = [t.lower() for t in constitution.texts[:top]]
     return {rule for rule, pattern in RULES.items() if any(pattern.search(t) for t in texts)}
 
-
-@pytest.fixture
-def orthogonal(orthogonal_csv):
-    return load_comparisons(orthogonal_csv)
 
 
 def test_recovers_the_three_hidden_rules(orthogonal, tmp_path):

@@ -17,7 +17,6 @@ from fault_server import keyword_logprobs
 from icai.cli import main
 from icai.config import RunConfig
 from icai.embed import HashingEmbedder
-from icai.io import load_comparisons
 from icai.llm import (
     ENTRY_POINT_GROUP,
     Capabilities,
@@ -64,10 +63,6 @@ def suite_registered() -> Iterator[None]:
     yield
     unregister_provider("suite")
 
-
-@pytest.fixture
-def orthogonal(orthogonal_csv: Path) -> list[Any]:
-    return load_comparisons(orthogonal_csv)
 
 
 def test_a_registered_provider_runs_a_whole_pipeline_through_get_llm(suite_registered: None, orthogonal: list[Any]) -> None:

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from apprun import keyword_llm
 
 from icai.cluster import cluster
 from icai.debias import combine_picks
@@ -20,12 +21,6 @@ PAIRS = [
 ]
 CAT = Principle.from_text("Select the response that mentions 'cat' in its text.")
 DOG = Principle.from_text("Select the response that mentions 'dog' in its text.")
-
-
-def keyword_llm() -> LLM:
-    from icai.llm.fake import fake_provider
-
-    return LLM(fake_provider("keyword"), progress=False)
 
 
 def test_combine_picks_cancels_position_bias():
