@@ -56,7 +56,8 @@ $(INTEROP_VENV)/%/.installed: $(INTEROP_REQ)/requirements-%.txt
 lint: install
 	$(VENV)/bin/ruff check icai tests bench
 	$(VENV)/bin/mypy icai
-	# the import-layer contract: no import cycle in the package (imports inside functions included)
+	# the import-layer contract (tests/test_layers.py): no cycle and no upward import against its written layer
+	# order, imports inside functions and under TYPE_CHECKING included
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py
 
 # Re-execute the notebooks, each from a temporary folder outside the checkout, and keep their outputs in place

@@ -29,7 +29,7 @@ from icai.annotated_pairs import (
     annotator_id,
 )
 from icai.errors import DataError
-from icai.prompts import _BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
+from icai.prompts import BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
 from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, VOTE_PICK_COLUMNS, RunStore
 from icai.textfmt import is_missing, one_line
 from icai.turns import render_turns
@@ -706,7 +706,7 @@ def to_pairwise_inspect_task(constitution: Constitution) -> str:
         "SYSTEM": repr(system),
         "TEMPLATE": repr(_fill_slots(user, _FORMAT_NAMES, style="format")),
         "MAX_CHARS": str(MAX_RESPONSE_CHARS),
-        "BLOCK_TAG": repr(_BLOCK_TAG.pattern),
+        "BLOCK_TAG": repr(BLOCK_TAG.pattern),
         "PROVENANCE": provenance_comments(constitution, prefix="# "),
     }
     return re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], _template("pairwise_inspect.py.tmpl"))

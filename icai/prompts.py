@@ -235,7 +235,8 @@ JUDGE_SCHEMA: dict[str, Any] = {
     "required": ["preferred"],
 }
 
-_BLOCK_TAG = re.compile(r"\[(/?)(PROMPT|PREFERRED|OTHER|RESPONSE A|RESPONSE B)\]", re.IGNORECASE)
+BLOCK_TAG = re.compile(r"\[(/?)(PROMPT|PREFERRED|OTHER|RESPONSE A|RESPONSE B)\]", re.IGNORECASE)
+"""The block tags of the prompts; a text holding one has it neutralised (`sanitize`, and the pairwise Inspect export)."""
 
 
 def sanitize(text: str, *, max_chars: int = MAX_RESPONSE_CHARS) -> str:
@@ -243,7 +244,7 @@ def sanitize(text: str, *, max_chars: int = MAX_RESPONSE_CHARS) -> str:
 
     A multi-turn text (`icai.turns`) is shown turn by turn, one ``User:`` / ``Assistant:`` paragraph each.
     """
-    text = _BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", render_turns(text))
+    text = BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", render_turns(text))
     if len(text) > max_chars:
         half = max_chars // 2
         text = text[:half] + "\n[... cut ...]\n" + text[-half:]
@@ -260,7 +261,7 @@ def rule_text(principle: str) -> str:
     The line is the principle's delimiter, and this makes it one the text cannot close; text with neither
     is returned unchanged, so its prompts and cache keys are what they were before this function existed.
     """
-    return _BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", _LINE_BREAKS.sub(" ", principle))
+    return BLOCK_TAG.sub(lambda m: f"({m.group(1)}{m.group(2)})", _LINE_BREAKS.sub(" ", principle))
 
 
 def propose_request(prompt: str, preferred: str, rejected: str, *, n: int = 3, max_tokens: int = 300, seed: int = 0) -> Request:

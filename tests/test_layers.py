@@ -322,3 +322,27 @@ def test_a_configuration_error_is_not_a_model_error() -> None:
 
     assert OldConfigError is ConfigError
     assert not issubclass(ConfigError, LLMError)
+
+
+def private_imports(root: Path = PACKAGE_DIR) -> list[str]:
+    """`module: name` for every import of another package module's private (underscore) name."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == root.name):
+                found += [
+                    f"{_module_name(path, root)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from pkg.b import _helper\n")
+    assert private_imports(pkg) == ["pkg.a: pkg.b._helper"]
+    assert private_imports() == []
