@@ -19,8 +19,12 @@ Annotators:
   reads, right with probability READ_ACCURACY), wrong-direction paraphrases and distractors, and
   votes a rule by reading which response holds its favoured item, with read accuracy, a batch-size
   drop and position bias as in `bench/calls.py`; MiniLM embeddings;
-- local: the offline default (`local/smollm2` + `minilm`), about 2.5 min a run on 2 cores;
+- local: `local/smollm2` + `minilm` with SmolLM2's log-prob votes (the offline default before issue 28), about
+  2.5 min a run on 2 cores;
 - local-embedding: the same with `vote_mode="embedding"` (MiniLM votes, SmolLM2 proposes and judges).
+
+Every arm runs without the style principles of issue 28 (`style_principles=False`), as the recorded rows were
+made; bench/offline_default.py measures them.
 
     .venv/bin/python bench/recovery.py                                   # fake and oracle, both sets, 3 seeds
     .venv/bin/python bench/recovery.py --annotators local --datasets synthetic_orthogonal --merge
@@ -246,15 +250,15 @@ def make_annotator(name: str, comparisons: Sequence[Comparison], rules: Sequence
 
     if name == "fake":
         llm = get_llm("fake/keyword", cache_path=cache, progress=False)
-        return llm, get_embedder("hash"), RunConfig(model="fake/keyword", embedder="hash", test_size=0.3, seed=seed)
+        return llm, get_embedder("hash"), RunConfig(model="fake/keyword", embedder="hash", test_size=0.3, seed=seed, style_principles=False)
     if name == "oracle":
         provider = RuleOracle(comparisons, rules, seed=seed)
         llm = LLM(provider, cache=ResponseCache(cache), progress=False)
-        return llm, get_embedder("minilm"), RunConfig(model=provider.model, embedder="minilm", vote_mode="generate", test_size=0.3, seed=seed)
+        return llm, get_embedder("minilm"), RunConfig(model=provider.model, embedder="minilm", vote_mode="generate", test_size=0.3, seed=seed, style_principles=False)
     if name in ("local", "local-embedding"):
         llm = get_llm("local/smollm2", cache_path=cache, progress=False)
-        mode = "embedding" if name == "local-embedding" else "auto"
-        return llm, get_embedder("minilm"), RunConfig(test_size=0.3, seed=seed, vote_mode=mode)
+        mode = "embedding" if name == "local-embedding" else "logprob"
+        return llm, get_embedder("minilm"), RunConfig(test_size=0.3, seed=seed, vote_mode=mode, style_principles=False)
     raise ValueError(f"unknown annotator {name!r}; use {', '.join(ANNOTATORS)}")
 
 

@@ -142,11 +142,11 @@ def test_estimate_counts_branched_calls_for_local_models(orthogonal_csv: Path) -
     from icai.io import load_comparisons
 
     comparisons = load_comparisons(orthogonal_csv)
-    local = estimate_run(comparisons, RunConfig(model="local/smollm2", n_clusters=12))
+    local = estimate_run(comparisons, RunConfig(model="local/smollm2", vote_mode="logprob", n_clusters=12))
     server = estimate_run(comparisons, RunConfig(model="openai/some-server-model", vote_mode="logprob", n_clusters=12))
     n_pairs = len(comparisons)
     assert local.stages[1].calls == n_pairs * 2  # 12 principles as branches of one call per order
     assert server.stages[1].calls == n_pairs * 2 * 12  # a server gets one call per principle
     assert local.stages[1].input_tokens == server.stages[1].input_tokens
-    one_order = estimate_run(comparisons, RunConfig(model="local/smollm2", n_clusters=12, adaptive=True, adaptive_one_order=True))
+    one_order = estimate_run(comparisons, RunConfig(model="local/smollm2", vote_mode="logprob", n_clusters=12, adaptive=True, adaptive_one_order=True))
     assert one_order.stages[1].calls == n_pairs

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from icai.config import RunConfig
 from icai.cost import estimate_run
 from icai.embed import HashingEmbedder
 from icai.llm import LLM
 from icai.llm.base import Capabilities
 from icai.llm.fake import fake_provider
+from icai.llm.local import LOCAL_CAPABILITIES
 from icai.pipeline import run
 from icai.prompts import VOTE_SYSTEM
 from icai.style import STYLE_ORIGIN
 from icai.voter import resolve_voter
 
+ROOT = Path(__file__).resolve().parents[1]
 EMBEDDING_VOTER = Capabilities(embedding_votes=True)
 
 
@@ -42,3 +47,11 @@ def test_a_run_with_an_embedding_voter_asks_the_model_no_vote_and_says_which_jud
     estimate = estimate_run(load_comparisons(orthogonal_csv), RunConfig(model="fake/keyword"), capabilities=EMBEDDING_VOTER)
     assert next(s for s in estimate.stages if s.stage == "vote").calls == 0
 
+
+def test_the_local_default_follows_the_recorded_benchmark() -> None:
+    """LOCAL_CAPABILITIES.embedding_votes and RunConfig.style_principles are what bench/offline_default.py chose."""
+    report = json.loads((ROOT / "bench" / "results" / "offline_default.json").read_text())
+    chosen = report["decision"]["default"]
+    voter, _, style = chosen.partition("+")
+    assert LOCAL_CAPABILITIES.embedding_votes is (voter == "embedding")
+    assert RunConfig().style_principles is (style == "style")

@@ -93,7 +93,7 @@ def test_dry_run_prints_a_wall_time_for_local_models(orthogonal_csv: Path, capsy
 def test_the_wall_time_follows_the_estimate(orthogonal_csv: Path) -> None:
     comparisons = load_comparisons(orthogonal_csv)
     rates = LocalRates(vote_units_per_s=10.0, prompt_tokens_per_s=500.0, propose_s_per_call=1.0, measured="test")
-    config = RunConfig(model="local/smollm2", n_clusters=12, test_size=0.3)
+    config = RunConfig(model="local/smollm2", n_clusters=12, test_size=0.3, vote_mode="logprob")
     estimate = estimate_run(comparisons, config)
     wall = estimate_wall_time(estimate, Capabilities(in_process=True), rates=rates)
     assert wall is not None

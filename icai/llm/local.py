@@ -51,9 +51,12 @@ LOCAL_CAPABILITIES = Capabilities(
     small_model=True,
     gpu=True,
     in_process=True,
+    embedding_votes=True,
 )
-"""A model run in this process: log-prob votes with branched, batched scoring; small-model prompts
-(every `local/` model gets them, as before capabilities existed); a GPU on a Ray worker."""
+"""A model run in this process: small-model prompts (every `local/` model gets them, as before capabilities
+existed); `--vote-mode auto` votes by MiniLM similarity, not by the model (`embedding_votes`: the variant
+bench/offline_default.py chose, bench/results/offline_default.json), and `--vote-mode logprob` by branched,
+batched log-prob scoring; a GPU on a Ray worker."""
 
 
 def _common_prefix(a: Any, b: Any) -> int:
