@@ -41,7 +41,7 @@ def make_run(comparisons: Sequence[Comparison], out: Path, *, test_size: float =
             comparisons,
             llm=llm,
             embedder=HashingEmbedder(),
-            config=RunConfig(model="fake/keyword", embedder="hash", test_size=test_size, bootstrap=20),
+            config=RunConfig(model="fake/keyword", embedder="hash", test_size=test_size, bootstrap=20, style_principles=False),
             store=store,
         )
     finally:

@@ -81,7 +81,9 @@ def test_run_with_principles_keeps_them_through_clustering_and_shows_them_everyw
 ) -> None:
     out = tmp_path / "run"
     # two clusters: without the bypass, three more principles could never all survive clustering
-    argv = ["run", str(aligned_csv), "--out", str(out), *FAKE, "--n-clusters", "2", "--principles", str(principles_file)]
+    # (the style principles, which also bypass clustering, are left out: tests/test_style.py)
+    argv = ["run", str(aligned_csv), "--out", str(out), *FAKE, "--n-clusters", "2", "--principles", str(principles_file),
+            "--no-style-principles"]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Your principles" in printed and BANANA in printed.split("Your principles")[1]
@@ -280,7 +282,7 @@ def test_evaluate_warns_on_training_data_and_explains_each_baseline(
     printed = capsys.readouterr().out
     assert "training pairs included" in printed and "not a held-out estimate" in printed
     assert f"from the run's {n_tested} candidate principles" in printed
-    assert re.search(r"^  default: the same judge with no principles", printed, re.MULTILINE)
+    assert re.search(r"^  default: the LLM judge with no principles", printed, re.MULTILINE)
     assert re.search(r"^  surface: no model", printed, re.MULTILINE)
     assert re.search(r"^  constitution +\d\.\d{3}  \(\d\.\d{3}-\d\.\d{3}, (wilson|bootstrap)\)  n=30$", printed, re.MULTILINE)
 

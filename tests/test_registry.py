@@ -74,7 +74,7 @@ def test_a_registered_provider_runs_a_whole_pipeline_through_get_llm(suite_regis
     # its capabilities chose log-prob votes under vote_mode "auto"; the packaged fake, declaring none, votes with JSON
     assert any(r.choices for r in llm.provider.requests)
     fake = get_llm("fake/keyword", progress=False)
-    reference = run(orthogonal, llm=fake, embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword"))
+    reference = run(orthogonal, llm=fake, embedder=HashingEmbedder(), config=RunConfig(model="fake/keyword", style_principles=False))
     assert not any(r.choices for r in fake.provider.requests)  # type: ignore[attr-defined]
     assert result.constitution.texts == reference.constitution.texts
     # the static declaration, for estimates made before a provider is built
