@@ -284,26 +284,6 @@ def test_export_names_the_missing_file(run_dir: Path) -> None:
         export(run_dir / "nowhere.json", "prompt")
 
 
-def test_run_store_keeps_input_metadata_for_the_export(tmp_path: Path, constitution: Constitution) -> None:
-    from icai.store import RunStore
-
-    def comparison(cid: str, preferred: str, meta: dict) -> Comparison:
-        return Comparison(cid, f"A {cid}", f"B {cid}", preferred, "", meta)  # type: ignore[arg-type]
-
-    store = RunStore(tmp_path)
-    train = [comparison("c1", "a", {"source": "web", "split": "dev", "tags": ["x", "y"]}), comparison("c2", "b", {})]
-    store.save_comparisons(train, [comparison("c3", "a", {"source": "book", "model_a": "m1"})])
-    store.save_constitution(constitution)
-    pd.DataFrame(columns=["comparison_id", "principle_id", "value", "picks", "raw"]).to_csv(tmp_path / "votes.csv", index=False)
-    data = json.loads(export(tmp_path / "constitution.json", "annotated-pairs"))
-    assert data["metadata"]["available_metadata_keys_per_comparison"] == ["split", "source", "input_split", "tags"]
-    first, second, third = data["comparisons"]
-    assert first["metadata"] == {"split": "train", "source": "web", "input_split": "dev", "tags": '["x", "y"]'}
-    assert second["metadata"] == {"split": "train"}
-    assert third["metadata"] == {"split": "test", "source": "book"}
-    assert third["response_a"] == {"text": "A c3", "model": "m1"}
-
-
 def test_annotated_pairs_refuse_two_principles_with_one_text(comparisons, votes) -> None:
     twins = Constitution((Principle("p1", TEXTS["p1"]), Principle("p9", TEXTS["p1"])))
     with pytest.raises(DataError, match="'p9' would get annotator id .* already taken by principle 'p1'"):

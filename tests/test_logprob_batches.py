@@ -7,14 +7,12 @@ from pathlib import Path
 import pytest
 
 from icai.adaptive import vote_adaptive
-from icai.config import RunConfig
-from icai.cost import estimate_run
 from icai.llm import LLM, Request
 from icai.llm.base import Capabilities, Completion
 from icai.llm.cache import ResponseCache
 from icai.prompts import vote_branches_request, vote_one_request
 from icai.types import Comparison, Principle
-from icai.vote import calibrated_margins, vote
+from icai.vote import vote
 
 WORDS = ["cat", "blue", "lemon", "rain", "piano", "salt"]
 BIAS = 3.0
@@ -131,22 +129,3 @@ def test_one_order_log_prob_votes_are_calibrated_for_position_bias() -> None:
     # BIAS > SIGNAL: uncalibrated, every vote would pick slot A; calibrated, each decisive vote follows its rule
     assert decisive and all(v.value == by[(v.comparison_id, v.principle_id)] for v in decisive)
     assert all(len(v.picks) == 1 for v in result.votes)
-
-
-def test_calibration_subtracts_the_mean_readable_margin() -> None:
-    assert calibrated_margins([2.0, 0.0, None, 1.0]) == [1.0, -1.0, None, 0.0]
-    assert calibrated_margins([None]) == [None]
-
-
-def test_estimate_counts_branched_calls_for_local_models(orthogonal_csv: Path) -> None:
-    from icai.io import load_comparisons
-
-    comparisons = load_comparisons(orthogonal_csv)
-    local = estimate_run(comparisons, RunConfig(model="local/smollm2", vote_mode="logprob", n_clusters=12))
-    server = estimate_run(comparisons, RunConfig(model="openai/some-server-model", vote_mode="logprob", n_clusters=12))
-    n_pairs = len(comparisons)
-    assert local.stages[1].calls == n_pairs * 2  # 12 principles as branches of one call per order
-    assert server.stages[1].calls == n_pairs * 2 * 12  # a server gets one call per principle
-    assert local.stages[1].input_tokens == server.stages[1].input_tokens
-    one_order = estimate_run(comparisons, RunConfig(model="local/smollm2", vote_mode="logprob", n_clusters=12, adaptive=True, adaptive_one_order=True))
-    assert one_order.stages[1].calls == n_pairs

@@ -25,10 +25,10 @@ from fault_server import ALL_FAULTS, FAST_FAULTS, PROSE, TRANSIENT_FAULTS, Fault
 from icai.cli import main
 from icai.config import RunConfig
 from icai.cost import estimate_run, price_for
-from icai.embed import HashingEmbedder, get_embedder
+from icai.embed import HashingEmbedder
 from icai.errors import EXIT_BUDGET
 from icai.io import load_comparisons
-from icai.llm import LLM, Request, ResponseCache, TransientError, get_llm
+from icai.llm import LLM, Request, ResponseCache, TransientError
 from icai.llm.base import Completion
 from icai.llm.fake import FakeProvider, keyword_responder
 from icai.llm.openai_provider import OpenAIProvider
@@ -434,24 +434,3 @@ def test_api_key_is_never_written(tmp_path: Path, orthogonal_csv: Path) -> None:
     assert secret not in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"adaptive": True, "min_pairs": 8},
-        {"adaptive": True, "min_pairs": 8, "adaptive_one_order": True, "propose_sample": 12},
-        {"cascade": True},
-    ],
-    ids=["adaptive", "adaptive-one-order-sample", "cascade"],
-)
-def test_estimate_brackets_runs_that_stop_early(orthogonal_csv: Path, options: dict[str, Any]) -> None:
-    comparisons = load_comparisons(orthogonal_csv)
-    config = RunConfig(model="fake/keyword", embedder="hash", n_clusters=12, **options)
-    estimate = estimate_run(comparisons, config)
-    llm = get_llm("fake/keyword", progress=False)
-    run(comparisons, llm=llm, embedder=get_embedder("hash"), config=config)
-    assert estimate.min_calls < estimate.calls
-    assert estimate.min_calls <= llm.usage.calls <= estimate.calls
-    exhaustive = estimate_run(comparisons, RunConfig(model="fake/keyword", embedder="hash", n_clusters=12))
-    if options.get("adaptive_one_order"):
-        assert estimate.stages[1].calls == exhaustive.stages[1].calls // 2  # one order: half the most
-        assert estimate.stages[0].calls == 12  # proposals from the sample only

@@ -25,7 +25,6 @@ from icai.llm.openai_provider import OpenAIProvider
 from icai.pipeline import RunResult, run
 from icai.store import RunStore
 from icai.types import Comparison
-from icai.vote import resolve_vote_mode
 
 KEY = "sk-dummy-not-a-secret"
 CONFIG = RunConfig(
@@ -194,41 +193,6 @@ def test_logprob_votes_use_logprobs_the_server_returns(pairs: list[Comparison], 
     asked = [e for e in server.entries() if e.logprobs]
     assert len(asked) == 1 + 2 * len(result.train) * len(result.tested)  # the probe, then every vote
     assert vote_values(result) == vote_values(reference)
-
-
-def test_resolve_vote_mode_probes_once_and_keeps_the_verdict(tmp_path: Path) -> None:
-    with FaultServer(logprobs="omit") as server:
-        llm = LLM(OpenAIProvider("fake", base_url=server.base_url, api_key=KEY), progress=False)
-        assert resolve_vote_mode("logprob", llm) == "generate"
-        assert resolve_vote_mode("logprob", llm) == "generate"
-        assert resolve_vote_mode("generate", llm) == "generate"
-    assert len(server.entries()) == 1
-    with FaultServer() as server:
-        llm = LLM(OpenAIProvider("fake", base_url=server.base_url, api_key=KEY), progress=False)
-        assert resolve_vote_mode("logprob", llm) == "logprob"
-        assert resolve_vote_mode("auto", llm) == "logprob"  # a self-hosted server that returns log-probs
-    assert len(server.entries()) == 1
-
-
-@pytest.mark.parametrize("logprobs", ["return", "omit", "reject"])
-def test_auto_votes_with_the_log_probs_a_server_at_a_base_url_returns(logprobs: str) -> None:
-    """--vote-mode auto asks a server at a base_url once; log-prob votes when it returns them, else generated ones."""
-    with FaultServer(logprobs=logprobs) as server:
-        llm = LLM(OpenAIProvider("fake", base_url=server.base_url, api_key=KEY), progress=False)
-        assert llm.capabilities.logprob_votes
-        expected = "logprob" if logprobs == "return" else "generate"
-        assert resolve_vote_mode("auto", llm) == expected
-        assert resolve_vote_mode("auto", llm) == expected
-        assert len([e for e in server.entries() if e.logprobs]) == 1  # the probe, once
-
-
-def test_auto_keeps_generated_votes_on_the_openai_api() -> None:
-    """On api.openai.com a log-prob vote would cost a call per principle: auto stays with generated votes, asking nothing."""
-    for base_url in (None, "https://api.openai.com/v1"):
-        llm = LLM(OpenAIProvider("gpt-4o-mini", base_url=base_url, api_key=KEY), progress=False)
-        assert llm.capabilities.choice_logprobs and not llm.capabilities.logprob_votes
-        assert resolve_vote_mode("auto", llm) == "generate"
-        assert llm.usage.calls == 0
 
 
 def test_a_run_under_auto_votes_with_server_log_probs(pairs: list[Comparison], reference: RunResult, tmp_path: Path) -> None:

@@ -1,26 +1,17 @@
 import json
 
-import pytest
 from apprun import keyword_llm
+from testdata import CAT, DOG, PAIRS
 
 from icai.cluster import cluster
 from icai.debias import combine_picks
 from icai.embed import HashingEmbedder
-from icai.llm import LLM, LLMError, Request
-from icai.llm.base import Completion
-from icai.llm.fake import FakeProvider, keyword_responder
+from icai.llm import LLM
+from icai.llm.fake import FakeProvider
 from icai.propose import propose
 from icai.select import select
-from icai.types import Comparison, Principle, Vote
+from icai.types import Principle, Vote
 from icai.vote import vote
-
-PAIRS = [
-    Comparison("p1", "A cat sat on the mat.", "A dog sat on the mat.", "a", prompt="Write about a pet."),
-    Comparison("p2", "My dog barks.", "My cat purrs softly.", "b", prompt="Write about a pet."),
-    Comparison("p3", "The cat naps all day.", "The dog runs all day.", "a", prompt="Write about a pet."),
-]
-CAT = Principle.from_text("Select the response that mentions 'cat' in its text.")
-DOG = Principle.from_text("Select the response that mentions 'dog' in its text.")
 
 
 def test_combine_picks_cancels_position_bias():
@@ -67,41 +58,6 @@ def test_cluster_with_fewer_principles_than_clusters():
     p = [Principle.from_text("Select the response that mentions a cat by name.")]
     result = cluster(p, HashingEmbedder(), n_clusters=40)
     assert len(result.representatives) == 1
-
-
-def test_vote_both_orders_and_batches():
-    provider = FakeProvider(keyword_responder)
-    votes = vote(PAIRS, [CAT, DOG], LLM(provider, progress=False), batch_size=1)
-    assert len(provider.requests) == len(PAIRS) * 2 * 2  # pairs x batches x orders
-    by = {(v.comparison_id, v.principle_id): v for v in votes}
-    assert by[("p1", CAT.id)].value == "for" and by[("p1", CAT.id)].picks == ("a", "a")
-    assert by[("p2", CAT.id)].value == "for"
-    assert by[("p1", DOG.id)].value == "against"
-
-
-def test_position_biased_annotator_abstains():
-    provider = FakeProvider([("Rules:", '{"1": "A", "2": "A"}')])
-    votes = vote(PAIRS, [CAT, DOG], LLM(provider, progress=False))
-    assert {v.value for v in votes} == {"abstain"}
-
-
-def test_unreadable_answers_are_invalid_with_raw_kept():
-    provider = FakeProvider([("Rules:", "I refuse")])
-    votes = vote(PAIRS[:1], [CAT], LLM(provider, progress=False))
-    assert votes[0].value == "invalid"
-    assert "I refuse" in votes[0].raw
-
-
-class Broken:
-    model = "fake/broken"
-
-    def complete(self, request: Request) -> Completion:
-        raise LLMError("connection refused")
-
-
-def test_network_failure_is_raised_not_counted_as_invalid():
-    with pytest.raises(LLMError):
-        vote(PAIRS, [CAT], LLM(Broken(), progress=False))
 
 
 def test_select_ranks_by_strength_and_filters():

@@ -79,29 +79,6 @@ def test_votes_statistics_and_constitution_match_the_record_based_code(pairs: in
     assert digests(run) == expected
 
 
-def test_a_table_reads_back_as_the_records_it_was_made_from(tmp_path: Path) -> None:
-    from icai.store import RunStore
-    from icai.types import Vote
-    from icai.votes import VoteTable
-
-    votes = [
-        Vote("c1", "p1", "for", ("a", "a")),
-        Vote("c1", "p2", "invalid", ("invalid", "invalid"), "no, \"never\"\nx"),
-        Vote("c2", "p1", "abstain", ("a", "b")),
-        Vote("c2", "p2", "against", ("neither", "b")),
-    ]
-    table = VoteTable.from_votes(votes)
-    assert table is not None and list(table) == votes and table == votes and len(table) == 4
-    store = RunStore(tmp_path / "run")
-    store.save_votes(table)
-    again = store.load_votes()
-    assert isinstance(again, VoteTable) and list(again) == votes
-    # the CSV export reads back as the same records
-    (tmp_path / "run" / "votes.columns" / "meta.json").unlink()
-    assert store.load_votes() == votes
-    assert VoteTable.from_votes(votes[:3]) is None  # not a full grid: stays records
-
-
 def test_combine_codes_decides_as_combine_picks() -> None:
     from icai.debias import combine_picks
     from icai.votes import PICK_CODE, VALUES, combine_codes

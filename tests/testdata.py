@@ -8,6 +8,7 @@ from typing import NoReturn
 import pytest
 
 from icai.datasets import DATA_DIR, DATASETS
+from icai.types import Comparison, Principle
 
 _BY_FILE_NAME = {Path(d.file).name: DATA_DIR / d.file for d in DATASETS.values()}
 
@@ -22,3 +23,13 @@ def missing(message: str) -> NoReturn:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{message} (CI installs it, so this test may not skip there)")
     pytest.skip(message)
+
+
+PAIRS = [
+    Comparison("p1", "A cat sat on the mat.", "A dog sat on the mat.", "a", prompt="Write about a pet."),
+    Comparison("p2", "My dog barks.", "My cat purrs softly.", "b", prompt="Write about a pet."),
+    Comparison("p3", "The cat naps all day.", "The dog runs all day.", "a", prompt="Write about a pet."),
+]
+CAT = Principle.from_text("Select the response that mentions 'cat' in its text.")
+DOG = Principle.from_text("Select the response that mentions 'dog' in its text.")
+"""Three pet pairs and two keyword rules (cat agrees with every label, dog with none): the stage tests' toy data."""
