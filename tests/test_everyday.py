@@ -284,7 +284,7 @@ def test_evaluate_warns_on_training_data_and_explains_each_baseline(
     assert f"from the run's {n_tested} candidate principles" in printed
     assert re.search(r"^  default: the LLM judge with no principles", printed, re.MULTILINE)
     assert re.search(r"^  surface: no model", printed, re.MULTILINE)
-    assert re.search(r"^  constitution +\d\.\d{3}  \(\d\.\d{3}-\d\.\d{3}, (wilson|bootstrap)\)  n=30$", printed, re.MULTILINE)
+    assert re.search(r"^constitution +\d\.\d{3} +\d\.\d{3}-\d\.\d{3} +(wilson|bootstrap) +30$", printed, re.MULTILINE)
 
     # a few of the run's training pairs inside another file: counted from the comparisons.csv beside it
     table = pd.read_csv(out / "comparisons.csv", dtype=str, keep_default_na=False)
