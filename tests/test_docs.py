@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,17 @@ def test_the_readme_lists_every_export_format_as_the_table_says() -> None:
     check_generated(ROOT / "README.md", "export-formats", export_formats_table())
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"--format {'|'.join(EXPORT_FORMATS)}" in readme  # the quick-start line names them all, in order
+
+
+def test_the_benchmarks_headline_table_is_what_the_results_files_give() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from docs_tables import headline_table
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    table = headline_table()
+    check_generated(ROOT / "docs" / "benchmarks.md", "headline-numbers", table)
+    assert 4 <= table.count("\n") - 2 <= 8  # a short table
 
 
 def test_a_generated_block_that_differs_is_caught() -> None:
