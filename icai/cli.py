@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _check_options(args)
-        return int(COMMANDS[args.command](args) or 0)
+        return _run_command(args)
     except BrokenPipeError:
         return _closed_pipe()
     except BudgetExceeded as exc:
@@ -275,6 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command of `args`; a live bar it left running (a failure mid-map) is stopped before the error prints."""
+    progress_log = logging.getLogger("icai.progress")
+    level = progress_log.level
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    finally:
+        progress_log.setLevel(level)
+        while _OPEN_BARS:
+            _OPEN_BARS.pop().close()
 
 
 def _error(args: argparse.Namespace, problem: object) -> None:
@@ -372,10 +384,17 @@ def _price(args: argparse.Namespace):
     return Price(low, high)
 
 
-def _make_llm(args: argparse.Namespace, executor):
-    from icai.llm import get_llm
+_OPEN_BARS: list[Any] = []
+"""Live bars of the command being run, stopped by `main` however the command ends (a failure mid-map included)."""
 
-    return get_llm(
+
+def _make_llm(args: argparse.Namespace, executor):
+    """The model of --model, with its progress: a live bar per batch of calls on a terminal, plain lines otherwise
+    (`icai run`/`icai test` replace it with their stage plan's)."""
+    from icai.llm import get_llm
+    from icai.progress import LiveCalls, call_observer
+
+    llm = get_llm(
         args.model,
         base_url=args.base_url,
         executor=executor,
@@ -387,6 +406,12 @@ def _make_llm(args: argparse.Namespace, executor):
         timeout=args.timeout,
         price=_price(args),
     )
+    llm.observer = call_observer()
+    if isinstance(llm.observer, LiveCalls):
+        _OPEN_BARS.append(llm.observer)
+    else:  # the lines go to the log on stderr, which shows INFO only under -v otherwise
+        logging.getLogger("icai.progress").setLevel(logging.INFO)
+    return llm
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -458,8 +483,6 @@ def _run_into_store(args: argparse.Namespace, config) -> int:
         # stages done / total and an ETA: a live bar on a terminal, plain lines in the log otherwise (and in run.log)
         llm.observer = observer_for(estimate, prior=wall)
         bar = llm.observer if isinstance(llm.observer, LiveProgress) else None
-        if bar is not None:
-            llm.progress = False  # the bar replaces the per-call tqdm bars
         embedder = get_embedder(args.embedder if needs_embedder else "hash", executor=executor)
         groups = None
         if args.by is not None:

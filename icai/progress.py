@@ -6,7 +6,9 @@ citing its results file). `RunProgress` is an `LLM.observer`: as a run's model c
 logs "stage k/5" (the README's five stages), the calls done in the stage and an ETA for the stage and
 the run, from the rate measured so far in the run (before a kind of stage has run: the prior, when
 there is one). `LiveProgress` shows the same as a live bar (rich) when stderr is a terminal;
-`observer_for` picks one.
+`observer_for` picks one. Commands other than a run (annotate, evaluate, compare, label's preparation) have no
+stage plan: `CallProgress` and `LiveCalls` report each `LLM.map` by its own name, and `call_observer` picks one
+the same way.
 """
 
 from __future__ import annotations
@@ -347,3 +349,117 @@ class HideBarLines(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "icai_progress_bar", False)
+
+
+class CallProgress:
+    """Logs "<what>: calls done / total; ETA" for each `LLM.map` of a command without a stage plan (an `LLM.observer`).
+
+    The ETA comes from the map's own rate: from the end of its first burst of completions (cache hits served at
+    once) to the newest one; until a second burst has ended, from the map's start.
+
+    Args:
+        every_s: least seconds between two lines within a map (its start and its end always log).
+        clock: seconds, monotonic (tests pass a fake).
+        emit: where lines go; default the `icai.progress` logger at INFO.
+    """
+
+    def __init__(
+        self, *, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic, emit: Callable[[str], None] | None = None
+    ) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self.emit = emit if emit is not None else log.info
+        self.lines: list[str] = []
+        self.desc: str | None = None
+        self.done = 0
+        self.total = 0
+        self._start = 0.0
+        self._last_emit = -float("inf")
+        self._prev: tuple[float, int] = (0.0, 0)
+        self._mark: tuple[float, int] | None = None
+        """(time, calls done) at the end of the map's first burst of completions."""
+
+    def __call__(self, desc: str, done: int, total: int) -> None:
+        now = self.clock()
+        if desc != self.desc or done == 0:
+            self.desc, self._start, self._last_emit, self._prev, self._mark = desc, now, -float("inf"), (now, 0), None
+        if self._mark is None and self._prev[1] and now - self._prev[0] > BURST_S:
+            self._mark = self._prev
+        self.done, self.total, self._prev = done, total, (now, done)
+        if done == 0 or done == total or now - self._last_emit >= self.every_s:
+            self._last_emit = now
+            text = self.line(now)
+            self.lines.append(text)
+            self.emit(text)
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left in the current map; None before a call has completed."""
+        if not self.done:
+            return None
+        if self._mark is not None and self.done > self._mark[1] and now > self._mark[0]:
+            rate = (now - self._mark[0]) / (self.done - self._mark[1])
+        else:
+            rate = (now - self._start) / self.done
+        return max(self.total - self.done, 0) * rate
+
+    def line(self, now: float) -> str:
+        text = f"{self.desc}: {self.done:,}/{self.total:,} calls"
+        left = self.eta(now)
+        if left is not None and self.done < self.total:
+            text += f"; ETA {format_seconds(left)}"
+        return text
+
+
+class LiveCalls:
+    """`CallProgress` as a live bar on a terminal (rich), one line per `LLM.map`, redrawn in place on `file`; each
+    map's bar is left on screen, finished, when its last call completes (so a prompt that follows is not redrawn
+    over). `close()` stops a bar that a failure left running."""
+
+    def __init__(self, progress: CallProgress | None = None, *, file: IO[str] | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = progress if progress is not None else CallProgress(emit=lambda line: None)
+        self.console = Console(file=file if file is not None else sys.stderr, highlight=False, markup=False)
+        self._columns = (
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("calls"),
+            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+        )
+        self._progress_type = Progress
+        self.bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, desc: str, done: int, total: int) -> None:
+        p = self.progress
+        new = desc != p.desc or done == 0
+        p(desc, done, total)
+        if new or self.bar is None:
+            self.close()
+            self.bar = self._progress_type(*self._columns, console=self.console, transient=False)
+            self.bar.start()
+            self._task = self.bar.add_task(desc, total=total, eta="")
+        left = p.eta(p.clock())
+        eta = f"ETA {format_seconds(left)}" if left is not None and done < total else ""
+        self.bar.update(self._task, completed=done, total=total, eta=eta)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def __enter__(self) -> LiveCalls:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def call_observer(*, stream: IO[str] | None = None) -> CallProgress | LiveCalls:
+    """For a command without a stage plan: a live bar per `LLM.map` when `stream` (default stderr) is a terminal,
+    else plain progress lines in the log."""
+    stream = stream if stream is not None else sys.stderr
+    if not stream.isatty():
+        return CallProgress()
+    return LiveCalls(file=stream)

@@ -12,7 +12,14 @@ from icai.cost import RunEstimate, StageEstimate, estimate_run
 from icai.io import load_comparisons
 from icai.llm import LLM, Request
 from icai.llm.base import Capabilities, Completion
-from icai.progress import LOCAL_CPU_RATES, LocalRates, RunProgress, estimate_wall_time, format_seconds
+from icai.progress import (
+    LOCAL_CPU_RATES,
+    CallProgress,
+    LocalRates,
+    RunProgress,
+    estimate_wall_time,
+    format_seconds,
+)
 
 
 class Clock:
@@ -80,6 +87,32 @@ def test_lines_within_a_stage_are_spaced_out() -> None:
     llm.map([Request.chat(f"v {i}") for i in range(12)], desc="vote")
     # the stage start, then about one line per 5 s of calls, and the last call
     assert 3 <= len(lines) <= 5 and lines[-1].startswith("stage 3/5 vote: 12/40")
+
+
+def test_a_command_without_a_plan_reports_each_map_with_its_eta() -> None:
+    clock = Clock()
+    lines: list[str] = []
+    progress = CallProgress(every_s=3.0, clock=clock, emit=lines.append)
+    llm = LLM(Ticking(clock, {"j": 1.0, "v": 0.5}))
+    llm.observer = progress
+    llm.map([Request.chat(f"j {i}") for i in range(8)], desc="judge: constitution")
+    # its start, a line every 3 s of calls (1 s each: 5 left x 1 s after 3 done), its end without an ETA
+    assert lines == [
+        "judge: constitution: 0/8 calls", "judge: constitution: 3/8 calls; ETA 5 s",
+        "judge: constitution: 6/8 calls; ETA 2 s", "judge: constitution: 8/8 calls",
+    ]
+    lines.clear()
+    llm.map([Request.chat(f"v {i}") for i in range(4)], desc="vote")  # a new map: its own count and rate
+    assert lines[0] == "vote: 0/4 calls" and lines[-1] == "vote: 4/4 calls" and len(lines) <= 3
+
+
+def test_without_an_observer_a_map_logs_its_start_and_end(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="icai.llm.client")
+    LLM(Ticking(Clock(), {"v": 1.0})).map([Request.chat(f"v {i}") for i in range(3)], desc="vote")
+    assert [r.getMessage() for r in caplog.records] == ["vote: 0/3 calls", "vote: 3/3 calls"]
+    caplog.clear()
+    LLM(Ticking(Clock(), {"v": 1.0}), progress=False).map([Request.chat("v 0")], desc="vote")
+    assert not caplog.records
 
 
 def test_dry_run_prints_a_wall_time_for_local_models(orthogonal_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:

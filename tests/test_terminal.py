@@ -85,3 +85,47 @@ def test_a_table_fits_the_terminal(tmp_path, columns):
     table = lines[start:end]
     assert len(table) > 4 and max(len(line) for line in table) <= columns  # cells wrapped inside the width
     assert any("empty text" in line for line in table) and any("bad label" in line for line in table)
+
+
+@pytest.fixture
+def small_run(orthogonal_csv, tmp_path) -> Path:
+    """A finished fake run (its constitution) made for the test; its progress is not what these tests read."""
+    done = subprocess.run(
+        [sys.executable, "-m", "icai", "run", str(orthogonal_csv), "--out", str(tmp_path / "r"), "--test-size", "0.3", *FAKE],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return tmp_path / "r"
+
+
+COMMANDS = {
+    "annotate": (["annotate", "{data}", "--constitution", "{run}", "--out", "{tmp}/a.csv"], "annotate: judge"),
+    "evaluate": (["evaluate", "{data}", "--constitution", "{run}"], "judge: constitution"),
+}
+
+
+def _command(name: str, data: Path, run: Path, tmp: Path) -> tuple[list[str], str]:
+    args, first = COMMANDS[name]
+    return [a.format(data=data, run=run, tmp=tmp) for a in args] + ["--model", "fake/keyword"], first
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_annotate_and_evaluate_on_a_terminal_draw_the_live_bar(name, orthogonal_csv, small_run, tmp_path):
+    args, first = _command(name, orthogonal_csv, small_run, tmp_path)
+    code, text = _in_pty(args, columns=100, cwd=tmp_path)
+    assert code == 0, text
+    assert "\x1b[" in text and "━" in text  # the same rich bar as icai run, redrawn in place
+    plain = ANSI.sub("", text)
+    assert re.search(re.escape(first) + r" .*━.* 60/60 calls", plain), plain
+    assert "INFO icai.progress" not in plain  # the bar, not log lines, on a terminal
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_annotate_and_evaluate_in_a_pipe_log_plain_lines(name, orthogonal_csv, small_run, tmp_path):
+    args, first = _command(name, orthogonal_csv, small_run, tmp_path)
+    done = subprocess.run([sys.executable, "-m", "icai", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr + done.stdout and "\x1b[" not in done.stderr + done.stdout and "━" not in done.stderr
+    assert re.search(rf"^INFO icai.progress: {re.escape(first)}: 0/60 calls$", done.stderr, re.MULTILINE), done.stderr
+    assert re.search(rf"^INFO icai.progress: {re.escape(first)}: 60/60 calls$", done.stderr, re.MULTILINE)
+    assert "icai.progress" not in done.stdout  # progress on stderr, results on stdout

@@ -16,7 +16,6 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
-from tqdm.auto import tqdm
 
 from icai.errors import BudgetExceeded, ConfigError, LLMError, TransientError
 from icai.executor import DEFAULT_SHARD_SIZE, Executor, LocalExecutor, WorkerRecipe, cut_shards
@@ -90,6 +89,12 @@ class Usage:
         return asdict(self)
 
 
+def _log_ends(desc: str, done: int, total: int) -> None:
+    """What `LLM.map` reports without an observer: "<desc>: k/n calls" at INFO as it starts and ends."""
+    if done in (0, total):
+        log.info("%s: %d/%d calls", desc, done, total)
+
+
 class LLM:
     """A provider wrapped with a response cache, retries, a thread pool and usage counters.
 
@@ -110,6 +115,8 @@ class LLM:
         price: the model's price, for `cost_usd` and `max_cost`; None when unknown.
         max_cost: stop before a call could take the spend above this many USD
             (the call's prompt at ~4 characters a token plus its `max_tokens`).
+        progress: where no `observer` is set, log a line as each `map` with a desc starts and ends (the CLI sets
+            an observer from `icai.progress`: a live bar on a terminal, plain lines otherwise).
     """
 
     def __init__(
@@ -219,7 +226,7 @@ class LLM:
     def map(
         self, requests: Sequence[Request], *, desc: str | None = None, keys: Sequence[Hashable] | None = None
     ) -> list[Completion]:
-        """Complete many requests, in order, with a progress bar.
+        """Complete many requests, in order, telling `observer` (with a `desc`) as they complete.
 
         Cache hits are served first; the rest is cut into shards (`keys`, e.g. a
         comparison id per request, keeps one pair's requests in one shard) and run by
@@ -229,14 +236,13 @@ class LLM:
         and everything completed before it is already in the cache.
         """
         results: list[Completion | None] = [None] * len(requests)
-        # disable=None: no bar when stderr is not a terminal (logs, CI, pipes)
-        bar = tqdm(total=len(requests), desc=desc, unit="call", disable=True if not self.progress or desc is None else None)
         observer = self.observer if desc is not None else None
+        if observer is None and self.progress and desc is not None:
+            observer = _log_ends  # no observer set (the Python API): one log line as the map starts and ends
         done = [0]
         told = threading.Lock()  # completions arrive on worker threads; the observer hears one at a time
 
         def advance() -> None:
-            bar.update(1)
             if observer is not None:
                 with told:
                     done[0] += 1
@@ -309,7 +315,6 @@ class LLM:
         finally:
             if writes is not None:
                 writes.flush()
-            bar.close()
         return [r for r in results if r is not None]
 
     def run_shard(self, requests: Sequence[Request], on_result: Callable[[int, Completion], None]) -> None:
