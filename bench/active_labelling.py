@@ -55,6 +55,7 @@ from icai.active import next_pair, side_matrix  # noqa: E402
 from icai.cluster import cluster  # noqa: E402
 from icai.config import RunConfig  # noqa: E402
 from icai.embed import get_embedder  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.llm.base import Completion, Request  # noqa: E402
 from icai.llm.client import LLM  # noqa: E402
 from icai.llm.fake import fake_provider  # noqa: E402
@@ -63,7 +64,7 @@ from icai.propose import propose_unlabelled  # noqa: E402
 from icai.select import VoteMatrix, select_ids_as_configured  # noqa: E402
 from icai.split import train_test_split  # noqa: E402
 from icai.stats import bootstrap_ci  # noqa: E402
-from icai.types import Comparison, write_json_atomic  # noqa: E402
+from icai.types import Comparison  # noqa: E402
 from icai.vote import vote  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

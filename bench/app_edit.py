@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recovery import git_commit  # noqa: E402
 
 from icai import datasets  # noqa: E402
-from icai.types import write_json_atomic  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "app_edit.json"

@@ -34,10 +34,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from local_vote import workload  # noqa: E402
 
 from icai import datasets  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.llm import LLM  # noqa: E402
 from icai.llm.local import LocalProvider  # noqa: E402
 from icai.prompts import propose_small_request  # noqa: E402
-from icai.types import Comparison, Principle, Vote, write_json_atomic  # noqa: E402
+from icai.types import Comparison, Principle, Vote  # noqa: E402
 from icai.vote import vote  # noqa: E402
 
 

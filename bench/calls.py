@@ -61,6 +61,7 @@ from icai import datasets
 from icai.config import RunConfig
 from icai.embed import Embedder, get_embedder
 from icai.evaluate import agreement_scores, judge
+from icai.files import write_json_atomic
 from icai.io import load_comparisons
 from icai.llm.base import Completion, Request
 from icai.llm.client import LLM
@@ -68,7 +69,7 @@ from icai.pipeline import run
 from icai.prompts import sanitize
 from icai.split import train_test_split
 from icai.stats import bootstrap_ci, paired_bootstrap_diff
-from icai.types import Comparison, Vote, write_json_atomic
+from icai.types import Comparison, Vote
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = {

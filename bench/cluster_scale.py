@@ -28,7 +28,8 @@ import numpy as np
 
 from icai.cluster import MINIBATCH_ABOVE, cluster
 from icai.embed import get_embedder
-from icai.types import Principle, write_json_atomic
+from icai.files import write_json_atomic
+from icai.types import Principle
 
 VERBS = (
     "explains describes lists mentions avoids uses gives cites answers follows summarises questions defines "

@@ -32,7 +32,7 @@ from rules import ORTHOGONAL, text_direction  # noqa: E402
 
 from icai import datasets  # noqa: E402
 from icai.cli import main as icai_main  # noqa: E402
-from icai.types import write_json_atomic  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "demo.json"

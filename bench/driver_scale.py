@@ -194,7 +194,7 @@ def main() -> int:
 
 
 def _write(out: Path, rows: list[dict[str, Any]]) -> None:
-    from icai.types import write_json_atomic
+    from icai.files import write_json_atomic
 
     write_json_atomic(
         out,

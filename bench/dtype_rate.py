@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from icai.types import write_json_atomic  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 
 
 def main() -> int:

@@ -26,10 +26,11 @@ from typing import Any
 
 from icai import datasets
 from icai.executor import Executor, LocalExecutor
+from icai.files import write_json_atomic
 from icai.io import load_comparisons
 from icai.llm import Request, get_llm
 from icai.ray_executor import RayExecutor
-from icai.types import Comparison, Principle, Vote, write_json_atomic
+from icai.types import Comparison, Principle, Vote
 from icai.vote import VoteMode, vote
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from icai import datasets
+    from icai.files import write_json_atomic
     from icai.io import load_comparisons
     from icai.propose import propose, small_plan
     from icai.surface import agreement, cross_val_picks, fit_surface, separating_features
-    from icai.types import write_json_atomic
 
     llm = None
     tmp = tempfile.TemporaryDirectory()

@@ -33,10 +33,11 @@ import numpy as np
 
 from icai import datasets
 from icai.debias import combine_picks
+from icai.files import write_json_atomic
 from icai.groups import analyse_groups, group_labels
 from icai.llm import get_llm
 from icai.llm.fake import _words
-from icai.types import Comparison, Principle, Vote, write_json_atomic
+from icai.types import Comparison, Principle, Vote
 from icai.vote import vote
 
 ROOT = Path(__file__).resolve().parents[1]

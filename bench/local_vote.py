@@ -27,12 +27,13 @@ import transformers
 
 from icai import datasets
 from icai.config import RunConfig
+from icai.files import write_json_atomic
 from icai.io import load_comparisons
 from icai.llm.base import Capabilities, Completion, Request
 from icai.llm.client import LLM
 from icai.llm.local import LocalProvider
 from icai.prompts import vote_one_request
-from icai.types import Comparison, Principle, Vote, write_json_atomic
+from icai.types import Comparison, Principle, Vote
 from icai.vote import VoteMode, debiased_margin, order_margin, vote
 
 ROOT = Path(__file__).resolve().parents[1]

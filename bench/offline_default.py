@@ -69,6 +69,7 @@ from icai.config import RunConfig  # noqa: E402
 from icai.embed import get_embedder  # noqa: E402
 from icai.embed_vote import vote_by_embedding  # noqa: E402
 from icai.evaluate import agreement_scores, predict_from_votes  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.llm import get_llm  # noqa: E402
 from icai.propose import propose  # noqa: E402
 from icai.select import select  # noqa: E402
@@ -77,7 +78,7 @@ from icai.stats import bootstrap_ci, paired_bootstrap_diff  # noqa: E402
 from icai.style import style_principles, vote_by_style  # noqa: E402
 from icai.surface import agreement as surface_agreement  # noqa: E402
 from icai.surface import fit_surface  # noqa: E402
-from icai.types import Comparison, Principle, Vote, write_json_atomic  # noqa: E402
+from icai.types import Comparison, Principle, Vote  # noqa: E402
 from icai.vote import vote  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

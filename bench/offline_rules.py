@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     from icai.config import RunConfig
     from icai.embed import get_embedder
     from icai.evaluate import agreement_scores, predict_from_votes
+    from icai.files import write_json_atomic
     from icai.io import load_comparisons
     from icai.llm import get_llm
     from icai.pipeline import run
-    from icai.types import write_json_atomic
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

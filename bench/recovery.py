@@ -58,6 +58,7 @@ from rules import ORTHOGONAL, RULES, HiddenRule, check_oracle, text_direction, v
 from icai.config import RunConfig  # noqa: E402
 from icai.embed import get_embedder  # noqa: E402
 from icai.evaluate import agreement_scores, judge  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.llm.base import Completion, Request  # noqa: E402
 from icai.llm.cache import ResponseCache  # noqa: E402
@@ -66,7 +67,7 @@ from icai.pipeline import run  # noqa: E402
 from icai.prompts import JUDGE_SYSTEM, PROPOSE_SYSTEM, VOTE_SYSTEM  # noqa: E402
 from icai.stats import bootstrap_ci, paired_bootstrap_diff  # noqa: E402
 from icai.store import RunStore  # noqa: E402
-from icai.types import Comparison, Constitution, write_json_atomic  # noqa: E402
+from icai.types import Comparison, Constitution  # noqa: E402
 from icai.vote import resolve_vote_mode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

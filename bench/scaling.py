@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 from icai import datasets  # noqa: E402
 from icai.config import RunConfig  # noqa: E402
 from icai.cost import estimate_run  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.io import load_comparisons  # noqa: E402
 from icai.llm.prices import PRICES_AS_OF, price_for  # noqa: E402
-from icai.types import write_json_atomic  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SIZES = (10_000, 100_000, 1_000_000)

@@ -39,12 +39,13 @@ from recovery import git_commit, selection_metadata, verdict_of  # noqa: E402
 from icai.config import RunConfig  # noqa: E402
 from icai.embed import get_embedder  # noqa: E402
 from icai.evaluate import agreement_scores, judge  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.llm.cache import ResponseCache  # noqa: E402
 from icai.llm.client import LLM  # noqa: E402
 from icai.pipeline import run  # noqa: E402
 from icai.stats import bootstrap_ci, paired_bootstrap_diff  # noqa: E402
 from icai.store import RunStore  # noqa: E402
-from icai.types import Constitution, write_json_atomic  # noqa: E402
+from icai.types import Constitution  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "selection.json"

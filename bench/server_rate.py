@@ -38,8 +38,9 @@ from local_vote import workload  # noqa: E402
 from server_check import free_port, llama_server, packaged_gguf  # noqa: E402
 
 from icai import datasets  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.llm import get_llm  # noqa: E402
-from icai.types import Principle, write_json_atomic  # noqa: E402
+from icai.types import Principle  # noqa: E402
 from icai.vote import resolve_vote_mode, vote  # noqa: E402
 
 PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")

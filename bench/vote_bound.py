@@ -42,10 +42,11 @@ from batch_pairs import margins  # noqa: E402
 from local_vote import workload  # noqa: E402
 
 from icai import datasets  # noqa: E402
+from icai.files import write_json_atomic  # noqa: E402
 from icai.llm import LLM  # noqa: E402
 from icai.llm.base import Completion  # noqa: E402
 from icai.llm.local import MAX_BATCH, LocalProvider, _Branches, _joined  # noqa: E402
-from icai.types import Principle, Vote, write_json_atomic  # noqa: E402
+from icai.types import Principle, Vote  # noqa: E402
 from icai.vote import vote  # noqa: E402
 
 

@@ -700,8 +700,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     from icai.evaluate import labelled_agreement, predict
     from icai.export import constitution_file
+    from icai.files import write_text_atomic
     from icai.io import load_comparisons_with_report
-    from icai.types import Constitution, write_text_atomic
+    from icai.types import Constitution
     from icai.vote import resolve_vote_mode
 
     _refuse_existing_file(args.out, args)
@@ -865,7 +866,7 @@ def _write_evaluation(out, result, evaluation, comparisons) -> list:
 
     import pandas as pd
 
-    from icai.types import write_text_atomic
+    from icai.files import write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"id": [c.id for c in comparisons], "preferred": [c.preferred for c in comparisons]})

@@ -29,11 +29,12 @@ from icai.annotated_pairs import (
     annotator_id,
 )
 from icai.errors import DataError
+from icai.files import write_text_atomic
 from icai.prompts import BLOCK_TAG, FRAME, JUDGE_SCHEMA, MAX_RESPONSE_CHARS, judge_request
 from icai.store import COMPARISON_COLUMNS, VOTE_COLUMNS, VOTE_PICK_COLUMNS, RunStore
 from icai.textfmt import is_missing, one_line
 from icai.turns import render_turns
-from icai.types import Comparison, Constitution, Pick, Principle, Side, Vote, write_text_atomic
+from icai.types import Comparison, Constitution, Pick, Principle, Side, Vote
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -47,10 +47,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 from icai import formats, shapes
 from icai.errors import DataError
+from icai.files import write_text_atomic
 from icai.shapes import Collector, Label, LoadReport, RowError, data_error, show_value
 from icai.textfmt import is_missing, one_line
 from icai.turns import encode_turns, split_conversations
-from icai.types import Comparison, write_text_atomic
+from icai.types import Comparison
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -43,23 +43,13 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from icai.errors import DataError
-from icai.types import (
-    Comparison,
-    Constitution,
-    Principle,
-    PrincipleStats,
-    Vote,
-    comparisons_to_frame,
-    process_umask,
-    votes_to_frame,
-    write_json_atomic,
-    write_text_atomic,
-)
+from icai.files import process_umask, write_atomic, write_json_atomic, write_text_atomic
+from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, comparisons_to_frame, votes_to_frame
 from icai.votes import VoteTable
 
 if TYPE_CHECKING:
@@ -320,7 +310,7 @@ class RunStore:
             write_text_atomic(self.path / name, buf.getvalue())
             return
         table.save(self.path / _columns_name(name))
-        _write_atomic(self.path / name, table.write_csv)
+        write_atomic(self.path / name, table.write_csv)
 
     def load_votes(self, name: str = "votes.csv") -> Sequence[Vote]:
         """The votes saved as `name`: from its columns when they are there (memory-mapped), else from the CSV."""
@@ -366,7 +356,7 @@ class RunStore:
                     frame[column] = pd.Series(cells, dtype=object) if chunk < len(everything) else cells
                 frame.to_csv(fh, index=False, header=start == 0)
 
-        _write_atomic(self.path / "comparisons.csv", write)
+        write_atomic(self.path / "comparisons.csv", write)
 
     def save_principle_table(
         self, candidates: Sequence[Principle], stats: Sequence[PrincipleStats], constitution: Constitution
@@ -580,21 +570,6 @@ VERSION_FILE = re.compile(r"constitution\.v(\d+)\.json")
 
 CSV_CHUNK_ROWS = 50_000
 """Rows of comparisons.csv made into one frame at a time."""
-
-
-def _write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
-    """`write(file)` into a temp file beside `path`, then renamed into place (the umask's mode)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~process_umask())
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 COLUMNS_FROM_RECORDS = 1000

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-import threading
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from icai.errors import DataError
+from icai.files import write_json_atomic
 
 if TYPE_CHECKING:  # pandas is imported lazily: records must stay cheap to import
     import pandas as pd
@@ -286,56 +284,6 @@ def read_json_file(path: str | Path, what: str) -> Any:
         raise DataError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to a temp file beside `path`, then rename it into place."""
-    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def process_umask() -> int:
-    """The process's umask (read without changing it where /proc allows; else set and restored under a lock)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    with _UMASK_LOCK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, then rename it into place; the file gets the umask's mode.
-
-    A directory at `path`, or a parent that cannot be made, is a DataError naming the path.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; give a file name to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot write here ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            # mkstemp makes the file 0600; a run file should be as readable as any other file this process writes
-            os.fchmod(fh.fileno(), 0o666 & ~process_umask())
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def comparisons_to_frame(comparisons: Sequence[Comparison]) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from typing import IO, Any, Literal, overload
 
 import numpy as np
 
-from icai.types import Pick, Side, Vote, VoteValue, write_json_atomic
+from icai.files import write_json_atomic
+from icai.types import Pick, Side, Vote, VoteValue
 
 PICKS: tuple[Pick | None, ...] = (None, "a", "b", "neither", "invalid")
 """Pick code -> pick (0: the order was not asked)."""

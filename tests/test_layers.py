@@ -249,7 +249,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("models", ("icai.llm", "icai.llm.*", "icai.embed", "icai.executor", "icai.ray_executor")),
-    ("base", ("icai.tables", "icai.config", "icai.errors", "icai._version", "icai.htmlsafe", "icai.textfmt")),
+    ("base", ("icai.tables", "icai.config", "icai.errors", "icai.files", "icai._version", "icai.htmlsafe", "icai.textfmt")),
 )
 """The package's layers, top to bottom (see the module docstring); `name.*` stands for every module below `name`."""
 
