@@ -19,10 +19,10 @@ from icai.evaluate import (
     judge,
     predict_from_votes,
     score,
-    train_test_split,
 )
 from icai.llm.base import Completion, LLMError, Request, TransientError
 from icai.llm.client import LLM
+from icai.split import train_test_split
 from icai.types import Comparison, Vote
 
 _BLOCK = re.compile(r"\[RESPONSE ([AB])\]\n(.*?)\n\[/RESPONSE \1\]", re.DOTALL)
