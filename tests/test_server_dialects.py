@@ -24,9 +24,15 @@ from icai.llm.fake import keyword_responder
 from icai.llm.openai_provider import OpenAIProvider
 from icai.pipeline import RunResult, run
 from icai.store import RunStore
-from icai.types import Comparison
+from icai.style import STYLE_ORIGIN
+from icai.types import Comparison, Principle
 
 KEY = "sk-dummy-not-a-secret"
+def asked_by_model(result: RunResult) -> list[Principle]:
+    """The tested principles the model votes on (style principles are counted, not asked)."""
+    return [p for p in result.tested if p.origin != STYLE_ORIGIN]
+
+
 CONFIG = RunConfig(
     model="openai/fake", embedder="hash", seed=0, vote_batch_size=20, n_clusters=8, max_principles=3, vote_mode="generate"
 )
@@ -191,7 +197,7 @@ def test_logprob_votes_use_logprobs_the_server_returns(pairs: list[Comparison], 
         result, llm = through(server, tmp_path / "run", pairs, config=config)
     assert llm.provider.logprobs_available is True  # type: ignore[attr-defined]
     asked = [e for e in server.entries() if e.logprobs]
-    assert len(asked) == 1 + 2 * len(result.train) * len(result.tested)  # the probe, then every vote
+    assert len(asked) == 1 + 2 * len(result.train) * len(asked_by_model(result))  # the probe, then every vote
     assert vote_values(result) == vote_values(reference)
 
 
@@ -200,5 +206,5 @@ def test_a_run_under_auto_votes_with_server_log_probs(pairs: list[Comparison], r
     with FaultServer(dialect="json_object") as server:
         result, llm = through(server, tmp_path / "run", pairs, config=config)
     asked = [e for e in server.entries() if e.logprobs]
-    assert len(asked) == 1 + 2 * len(result.train) * len(result.tested)  # the probe, then every vote
+    assert len(asked) == 1 + 2 * len(result.train) * len(asked_by_model(result))  # the probe, then every vote
     assert vote_values(result) == vote_values(reference)
