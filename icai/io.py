@@ -222,21 +222,24 @@ def _load_path(path: Path, format: str, mapping: dict[str, str], collector: Coll
         _collect_table(formats.read_binary(path, binary), format, mapping, collector)
         return
     text = _decode(path, data)
-    del data  # a large file is held once as text, not also as bytes
     container = _container(path, text)
     collector.container = container
     if container in ("csv", "tsv"):
-        frame = _read_csv(text, collector, sep="\t" if container == "tsv" else ",")
-        del text  # ... and not as text beside its frame
+        # CSV is parsed from the bytes (checked as UTF-8 above): a large file is never held as text beside its
+        # frame, nor copied into a StringIO (four bytes per character)
+        del text
+        frame = _read_csv(data, collector, sep="\t" if container == "tsv" else ",")
+        del data
         columns = [str(c) for c in frame.columns]
         shape = _shape(columns, format, mapping)
         if shape == "icai_csv":
             collector.format = "icai_csv"
             _collect_frame(frame, collector)
             return
-        records = frame.to_dict("records")
-        _collect_shape(shape, columns, ((f"row {i}", r) for i, r in enumerate(records, start=1)), mapping, collector)
+        rows = ((f"row {i}", r) for i, (_, r) in enumerate(_frame_rows(frame), start=1))
+        _collect_shape(shape, columns, rows, mapping, collector)
         return
+    del data  # JSON is parsed from the text: a large file is held once as text, not also as bytes
     fmt = format if format != "auto" else "columns" if mapping else _detect(path, text)
     if fmt == "annotated_pairs":
         collector.format = fmt
@@ -354,7 +357,8 @@ def _read_text(path: Path) -> str:
 def _container(path: Path, text: str) -> str:
     """csv, tsv, json or jsonl, from the suffix, else from the content."""
     suffix = path.suffix.lower()
-    header = text.split("\n", 1)[0]
+    end = text.find("\n")
+    header = text if end < 0 else text[:end]  # not text.split("\n", 1): that would copy the whole rest
     if suffix in (".tsv", ".tab"):
         return "tsv"
     if suffix == ".csv":
@@ -401,19 +405,25 @@ def _detect(path: Path, text: str) -> str:
     )
 
 
-def _read_csv(text: str, collector: Collector, *, sep: str = ",") -> pd.DataFrame:
+HEADER_BYTES = 1 << 20
+"""How much of a CSV file its header is looked for in (a header longer than this is read as cut there)."""
+
+
+def _read_csv(data: bytes, collector: Collector, *, sep: str = ",") -> pd.DataFrame:
+    """A CSV or TSV file's bytes (UTF-8, checked by the caller; a byte-order mark is skipped) as a frame of strings."""
     import pandas as pd
 
     kind = "TSV" if sep == "\t" else "CSV"
+    start = data[:HEADER_BYTES].decode("utf-8", errors="ignore").removeprefix("\ufeff")
     try:
-        header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+        header = next(csv.reader(io.StringIO(start), delimiter=sep), [])
     except csv.Error as exc:
         raise collector.error(f"file is not valid {kind} ({one_line(str(exc))})") from None
     dupes = sorted({name for name in header if name and header.count(name) > 1})
     if dupes:
         raise collector.error(f"duplicate column {show_value(dupes[0])} in the header")
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, sep=sep, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise collector.error(f"file is not valid {kind} ({one_line(str(exc))})") from None
 
@@ -433,9 +443,8 @@ def _collect_frame(frame: pd.DataFrame, collector: Collector) -> None:
         )
     has_prompt, has_id = "prompt" in columns, "id" in columns
     extra = [c for c in columns if c not in ("text_a", "text_b", pref_col or "preferred_text", "prompt", "id")]
-    frame = frame.set_axis(columns, axis=1).astype(object)
-    frame = frame.where(frame.notna(), None)
-    for pos, (index, row) in enumerate(zip(frame.index, frame.to_dict("records"), strict=True), start=1):
+    frame = frame.set_axis(columns, axis=1)
+    for pos, (index, row) in enumerate(_frame_rows(frame), start=1):
         where = f"row {pos}"
         with collector.row(where):
             if has_id:
@@ -455,6 +464,18 @@ def _collect_frame(frame: pd.DataFrame, collector: Collector) -> None:
                 prompt=shapes.conversation_text(prompt),
                 metadata={c: row[c] for c in extra},
             )
+
+
+FRAME_CHUNK_ROWS = 20_000
+"""Rows of a frame turned into Python records at a time: a million-row file's records never exist at once."""
+
+
+def _frame_rows(frame: pd.DataFrame) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(index, record) per row, missing values as None, converted `FRAME_CHUNK_ROWS` rows at a time."""
+    for start in range(0, len(frame), FRAME_CHUNK_ROWS):
+        part = frame.iloc[start : start + FRAME_CHUNK_ROWS].astype(object)
+        part = part.where(part.notna(), None)
+        yield from zip(part.index, part.to_dict("records"), strict=True)
 
 
 def _parse_preferred(value: Any, collector: Collector, where: str, column: str) -> Label:

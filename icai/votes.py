@@ -282,7 +282,7 @@ class VoteTable(Sequence[Vote]):
         raw = {int(k): str(v) for k, v in meta.get("raw", {}).items()}
         return cls(meta["comparison_ids"], meta["principle_ids"], picks, values, raw=raw, margins=margins)
 
-    def write_csv(self, out: str | Path | IO[str], *, chunk_pairs: int = 20000) -> None:
+    def write_csv(self, out: str | Path | IO[str], *, chunk_pairs: int = 4000) -> None:
         """votes.csv (comparison_id, principle_id, value, picks, raw), written in chunks of pairs.
 
         Byte for byte what `store.save_votes` wrote from records (pandas' minimal quoting), without the records.

@@ -342,3 +342,26 @@ def test_annotated_pairs_missing_keys(tmp_path: Path) -> None:
 
 def test_wrong_source_type() -> None:
     data_error(lambda: load_comparisons(cast(Any, 42)), "int")
+
+
+def test_large_csv_rows_are_read_in_chunks_with_their_own_row_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file is turned into records a few rows at a time (memory); rows, labels, metadata and the row named in an
+    error are the same as read in one piece."""
+    import icai.io as io_module
+
+    rows = [f"p{i},answer {i} a,answer {i} b,{'text_a' if i % 3 else 'text_b'},m{i}" for i in range(7)]
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(("\ufeffprompt,text_a,text_b,preferred_text,model\n" + "\n".join(rows) + "\n").encode())
+    whole = load_comparisons(path)
+    monkeypatch.setattr(io_module, "FRAME_CHUNK_ROWS", 3)
+    chunked = load_comparisons(path)
+    assert chunked == whole
+    assert [c.id for c in chunked] == [str(i) for i in range(7)]
+    assert [c.preferred for c in chunked] == ["b", "a", "a", "b", "a", "a", "b"]
+    assert chunked[5].metadata == {"model": "m5"} and chunked[5].prompt == "p5"
+    bad = rows[:5] + ["p5,answer 5 a,,text_a,m5"] + rows[6:]
+    path.write_text("prompt,text_a,text_b,preferred_text,model\n" + "\n".join(bad) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="row 6"):
+        load_comparisons(path)
