@@ -134,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         "score a constitution against labelled pairs, with baselines",
         "Score a constitution against labelled pairs: the judge following it, the same judge without principles, "
-        "a random constitution and surface features, each with a 95% interval. The embedder is not used: the "
-        "judge is --model.",
+        "a random constitution and surface features, each with a 95% interval. The judge following it is the one "
+        "icai run scores it with: --model told to follow the principles when an LLM voted them; the constitution's "
+        "own votes on these pairs when it holds style principles (counted exactly) or its run voted by embedding "
+        "similarity (--embedder, the only use of it), with --model's line beside it as constitution_llm.",
     )
     e.add_argument("data")
     e.add_argument("--constitution", required=True, help="a constitution.json, or the run directory holding one")
@@ -779,12 +781,14 @@ def _print_json(data: object) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from icai.embed import get_embedder
     from icai.evaluate import evaluate
     from icai.export import constitution_file
     from icai.io import load_comparisons
     from icai.pipeline import dataset_hash
     from icai.types import Constitution
     from icai.vote import resolve_vote_mode
+    from icai.voter import held_out_judge, recorded_voter
 
     out = None
     if args.out is not None:
@@ -815,19 +819,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"{overlap} of {len(comparisons)} pairs are training pairs of this run (comparisons.csv beside "
                 "the constitution): the scores are not a held-out estimate."
             )
+    options = run_config(args)
+    recorded = meta.get("config")
     for w in warnings:
         _say(args, f"Warning: {w}")
     tested = meta.get("tested_principles")
     candidates = [str(row["text"]) for row in tested] if isinstance(tested, list) else []
     with _executor(args) as executor:
         llm = _make_llm(args, executor)
+        mode = resolve_vote_mode(args.vote_mode, llm)  # the LLM judge's (--vote-mode embedding is refused above)
+        # the "constitution" line follows the constitution's voter, as in the run: the vote mode the run recorded,
+        # else the one --vote-mode resolves to for --model (icai.voter.recorded_voter)
+        config = recorded_voter(
+            options, llm.capabilities, recorded.get("vote_mode") if isinstance(recorded, dict) else None
+        )
+        # the embedder votes only for an embedding voter; "hash" stands in otherwise (it is never asked)
+        embedder = get_embedder(config.embedder if config.vote_mode == "embedding" else "hash", executor=executor)
+        if config.vote_mode == "embedding" and meta.get("embedder") not in (None, embedder.name):
+            warnings.append(
+                f"the run voted with the embedder {meta['embedder']}; the constitution's votes here come from "
+                f"{embedder.name} (--embedder), so its line may differ from the run's."
+            )
+            _say(args, f"Warning: {warnings[-1]}")
         analysis = None
         if args.by is not None:
             from icai.analyses import evaluate_groups
 
             analysis = evaluate_groups(
                 comparisons, list(constitution.principles), llm, by=args.by, bins=args.bins,
-                mode=resolve_vote_mode(args.vote_mode, llm), seed=args.seed, extra={"target": args.target},
+                mode=mode, seed=args.seed, extra={"target": args.target},
             )
         evaluation = evaluate(
             comparisons,
@@ -835,8 +855,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             constitution_texts=constitution.texts,
             candidate_texts=candidates,
             seed=args.seed,
-            mode=resolve_vote_mode(args.vote_mode, llm),
+            mode=mode,
             random_omitted=f"{path} does not list its run's candidate principles (a constitution from an older icai)",
+            # principles from constitution.json keep their origin, so style principles are still voted exactly
+            **held_out_judge(
+                comparisons, constitution.principles, config, llm=llm, embedder=embedder, pairs="these pairs"
+            ),
         )
     result = {
         "data": str(args.data), "constitution": str(path), "n_pairs": len(comparisons), "warnings": warnings,

@@ -33,7 +33,7 @@ from icai.store import RunStore
 from icai.style import style_principles
 from icai.types import Comparison, Constitution, Principle, PrincipleStats, Vote, stats_to_dict
 from icai.user_principles import USER_ORIGIN, user_principles
-from icai.voter import llm_vote_mode, resolve_voter, vote_as_configured, voter_judge
+from icai.voter import held_out_judge, llm_vote_mode, resolve_voter, vote_as_configured
 from icai.votes import VoteTable
 
 log = logging.getLogger(__name__)
@@ -462,7 +462,6 @@ def _evaluate(
         )
     if voted and store is not None:
         store.save_votes(test_votes, name="test_votes.csv")
-    judge_name = voter_judge(config, result.constitution.principles)
     evaluation = evaluate(
         test,
         llm,
@@ -472,8 +471,7 @@ def _evaluate(
         flipped_constitution_texts=flipped.constitution.texts if flipped else None,
         mode=mode,
         train=list(result.train),
-        voter_judgements=predict_from_votes(constitution_ids, test_votes, test) if judge_name else None,
-        voter_judge=judge_name,
+        **held_out_judge(test, result.constitution.principles, config, llm=llm, embedder=embedder, votes=test_votes),
     )
     if not order:
         return evaluation
