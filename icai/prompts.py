@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from icai.llm.base import Message, Request
 from icai.textfmt import one_line
@@ -203,9 +203,31 @@ Rules:
 VOTE_ONE_RULE = """Rule: {principle}
 Which response does the rule select? Answer with one letter, A or B.
 """
-"""The end of a log-prob vote prompt: one rule and the question."""
+"""The end of a log-prob vote prompt in the "rule-first" layout: one rule, then the question."""
 
 VOTE_ONE_TEMPLATE = PAIR_TEMPLATE + VOTE_ONE_RULE
+
+VOTE_QUESTION_FIRST = "Which response does the rule below select? Answer with one letter, A or B.\n"
+"""The "rule-last" layout's question, asked after the pair and before the rule, so it belongs to the prefix that
+every principle of a pair shares (`vote_branches_request`): a further principle computes only its rule."""
+
+VOTE_RULE_LAST = "Rule: {principle}\n"
+"""The end of a log-prob vote prompt in the "rule-last" layout: the rule, then the reply (the answer cue)."""
+
+VoteLayout = Literal["rule-first", "rule-last"]
+"""Where a log-prob vote prompt puts the rule: before the question ("rule-first") or after it, last ("rule-last")."""
+
+VOTE_LAYOUT: VoteLayout = "rule-first"
+"""The layout log-prob votes use (bench/vote_layout.py measured both; docs/benchmarks.md, "Vote prompt layout")."""
+
+
+def _vote_parts(layout: VoteLayout) -> tuple[str, str]:
+    """(what follows the pair block in every branch, one branch's text with a {principle} slot) of a layout."""
+    if layout == "rule-first":
+        return "", VOTE_ONE_RULE
+    if layout == "rule-last":
+        return VOTE_QUESTION_FIRST, VOTE_RULE_LAST
+    raise ValueError(f"unknown vote layout {layout!r}; use 'rule-first' or 'rule-last'")
 
 LOGPROB_CHOICES = ("A", "B")
 
@@ -363,27 +385,33 @@ def vote_request(prompt: str, text_a: str, text_b: str, principles: Sequence[str
     return Request.chat(user, system=VOTE_SYSTEM, max_tokens=budget, json_schema=_shared_vote_schema(len(principles)))
 
 
-def vote_one_request(prompt: str, text_a: str, text_b: str, principle: str) -> Request:
+def vote_one_request(
+    prompt: str, text_a: str, text_b: str, principle: str, *, layout: VoteLayout = VOTE_LAYOUT
+) -> Request:
     """One principle, answered by the log-probabilities of "A" and "B" as the next token."""
-    user = _render_pair(VOTE_ONE_TEMPLATE, prompt, text_a, text_b, principle=rule_text(principle))
+    question, rule = _vote_parts(layout)
+    user = _render_pair(PAIR_TEMPLATE + question + rule, prompt, text_a, text_b, principle=rule_text(principle))
     return Request.chat(user, system=VOTE_ONE_SYSTEM, max_tokens=1, choices=LOGPROB_CHOICES)
 
 
-def vote_branches_request(prompt: str, text_a: str, text_b: str, principles: Sequence[str]) -> Request:
+def vote_branches_request(
+    prompt: str, text_a: str, text_b: str, principles: Sequence[str], *, layout: VoteLayout = VOTE_LAYOUT
+) -> Request:
     """Several principles in one log-prob call: the pair once, each rule a branch.
 
     Branch i is exactly `vote_one_request` for principle i (`Request.branch`), so a
     provider that supports branches returns the same log-probs in one call.
     """
     if len(principles) == 1:
-        return vote_one_request(prompt, text_a, text_b, principles[0])
-    user = _render_pair(PAIR_TEMPLATE, prompt, text_a, text_b)
+        return vote_one_request(prompt, text_a, text_b, principles[0], layout=layout)
+    question, rule = _vote_parts(layout)
+    user = _render_pair(PAIR_TEMPLATE, prompt, text_a, text_b) + question
     return Request.chat(
         user,
         system=VOTE_ONE_SYSTEM,
         max_tokens=1,
         choices=LOGPROB_CHOICES,
-        branches=tuple(VOTE_ONE_RULE.format(principle=rule_text(p)) for p in principles),
+        branches=tuple(rule.format(principle=rule_text(p)) for p in principles),
     )
 
 
@@ -434,6 +462,9 @@ STAGE_PROMPTS: dict[str, tuple[str, ...]] = {
         "VOTE_TEMPLATE",
         "VOTE_ONE_RULE",
         "VOTE_ONE_TEMPLATE",
+        "VOTE_QUESTION_FIRST",
+        "VOTE_RULE_LAST",
+        "VOTE_LAYOUT",
         "LOGPROB_CHOICES",
         "VOTE_ONE_SYSTEM",
         "VOTE_ANSWER_SCHEMA_ITEM",

@@ -19,7 +19,7 @@ from icai.debias import (
 from icai.llm.base import LLMError, NegotiatesLogprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
-from icai.prompts import vote_branches_request, vote_one_request, vote_request
+from icai.prompts import VOTE_LAYOUT, VoteLayout, vote_branches_request, vote_one_request, vote_request
 from icai.style import is_style, style_pick, style_rule
 from icai.types import Comparison, Principle
 from icai.votes import PICK_CODE, SWAPPED_CODE, VALUE_CODE, VoteTable, combine_codes, preferred_a
@@ -91,6 +91,7 @@ def vote(
     mode: VoteMode = "generate",
     threshold: float = LOGPROB_MARGIN,
     out: VoteTable | None = None,
+    layout: VoteLayout = VOTE_LAYOUT,
 ) -> VoteTable:
     """One Vote per (comparison, principle); `batch_size` principles share one call.
 
@@ -104,6 +105,7 @@ def vote(
     answer is translated back so a model that always says "A" abstains. Log-prob
     votes asked in one order are calibrated instead (`calibrated_margins`), which
     assumes the caller randomised the orders, as adaptive one-order voting does.
+    `layout` places the rule in a log-prob prompt (`icai.prompts.VoteLayout`).
     Network failures propagate (after retries in the LLM wrapper); only
     unreadable model text becomes an "invalid" pick. Style principles (`icai.style`,
     origin "surface") are voted exactly, with no call.
@@ -123,7 +125,7 @@ def vote(
         if others:
             asked = vote(
                 comparisons, [principles[j] for j in others], llm,
-                batch_size=batch_size, both_orders=both_orders, mode=mode, threshold=threshold,
+                batch_size=batch_size, both_orders=both_orders, mode=mode, threshold=threshold, layout=layout,
             )  # fmt: skip
             table.picks[:, others] = asked.picks
             table.values[:, others] = asked.values
@@ -136,7 +138,10 @@ def vote(
         table.refresh()
         return table
     if mode == "logprob":
-        _vote_logprob(comparisons, principles, llm, table, threshold=threshold, batch_size=batch_size, both_orders=both_orders)
+        _vote_logprob(
+            comparisons, principles, llm, table,
+            threshold=threshold, batch_size=batch_size, both_orders=both_orders, layout=layout,
+        )  # fmt: skip
         table.refresh()
         return table
     batches = [list(principles[i : i + batch_size]) for i in range(0, len(principles), batch_size)]
@@ -221,6 +226,7 @@ def _vote_logprob(
     threshold: float,
     batch_size: int,
     both_orders: bool,
+    layout: VoteLayout,
 ) -> None:
     # Per pair and order, the principles go together: as branches of one call where
     # the provider supports them (the pair is encoded once), else one call each,
@@ -237,7 +243,9 @@ def _vote_logprob(
         pairs = comparisons[start : start + chunk]
         jobs = [(c, swapped, batch) for c in pairs for swapped in orders for batch in batches]
         requests = [
-            vote_branches_request(c.prompt, *((c.text_b, c.text_a) if swapped else (c.text_a, c.text_b)), [p.text for p in batch])
+            vote_branches_request(
+                c.prompt, *((c.text_b, c.text_a) if swapped else (c.text_a, c.text_b)), [p.text for p in batch], layout=layout
+            )
             for c, swapped, batch in jobs
         ]
         completions = llm.map(requests, desc="vote (log-prob)", keys=[c.id for c, _, _ in jobs])

@@ -193,6 +193,36 @@ def test_branched_request_scores_every_rule_in_one_call(provider: LocalProvider)
 
 
 @pytest.mark.slow
+def test_rule_last_layout_computes_only_each_rule_and_scores_like_one_call_per_rule(provider: LocalProvider) -> None:
+    from testdata import data_file
+
+    pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[1]
+    rules = (*PRINCIPLES, "Select the response that recommends lemon ice cream.")
+    computed = {}
+    for layout in ("rule-first", "rule-last"):
+        provider.forget_prefix()
+        branched = provider.complete(vote_branches_request(pair.prompt, pair.text_a, pair.text_b, rules, layout=layout))
+        computed[layout] = branched.input_tokens - branched.cached_input_tokens
+    # the question (about 17 tokens) moved into the prefix: each rule after the first computes that much less
+    assert computed["rule-last"] <= computed["rule-first"] - 10 * (len(rules) - 1)
+    provider.prefix_cache = False
+    try:
+        single = [provider.complete(vote_one_request(pair.prompt, pair.text_a, pair.text_b, p, layout="rule-last")) for p in rules]
+    finally:
+        provider.prefix_cache = True
+    provider.forget_prefix()
+    branched = provider.complete(vote_branches_request(pair.prompt, pair.text_a, pair.text_b, rules, layout="rule-last"))
+    assert branched.branch_logprobs is not None
+    diffs = [
+        abs(lp[k] - c.choice_logprobs[k])  # type: ignore[index]
+        for lp, c in zip(branched.branch_logprobs, single, strict=True)
+        for k in ("A", "B")
+        if lp is not None
+    ]
+    assert len(diffs) == 2 * len(rules) and max(diffs) < 1e-3
+
+
+@pytest.mark.slow
 def test_generation_reuses_the_prompt_prefix_and_leaves_it_intact(provider: LocalProvider, requests: list[Request]) -> None:
     prompt = dataclasses.replace(requests[0], choices=(), max_tokens=8)  # a vote prompt, generated instead of scored
     provider.forget_prefix()

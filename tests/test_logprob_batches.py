@@ -10,7 +10,7 @@ from icai.adaptive import vote_adaptive
 from icai.llm import LLM, Request
 from icai.llm.base import Capabilities, Completion
 from icai.llm.cache import ResponseCache
-from icai.prompts import vote_branches_request, vote_one_request
+from icai.prompts import VoteLayout, vote_branches_request, vote_one_request
 from icai.types import Comparison, Principle
 from icai.vote import vote
 
@@ -67,12 +67,28 @@ def truth(c: Comparison, p: Principle) -> str:
     return "for" if (side > 0) == (c.preferred == "a") else "against"
 
 
-def test_a_branch_is_the_single_rule_request() -> None:
-    request = vote_branches_request("p {x}", "a", "b", ["Rule one {y}", "Rule two"])
+@pytest.mark.parametrize("layout", ["rule-first", "rule-last"])
+def test_a_branch_is_the_single_rule_request(layout: VoteLayout) -> None:
+    request = vote_branches_request("p {x}", "a", "b", ["Rule one {y}", "Rule two"], layout=layout)
     assert request.branches and len(request.branches) == 2
-    assert [request.branch(i) for i in range(2)] == [vote_one_request("p {x}", "a", "b", r) for r in ("Rule one {y}", "Rule two")]
-    assert vote_branches_request("p", "a", "b", ["only"]) == vote_one_request("p", "a", "b", "only")
+    assert [request.branch(i) for i in range(2)] == [
+        vote_one_request("p {x}", "a", "b", r, layout=layout) for r in ("Rule one {y}", "Rule two")
+    ]
+    assert vote_branches_request("p", "a", "b", ["only"], layout=layout) == vote_one_request("p", "a", "b", "only", layout=layout)
     assert request.cache_key("m") != request.branch(0).cache_key("m")
+
+
+def test_rule_last_puts_the_question_in_the_shared_prefix_and_the_rule_at_the_end() -> None:
+    first = vote_one_request("p", "a", "b", "Select the response that is kind.", layout="rule-first").messages[-1].content
+    last = vote_one_request("p", "a", "b", "Select the response that is kind.", layout="rule-last").messages[-1].content
+    question = "Answer with one letter, A or B."
+    assert first.index("Rule: Select the response that is kind.") < first.index(question)
+    assert last.index(question) < last.index("Rule: Select the response that is kind.")
+    assert last.endswith("Rule: Select the response that is kind.\n")
+    branched = vote_branches_request("p", "a", "b", ["Select the response that is kind.", "Rule two"], layout="rule-last")
+    assert question in branched.messages[-1].content and all(question not in b for b in branched.branches)
+    with pytest.raises(ValueError, match="unknown vote layout"):
+        vote_one_request("p", "a", "b", "r", layout="sideways")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 40])
