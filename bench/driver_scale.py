@@ -25,6 +25,7 @@ import datetime
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,7 +113,8 @@ def measure(pairs: int, command: str, executor: str, work: Path) -> dict[str, An
     rules = work / "principles.txt"
     rules.write_text("\n".join(principles()) + "\n", encoding="utf-8")
     out = work / f"run_{command}_{executor}_{pairs}"
-    args = [command, str(data), "--model", "fake/keyword", "--out", str(out), "--overwrite"]
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run: an old one of the same data would resume from its cache
+    args = [command, str(data), "--model", "fake/keyword", "--out", str(out)]
     if command == "test":
         args += ["--principles", str(rules)]
     else:
@@ -137,6 +139,7 @@ def measure(pairs: int, command: str, executor: str, work: Path) -> dict[str, An
         "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(peak_mb, 1),
         "exit_code": code,
+        "commit": _commit(),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in load_after],
         "file_bytes": sizes,
@@ -191,6 +194,12 @@ def main() -> int:
                     print(f"{pairs:>9,} pairs  icai {command:<4} {executor:<5} {row['seconds']:>8.1f} s  {row['peak_rss_mb']:>7.0f} MB  load {row['load_before'][0]:.1f}", flush=True)
                     _write(out, rows)
     return 0
+
+
+def _commit() -> str:
+    """The checkout's commit, so rows measured by different code can be told apart."""
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown"
 
 
 def _write(out: Path, rows: list[dict[str, Any]]) -> None:
