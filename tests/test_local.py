@@ -12,7 +12,7 @@ from icai.io import load_comparisons
 from icai.llm.base import ConfigError, Request
 from icai.llm.converted import default_cache_dir
 from icai.llm.local import LocalProvider, gguf_path
-from icai.prompts import vote_branches_request, vote_one_request
+from icai.prompts import VoteLayout, vote_branches_request, vote_one_request
 from icai.vote import LOGPROB_MARGIN, debiased_margin, margin_pick, order_margin
 
 PRINCIPLES = (
@@ -165,18 +165,19 @@ def test_batched_scoring_gives_the_same_logprobs(provider: LocalProvider) -> Non
 
 
 @pytest.mark.slow
-def test_branched_request_scores_every_rule_in_one_call(provider: LocalProvider) -> None:
+@pytest.mark.parametrize("layout", ["rule-first", "rule-last"])
+def test_branched_request_scores_every_rule_in_one_call(provider: LocalProvider, layout: VoteLayout) -> None:
     from testdata import data_file
 
     pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[1]
     rules = (*PRINCIPLES, "Select the response that recommends lemon ice cream.")
     provider.prefix_cache = False
     try:
-        single = [provider.complete(vote_one_request(pair.prompt, pair.text_a, pair.text_b, p)) for p in rules]
+        single = [provider.complete(vote_one_request(pair.prompt, pair.text_a, pair.text_b, p, layout=layout)) for p in rules]
     finally:
         provider.prefix_cache = True
     provider.forget_prefix()
-    branched = provider.complete(vote_branches_request(pair.prompt, pair.text_a, pair.text_b, rules))
+    branched = provider.complete(vote_branches_request(pair.prompt, pair.text_a, pair.text_b, rules, layout=layout))
     assert branched.branch_logprobs is not None and len(branched.branch_logprobs) == len(rules)
     assert branched.input_tokens == sum(c.input_tokens for c in single)
     # the pair is encoded once: after the first prompt, each rule computes only its own tokens
@@ -193,7 +194,7 @@ def test_branched_request_scores_every_rule_in_one_call(provider: LocalProvider)
 
 
 @pytest.mark.slow
-def test_rule_last_layout_computes_only_each_rule_and_scores_like_one_call_per_rule(provider: LocalProvider) -> None:
+def test_rule_last_layout_computes_only_each_rule(provider: LocalProvider) -> None:
     from testdata import data_file
 
     pair = load_comparisons(data_file("synthetic_data_orthogonal_adcbg.csv"))[1]
@@ -205,21 +206,6 @@ def test_rule_last_layout_computes_only_each_rule_and_scores_like_one_call_per_r
         computed[layout] = branched.input_tokens - branched.cached_input_tokens
     # the question (about 17 tokens) moved into the prefix: each rule after the first computes that much less
     assert computed["rule-last"] <= computed["rule-first"] - 10 * (len(rules) - 1)
-    provider.prefix_cache = False
-    try:
-        single = [provider.complete(vote_one_request(pair.prompt, pair.text_a, pair.text_b, p, layout="rule-last")) for p in rules]
-    finally:
-        provider.prefix_cache = True
-    provider.forget_prefix()
-    branched = provider.complete(vote_branches_request(pair.prompt, pair.text_a, pair.text_b, rules, layout="rule-last"))
-    assert branched.branch_logprobs is not None
-    diffs = [
-        abs(lp[k] - c.choice_logprobs[k])  # type: ignore[index]
-        for lp, c in zip(branched.branch_logprobs, single, strict=True)
-        for k in ("A", "B")
-        if lp is not None
-    ]
-    assert len(diffs) == 2 * len(rules) and max(diffs) < 1e-3
 
 
 @pytest.mark.slow
