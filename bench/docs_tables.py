@@ -53,7 +53,7 @@ def headline_rows() -> list[tuple[str, str, str, str]]:
             "#local-voting-issue-5",
         ),
         (
-            "`make demo` (SmolLM2 + MiniLM, 30 pairs, cold cache, shared machine)",
+            "`make demo` (SmolLM2 proposals, MiniLM votes and style principles, 30 pairs, cold cache, shared machine)",
             f"{demo['usage']['calls']:,} model calls, {demo['wall_s']:,.0f} s",
             "`bench/results/demo.json`, `usage.calls`, `wall_s`",
             "#make-demo-recorded",
