@@ -106,20 +106,25 @@ def run(
     if not comparisons:
         raise ValueError("no comparisons to learn from")
     config = resolve_voter(recorded_config(config, llm=llm, embedder=embedder), llm.capabilities)
+    data_hash = dataset_hash(comparisons)  # once: it reads every text (about 15 s for a million pairs)
     locked_here = False
     if store is not None:
-        locked_here = store.begin(
-            dataset_hash=dataset_hash(comparisons), config=config.to_dict(), version=__version__, overwrite=overwrite
-        )
+        locked_here = store.begin(dataset_hash=data_hash, config=config.to_dict(), version=__version__, overwrite=overwrite)
     try:
-        return _run(comparisons, llm=llm, embedder=embedder, config=config, store=store)
+        return _run(comparisons, data_hash, llm=llm, embedder=embedder, config=config, store=store)
     finally:
         if store is not None and locked_here:
             store.release()
 
 
 def _run(
-    comparisons: Sequence[Comparison], *, llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
+    comparisons: Sequence[Comparison],
+    data_hash: str,
+    *,
+    llm: LLM,
+    embedder: Embedder,
+    config: RunConfig,
+    store: RunStore | None,
 ) -> RunResult:
     n_long = sum(len(c.text_a) > MAX_RESPONSE_CHARS or len(c.text_b) > MAX_RESPONSE_CHARS for c in comparisons)
     if n_long:
@@ -133,18 +138,21 @@ def _run(
     if store is not None:
         store.save_comparisons(train, test)
 
-    result = _learn(train, llm, embedder, config, store)
+    train_hash = dataset_hash(train)
+    result = _learn(train, train_hash, llm, embedder, config, store)
     flipped: RunResult | None = None
     evaluation: Evaluation | None = None
     if test:
         if config.flip_check:
             flipped_train = [c.with_preferred(c.rejected) for c in train]
-            flipped = _learn(flipped_train, llm, embedder, config, store.child("flipped") if store else None)
+            flipped = _learn(
+                flipped_train, dataset_hash(flipped_train), llm, embedder, config, store.child("flipped") if store else None
+            )
         evaluation = _evaluate(result, test, llm, config, store, flipped, embedder=embedder)
 
     metadata = {
         "config": config.to_dict(),
-        "dataset_hash": dataset_hash(comparisons),
+        "dataset_hash": data_hash,
         "n_train": len(train),
         "n_test": len(test),
         "n_candidates": len(result.candidates),
@@ -157,7 +165,7 @@ def _run(
         "version": __version__,
         "candidate_origins": {o: sum(p.origin == o for p in result.candidates) for o in sorted({p.origin for p in result.candidates})},
         "candidate_hints": {h or "none": sum(p.hint == h for p in result.candidates) for h in sorted({p.hint for p in result.candidates})},
-        "train_hash": dataset_hash(train),
+        "train_hash": train_hash,
         "tested_principles": [{"id": p.id, "text": p.text, "origin": p.origin} for p in result.tested],
         "user_principles": user_principle_rows(result),
         "notes": trust_notes(result.constitution, len(train), evaluation, alpha=config.alpha),
@@ -189,9 +197,9 @@ def _run(
 
 
 def _learn(
-    train: Sequence[Comparison], llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
+    train: Sequence[Comparison], data: str, llm: LLM, embedder: Embedder, config: RunConfig, store: RunStore | None
 ) -> RunResult:
-    data = dataset_hash(train)
+    """The stages up to selection on `train`, whose `dataset_hash` is `data` (the stages' fingerprints start from it)."""
     if config.principles_only:
         # icai test: the user's principles are the candidates; nothing is proposed or clustered
         fp_cluster = stage_fingerprint("cluster", data, config, "principles only")
