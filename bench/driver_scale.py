@@ -35,6 +35,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recovery import git_commit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "driver_scale.json"
 N_PRINCIPLES = 40
@@ -139,7 +143,7 @@ def measure(pairs: int, command: str, executor: str, work: Path) -> dict[str, An
         "cpu_seconds": round(cpu, 2),
         "peak_rss_mb": round(peak_mb, 1),
         "exit_code": code,
-        "commit": _commit(),
+        "commit": git_commit(),  # rows measured by different code can be told apart
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in load_after],
         "file_bytes": sizes,
@@ -194,12 +198,6 @@ def main() -> int:
                     print(f"{pairs:>9,} pairs  icai {command:<4} {executor:<5} {row['seconds']:>8.1f} s  {row['peak_rss_mb']:>7.0f} MB  load {row['load_before'][0]:.1f}", flush=True)
                     _write(out, rows)
     return 0
-
-
-def _commit() -> str:
-    """The checkout's commit, so rows measured by different code can be told apart."""
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return proc.stdout.strip() or "unknown"
 
 
 def _write(out: Path, rows: list[dict[str, Any]]) -> None:

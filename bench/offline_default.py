@@ -50,7 +50,6 @@ import os
 import pickle
 import platform
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -61,6 +60,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from recovery import git_commit  # noqa: E402
 from rules import RULES, text_direction, vote_direction  # noqa: E402
 
 from icai import datasets  # noqa: E402
@@ -342,13 +342,6 @@ def markdown(report: dict[str, Any]) -> str:
             mean += f" ({o['sets_complete']} of {len(names)} sets)"
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def write(out: Path, cells: dict[str, Any], seeds: Sequence[int], sessions: list[dict[str, Any]]) -> dict[str, Any]:

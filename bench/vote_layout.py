@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +49,10 @@ from icai.prompts import VoteLayout
 from icai.stats import bootstrap_ci, paired_bootstrap_diff
 from icai.types import Comparison, Principle
 from icai.vote import vote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from recovery import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "vote_layout.json"
@@ -158,13 +161,6 @@ def decide(summary: dict[str, Any]) -> dict[str, Any]:
     worse_sets = [s for s in SETS if s in summary and summary[s]["agreement_diff_per_pair"]["ci"][1] < 0]
     adopt = pooled[1] >= 0 and not worse_sets
     return {"adopt_rule_last": bool(adopt), "pooled_diff_ci": pooled, "sets_worse_beyond_interval": worse_sets}
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def write(out: Path, cells: list[dict[str, Any]], session: dict[str, Any]) -> dict[str, Any]:
