@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import cast
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from icai.errors import BudgetExceeded, ConfigError, LLMError, TransientError
 from icai.executor import DEFAULT_SHARD_SIZE, Executor, LocalExecutor, WorkerRecipe, cut_shards
@@ -404,29 +398,28 @@ class LLM:
         return self.price.cost(input_tokens, output_tokens)
 
     def _call_with_retries(self, request: Request) -> Completion:
-        def wait_for(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, TransientError) and exc.retry_after is not None:
-                return min(exc.retry_after, self.backoff_max)
-            return float(wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_initial)(state))
+        """`provider.complete(request)`, retried on TransientError up to `max_attempts` attempts in all.
 
-        def before_sleep(state: RetryCallState) -> None:
-            with self._lock:
-                self.usage.retries += 1
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning("%s: attempt %d failed (%s); retrying", self.model, state.attempt_number, exc)
+        The wait before a retry is the error's Retry-After (at most `backoff_max`), else `backoff_initial`
+        doubling with each attempt plus as much jitter, at most `backoff_max`. A call that succeeds at once
+        (nearly all of them) costs nothing beyond the call: at a million pairs this loop runs two million times.
+        """
+        attempt = 1
+        while True:
+            try:
+                return self.provider.complete(request)
+            except TransientError as exc:
+                if attempt >= self.max_attempts:
+                    raise LLMError(f"{self.model}: giving up after {self.max_attempts} attempts: {exc}") from exc
+                with self._lock:
+                    self.usage.retries += 1
+                log.warning("%s: attempt %d failed (%s); retrying", self.model, attempt, exc)
+                time.sleep(self._backoff(attempt, exc))
+                attempt += 1
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_for,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(self.provider.complete, request)
-        except TransientError as exc:
-            raise LLMError(
-                f"{self.model}: giving up after {self.max_attempts} attempts: {exc}"
-            ) from exc
-
+    def _backoff(self, attempt: int, exc: TransientError) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        if exc.retry_after is not None:
+            return min(exc.retry_after, self.backoff_max)
+        wait = self.backoff_initial * 2 ** (attempt - 1) + random.uniform(0, self.backoff_initial)
+        return max(0.0, min(wait, self.backoff_max))
