@@ -104,3 +104,25 @@ def test_failed_batch_falls_back_to_single_calls() -> None:
     assert [c.text for c in out] == ["PROMPT 00", "PROMPT 01", "PROMPT 02"]
     assert provider.single == ["prompt 00", "prompt 01", "prompt 02"]
     assert llm.usage.calls == 3
+
+
+@pytest.mark.parametrize(("delay", "threaded"), [(0.0, False), (0.002, True)])
+def test_threads_only_for_providers_that_wait(delay: float, threaded: bool) -> None:
+    """A CPU-bound in-process fake runs its calls on the calling thread whatever `concurrency` says; one that stands
+    in for a network round trip (a delay) runs on `concurrency` threads."""
+    import threading
+
+    from icai.llm.fake import FakeProvider
+
+    seen: set[int] = set()
+
+    def answer(request: Request) -> str:
+        seen.add(threading.get_ident())
+        return "ok"
+
+    provider = FakeProvider(answer, delay=delay)
+    assert provider.capabilities.threads is threaded
+    out = LLM(provider, concurrency=4, progress=False).map(_requests(40))
+    assert [c.text for c in out] == ["ok"] * 40
+    assert (seen == {threading.get_ident()}) is not threaded
+    assert (len(seen) > 1) is threaded

@@ -148,6 +148,10 @@ class Capabilities:
     """Runs the model in the worker process: a Ray worker asks for a GPU when the cluster has one."""
     in_process: bool = False
     """Holds the model in this process: has `load()` and `forget_prefix()` (`InProcessProvider`)."""
+    threads: bool = True
+    """Its calls wait (on a network, a server): `LLM.map` runs `concurrency` of them at once on threads. False for a
+    provider whose calls are CPU work in this process without a batch path (the fake annotator without a delay):
+    threads would only take turns holding the interpreter lock, so its calls run one after another."""
 
 
 DEFAULT_CAPABILITIES = Capabilities()

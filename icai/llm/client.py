@@ -317,7 +317,8 @@ class LLM:
 
         A provider with `Capabilities.batching` (a local model: one forward pass for many
         prompts; threads would only queue on its lock) gets chunks of `batch_size` through
-        `complete_many`; otherwise one request per call, on `concurrency` threads. An
+        `complete_many`; otherwise one request per call, on `concurrency` threads (one after
+        another for a provider that declares no use for them, `Capabilities.threads`). An
         in-process provider's `forget_prefix` is called first, so a shard computes the same
         here as on a fresh worker.
         """
@@ -331,7 +332,7 @@ class LLM:
                 for k, request in enumerate(chunk):
                     completion = completions[k] if completions is not None else self._call_with_retries(request)
                     on_result(offset + k, completion)
-        elif self.concurrency == 1:
+        elif self.concurrency == 1 or not capabilities.threads:
             for k, request in enumerate(requests):
                 on_result(k, self._call_with_retries(request))
         else:

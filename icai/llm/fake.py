@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Container, Sequence
 
-from icai.llm.base import Completion, ConfigError, Request
+from icai.llm.base import Capabilities, Completion, ConfigError, Request
 
 Responder = Callable[[Request], str]
 
@@ -50,6 +50,8 @@ class FakeProvider:
         """Every request received."""
         self.record_limit = record_limit
         self._lock = threading.Lock()
+        self.capabilities = Capabilities(threads=delay > 0)
+        """Without a delay a call is pure CPU work here, so `LLM.map` makes its calls one after another."""
 
     def complete(self, request: Request) -> Completion:
         with self._lock:
