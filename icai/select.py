@@ -243,18 +243,19 @@ def _shared(m: VoteMatrix, w: np.ndarray, columns: Sequence[int]) -> tuple[np.nd
     dtype = _dtype_for(w)
     cols = list(columns)
     k = len(cols)
-    pp, nn, pn = (np.zeros((k, k)) for _ in range(3))
-    # in blocks of rows, so the weighted copies stay small at a million pairs (sums of whole numbers: exact)
+    both, agree = np.zeros((k, k)), np.zeros((k, k))
+    # in blocks of rows, so the weighted copies stay small at a million pairs (sums of whole numbers: exact).
+    # Two products: decided' W decided counts pairs both decided; direction' W direction (+1 for, -1 against)
+    # counts those decided alike minus those decided apart, so alike = (both + that) / 2.
     for start in range(0, m.n_pairs, GRAM_BLOCK_ROWS):
         rows = slice(start, start + GRAM_BLOCK_ROWS)
         pos = m.indicator("for", dtype)[rows][:, cols]
         neg = m.indicator("against", dtype)[rows][:, cols]
         wd = w[rows].astype(dtype)[:, None]
-        pp += ((pos * wd).T @ pos).astype(np.float64)
-        nn += ((neg * wd).T @ neg).astype(np.float64)
-        pn += ((pos * wd).T @ neg).astype(np.float64)
-    same = pp + nn
-    return same + pn + pn.T, same
+        decided, direction = pos + neg, pos - neg
+        both += ((decided * wd).T @ decided).astype(np.float64)
+        agree += ((direction * wd).T @ direction).astype(np.float64)
+    return both, (both + agree) / 2
 
 
 def _select_ids(

@@ -152,3 +152,26 @@ def test_selection_ranks_by_the_strength_principle_stats_reports():
     computed = _column_stats(m, np.ones(m.n_pairs))["strength"]
     reported = [s.strength for s in principle_stats(principles, pairs, votes)]
     assert computed == pytest.approx(reported, abs=1e-12)
+
+
+@pytest.mark.parametrize("weights", ["ones", "bootstrap", "fractional"])
+def test_pairs_both_decided_and_alike_match_a_count_by_hand(weights: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The duplicate check's counts (`_shared`, products over blocks of rows) against a loop over pairs."""
+    import importlib
+
+    sel = importlib.import_module("icai.select")  # the package's name `icai.select` is the function
+    monkeypatch.setattr(sel, "GRAM_BLOCK_ROWS", 7)  # several blocks and a short last one
+    rng = np.random.default_rng(3)
+    n, k = 50, 6
+    m = VoteMatrix.from_directions([f"p{j}" for j in range(k)], rng.integers(-1, 2, size=(n, k)))
+    w = {"ones": np.ones(n), "bootstrap": rng.multinomial(n, np.ones(n) / n).astype(float), "fractional": rng.random(n)}[weights]
+    cols = [4, 0, 2, 5]
+    both, alike = sel._shared(m, w, cols)
+    for a, ja in enumerate(cols):
+        for b, jb in enumerate(cols):
+            x, y = m.correct[:, ja], m.correct[:, jb]
+            decided = (x != 0) & (y != 0)
+            assert both[a, b] == pytest.approx(float(w[decided].sum()), abs=1e-9)
+            assert alike[a, b] == pytest.approx(float(w[decided & (x == y)].sum()), abs=1e-9)
+    if weights != "fractional":  # whole weights: exact, in float32
+        assert np.array_equal(both, np.round(both)) and np.array_equal(alike, np.round(alike))
