@@ -176,11 +176,14 @@ class VoteMatrix:
             self.voted[has_row, j] = values >= 0
 
     def indicator(self, name: str, dtype: str) -> np.ndarray:
-        """A 0/1 matrix, cached: "for" (correct == 1), "against" (correct == -1) or "voted"."""
+        """A 0/1 matrix, cached: "for" (correct == 1), "against" (correct == -1) or "voted".
+
+        Column-major: one principle's votes lie together, so taking some principles' columns (the duplicate check,
+        greedy selection, on every bootstrap resample) copies whole runs of memory, not one value per pair."""
         key = (name, dtype)
         if key not in self._float:
             source = {"for": lambda: self.correct == 1, "against": lambda: self.correct == -1, "voted": lambda: self.voted}[name]()
-            self._float[key] = source.astype(dtype)
+            self._float[key] = source.astype(dtype, order="F")
         return self._float[key]
 
     @property
@@ -244,13 +247,13 @@ def _shared(m: VoteMatrix, w: np.ndarray, columns: Sequence[int]) -> tuple[np.nd
     cols = list(columns)
     k = len(cols)
     both, agree = np.zeros((k, k)), np.zeros((k, k))
+    pos_all, neg_all = m.indicator("for", dtype), m.indicator("against", dtype)
     # in blocks of rows, so the weighted copies stay small at a million pairs (sums of whole numbers: exact).
     # Two products: decided' W decided counts pairs both decided; direction' W direction (+1 for, -1 against)
     # counts those decided alike minus those decided apart, so alike = (both + that) / 2.
     for start in range(0, m.n_pairs, GRAM_BLOCK_ROWS):
         rows = slice(start, start + GRAM_BLOCK_ROWS)
-        pos = m.indicator("for", dtype)[rows][:, cols]
-        neg = m.indicator("against", dtype)[rows][:, cols]
+        pos, neg = pos_all[rows, cols], neg_all[rows, cols]
         wd = w[rows].astype(dtype)[:, None]
         decided, direction = pos + neg, pos - neg
         both += ((decided * wd).T @ decided).astype(np.float64)
@@ -321,22 +324,26 @@ def greedy(
     chosen: list[int] = []
     steps: list[Step] = []
     dtype = _dtype_for(w)
-    pos, neg = m.indicator("for", dtype), m.indicator("against", dtype)
-    while pool and len(chosen) < max_principles and total_w > 0:
+    # the pool's columns only, taken once (column-major: whole runs of memory); a chosen one is masked out
+    pos, neg = m.indicator("for", dtype)[:, pool], m.indicator("against", dtype)[:, pool]
+    left = np.ones(len(pool), dtype=bool)
+    while left.any() and len(chosen) < max_principles and total_w > 0:
         # Agreement of each candidate added to the current sum, all candidates at once: a pair scores
         # 0.5 + 0.5 sign(total + vote), which differs from its current score only where |total| <= 1
         # and the candidate takes a side, so two products over the 0/1 matrices give every candidate's
         # weighted sum (half-integers, exact) without forming pairs x candidates sums.
         now = w @ (0.5 + 0.5 * np.sign(total))
         tie, up, down = total == 0, total == -1, total == 1
-        gain_for = ((w * (tie | up)).astype(dtype) @ pos)[pool]
-        loss_against = ((w * (tie | down)).astype(dtype) @ neg)[pool]
+        gain_for = (w * (tie | up)).astype(dtype) @ pos
+        loss_against = (w * (tie | down)).astype(dtype) @ neg
         scores = (now + 0.5 * (gain_for.astype(np.float64) - loss_against.astype(np.float64))) / total_w
+        scores[~left] = -np.inf
         best = int(np.argmax(scores))  # the first maximum: the earlier candidate on ties
         gain = float(scores[best]) - current
         if gain < min_gain - 1e-12:
             break
-        j = pool.pop(best)
+        left[best] = False
+        j = pool[best]
         chosen.append(j)
         total = total + m.correct[:, j]
         current = float(scores[best])
