@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from icai.debias import combine_picks
 from icai.surface import FEATURES, response_features
 from icai.types import Comparison, Pick, Principle, Vote
@@ -93,12 +95,34 @@ def style_pick(rule: StyleRule, text_a: str, text_b: str) -> tuple[Pick, float, 
     """The side a style rule selects on one pair, and the two feature counts; "neither" when they are equal."""
     j = FEATURES.index(rule.feature)
     a, b = float(response_features(text_a)[j]), float(response_features(text_b)[j])
-    if a == b:
-        return "neither", a, b
-    more: Pick = "a" if a > b else "b"
-    if rule.direction == "more":
-        return more, a, b
-    return ("b" if more == "a" else "a"), a, b
+    return _SIDE_PICK[int(style_sides(rule, np.array([a]), np.array([b]))[0])], a, b
+
+
+_SIDE_PICK: dict[int, Pick] = {1: "a", -1: "b", 0: "neither"}
+
+
+def style_sides(rule: StyleRule, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """+1 where the rule selects side a, -1 side b, 0 neither, from the rule's feature counted on each side
+    (arrays of pairs: the `FEATURES` column `feature_column(rule)` of `style_counts`)."""
+    more = np.sign(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).astype(np.int8)
+    return more if rule.direction == "more" else -more
+
+
+def feature_column(rule: StyleRule) -> int:
+    """The rule's column in `icai.surface.FEATURES` (and in `style_counts`' arrays)."""
+    return FEATURES.index(rule.feature)
+
+
+def style_counts(comparisons: Sequence[Comparison]) -> tuple[np.ndarray, np.ndarray]:
+    """Every feature counted once per response: (side a, side b), each pairs x `FEATURES`.
+
+    All style rules read these, so a pair's responses are counted once, not once per rule."""
+    if not comparisons:
+        return np.zeros((0, len(FEATURES))), np.zeros((0, len(FEATURES)))
+    return (
+        np.stack([response_features(c.text_a) for c in comparisons]),
+        np.stack([response_features(c.text_b) for c in comparisons]),
+    )
 
 
 def vote_by_style(comparisons: Sequence[Comparison], principles: Sequence[Principle]) -> list[Vote]:
@@ -113,9 +137,13 @@ def vote_by_style(comparisons: Sequence[Comparison], principles: Sequence[Princi
             raise ValueError(f"not a style principle: {p.text!r}")
         rules.append(rule)
     votes = []
-    for c in comparisons:
-        for p, rule in zip(principles, rules, strict=True):
-            pick, a, b = style_pick(rule, c.text_a, c.text_b)
+    counts_a, counts_b = style_counts(comparisons)
+    columns = [feature_column(rule) for rule in rules]
+    sides = [style_sides(rule, counts_a[:, j], counts_b[:, j]).tolist() for rule, j in zip(rules, columns, strict=True)]
+    for i, c in enumerate(comparisons):
+        for p, rule, j, side in zip(principles, rules, columns, sides, strict=True):
+            a, b = float(counts_a[i, j]), float(counts_b[i, j])
+            pick = _SIDE_PICK[side[i]]
             raw = f"style {rule.feature}: a={a:g} b={b:g}"
             votes.append(Vote(c.id, p.id, combine_picks([pick], c.preferred), (pick,), raw))
     return votes

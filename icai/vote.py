@@ -20,7 +20,7 @@ from icai.llm.base import LLMError, NegotiatesLogprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
 from icai.prompts import VOTE_LAYOUT, VoteLayout, vote_branches_request, vote_one_request, vote_request
-from icai.style import is_style, style_pick, style_rule
+from icai.style import feature_column, is_style, style_counts, style_rule, style_sides
 from icai.types import Comparison, Principle
 from icai.votes import PICK_CODE, SWAPPED_CODE, VALUE_CODE, VoteTable, combine_codes, preferred_a
 
@@ -190,17 +190,27 @@ def vote(
     return table
 
 
+STYLE_CHUNK = 20_000
+"""Pairs whose responses the style features are counted for at once."""
+
+
 def _fill_style(table: VoteTable, comparisons: Sequence[Comparison], principles: Sequence[Principle]) -> None:
-    """The style principles' columns of `table`, counted from the responses (`icai.style`): one pick, no call."""
-    for j, p in enumerate(principles):
-        rule = style_rule(p)
-        if rule is None:
-            continue
-        for i, c in enumerate(comparisons):
-            pick, _, _ = style_pick(rule, c.text_a, c.text_b)
-            table.picks[i, j, :] = 0
-            table.picks[i, j, 0] = PICK_CODE[pick]
-            table.values[i, j] = VALUE_CODE[combine_picks([pick], c.preferred)]
+    """The style principles' columns of `table`, counted from the responses (`icai.style`): one pick, no call.
+
+    Each response's features are counted once, for all style principles, a chunk of pairs at a time."""
+    rules = [(j, rule) for j, p in enumerate(principles) if (rule := style_rule(p)) is not None]
+    for start in range(0, len(comparisons) if rules else 0, STYLE_CHUNK):
+        pairs = comparisons[start : start + STYLE_CHUNK]
+        rows = slice(start, start + len(pairs))
+        counts_a, counts_b = style_counts(pairs)
+        preferred = preferred_a(pairs)
+        for j, rule in rules:
+            column = feature_column(rule)
+            side = style_sides(rule, counts_a[:, column], counts_b[:, column])
+            picks = np.zeros((len(pairs), table.picks.shape[2]), dtype=np.int8)
+            picks[:, 0] = np.where(side > 0, PICK_CODE["a"], np.where(side < 0, PICK_CODE["b"], PICK_CODE["neither"]))
+            table.picks[rows, j] = picks
+            table.values[rows, j] = combine_codes(picks, preferred)
 
 
 def _table_for(

@@ -110,6 +110,36 @@ def test_llm_and_embedding_voters_leave_style_principles_exact_and_ask_no_model_
     assert [v for v in by_embedding if v.principle_id == listy.id] == vote_by_style(pairs, [listy])
 
 
+def test_every_style_principle_votes_each_pair_by_its_feature_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vote table's style columns (each response counted once for every rule, a chunk of pairs at a time) against
+    each rule's feature counted on the two responses of each pair, here."""
+    import importlib
+
+    from icai.surface import response_features
+
+    vote_module = importlib.import_module("icai.vote")  # the package's name `icai.vote` is the function
+
+    monkeypatch.setattr(vote_module, "STYLE_CHUNK", 4)  # several chunks and a short last one
+    texts = [t for pair in MORE_LESS.values() for t in pair] + ["", "Plain words here."]
+    pairs = [
+        Comparison(f"c{i}", texts[i % len(texts)], texts[(3 * i + 1) % len(texts)], "a" if i % 3 else "b")
+        for i in range(30)
+    ]
+    principles = style_principles()
+    votes = {(v.comparison_id, v.principle_id): v for v in vote(pairs, principles, LLM(fake_provider("keyword"), progress=False))}
+    assert len(votes) == len(pairs) * len(principles)
+    for p in principles:
+        rule = style_rule(p)
+        assert rule is not None
+        j = FEATURES.index(rule.feature)
+        for c in pairs:
+            a, b = response_features(c.text_a)[j], response_features(c.text_b)[j]
+            more = "neither" if a == b else ("a" if a > b else "b")
+            pick = more if rule.direction == "more" or more == "neither" else {"a": "b", "b": "a"}[more]
+            value = "abstain" if pick == "neither" else ("for" if pick == c.preferred else "against")
+            assert (votes[(c.id, p.id)].picks, votes[(c.id, p.id)].value) == ((pick,), value), (c.id, p.text)
+
+
 def listy_pairs(n: int = 24) -> list[Comparison]:
     """The preferred response is the one with a list; topics vary, the list is on either side."""
     topics = ["tea", "bread", "rivers", "chess", "violins", "glaciers", "maps", "owls"]
