@@ -149,7 +149,8 @@ class RunProgress:
     Stages are the estimate's (`icai.cost.estimate_run`), in order; each `LLM.map` is matched
     to the next stage of its kind. The ETA of the current stage comes from its own rate, measured
     between the ends of its bursts of completions over the last `RATE_WINDOW_S` seconds (until a second burst has
-    ended: from the stage's start);
+    ended: from the stage's start, and for a stage of several maps whose first map ends in one burst, only once the
+    next map starts, so the work between maps is counted);
     later stages use the rate measured for their kind in this run, else `prior` (seconds per
     stage, e.g. from `estimate_wall_time`), else the current stage's seconds per call.
 
@@ -211,6 +212,11 @@ class RunProgress:
         while len(marks) > 2 and when - marks[1][0] >= RATE_WINDOW_S:
             marks.popleft()
         first_time, first_done = marks[0]
+        if len(marks) == 1 and done == self._map_base + self._map_total and done < self.stage_total():
+            # The stage's first map ended in one burst and more maps follow: a rate from its calls alone would leave
+            # out the work between maps (reading the answers, building the next requests), half of a fast
+            # provider's time. It is read as the next map starts (`_enter`).
+            return
         if len(marks) == 1 or when <= first_time:
             rate = (when - self._stage_start) / done  # one burst so far: all there is to go on
         else:
@@ -224,6 +230,9 @@ class RunProgress:
             and self._stage_done < self.planned[self._index]
         )  # fmt: skip
         if same_stage:
+            if len(self._marks) == 1 and kind not in self._seconds_per_call:
+                # the first map's whole cycle (its calls, then its answers read and these requests built) is over
+                self._seconds_per_call[kind] = (now - self._stage_start) / max(self._stage_done, 1)
             self._map_base = self._stage_done
         else:
             following = [i for i in range(self._index + 1, len(self.stages)) if stage_kind(self.stages[i]) == kind]

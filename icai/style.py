@@ -93,7 +93,7 @@ def is_style(principle: Principle) -> bool:
 
 def style_pick(rule: StyleRule, text_a: str, text_b: str) -> tuple[Pick, float, float]:
     """The side a style rule selects on one pair, and the two feature counts; "neither" when they are equal."""
-    j = FEATURES.index(rule.feature)
+    j = feature_column(rule)
     a, b = float(response_features(text_a)[j]), float(response_features(text_b)[j])
     return _SIDE_PICK[int(style_sides(rule, np.array([a]), np.array([b]))[0])], a, b
 

@@ -201,3 +201,26 @@ def test_early_in_a_long_stage_the_eta_is_not_the_first_burst_s() -> None:
     stage_left, _ = progress.eta(clock.now)
     # from the stage's start this would be 46 s / 2,000 calls x 98,000 = 37.6 min; the measured rate says 16.3 min
     assert stage_left == pytest.approx((100_000 - done) / 100, rel=1e-6)
+
+
+def test_a_stage_of_several_maps_counts_the_work_between_them_from_the_first_eta() -> None:
+    # the vote stage at scale: maps of 4,000 calls that each complete in one burst (1 s of calls), then 1 s of driver
+    # work between maps (reading the answers, building the next requests): 2 s a map, 500 maps
+    stages = (StageEstimate("vote", 2_000_000, 0, 0),)
+    clock = Clock()
+    progress = RunProgress(RunEstimate("fake/keyword", stages, None, 10, 5, 4), every_s=0.0, clock=clock, emit=lambda _: None)
+    done = 0
+    for chunk in range(3):
+        if chunk:
+            clock.now += 1.0  # between maps
+        progress("vote", 0, 4_000)
+        for k in range(1, 4_001):
+            clock.now += 1.0 / 4_000
+            progress("vote", k, 4_000)
+        done += 4_000
+        if chunk == 0:
+            # the first map's calls alone would say 1 s a map: half the time left
+            assert "ETA" not in progress.lines[-1] and progress.eta(clock.now) == (None, None)
+        else:
+            stage_left, _ = progress.eta(clock.now)
+            assert stage_left == pytest.approx((2_000_000 - done) / 4_000 * 2.0, rel=1e-3)
