@@ -143,6 +143,12 @@ def _stage_seconds(stage: StageEstimate, rates: LocalRates) -> float:
     return stage.output_tokens / 2 / rates.vote_units_per_s
 
 
+def eta_text(stage_left: float, run_left: float | None) -> str:
+    """ "ETA stage 4.1 min, run 12.8 min"; without the run's part while a later stage's time is unknown."""
+    text = f"ETA stage {format_seconds(stage_left)}"
+    return text if run_left is None else f"{text}, run {format_seconds(run_left)}"
+
+
 class RunProgress:
     """Logs stages done / total and an ETA as the calls of a run complete (an `LLM.observer`).
 
@@ -152,7 +158,7 @@ class RunProgress:
     ended: from the stage's start, and for a stage of several maps whose first map ends in one burst, only once the
     next map starts, so the work between maps is counted);
     later stages use the rate measured for their kind in this run, else `prior` (seconds per
-    stage, e.g. from `estimate_wall_time`), else the current stage's seconds per call.
+    stage, e.g. from `estimate_wall_time`); while a later stage has neither, no ETA is given for the run.
 
     Args:
         every_s: least seconds between two lines within a stage (a new stage always logs).
@@ -250,7 +256,8 @@ class RunProgress:
         return max(self.planned[self._index], self._map_base + self._map_total)
 
     def eta(self, now: float) -> tuple[float | None, float | None]:
-        """Seconds left in the current stage and in the run; None before any rate is known."""
+        """Seconds left in the current stage and in the run; None before any rate is known (for the run: until every
+        later stage has a rate measured in this run or a `prior`)."""
         kind = stage_kind(self.stages[self._index])
         rate = self._seconds_per_call.get(kind)
         if rate is None:
@@ -264,7 +271,9 @@ class RunProgress:
             elif self.stages[i] in self.prior:
                 later += self.prior[self.stages[i]]
             else:
-                later += self.planned[i] * rate
+                # Nothing measured or known about that stage: another kind of call's rate says nothing of it (200
+                # proposals with a worker pool's start-up put 2M votes at 4.2 h; they took 9 min).
+                return stage_left, None
         return stage_left, stage_left + later
 
     def _report(self, now: float) -> None:
@@ -272,8 +281,8 @@ class RunProgress:
         stage_left, run_left = self.eta(now)
         name = self.stages[self._index]
         text = f"stage {pipeline_stage(name)}/{len(PIPELINE_STAGES)} {name}: {self._stage_done:,}/{self.stage_total():,} calls"
-        if stage_left is not None and run_left is not None:
-            text += f"; ETA stage {format_seconds(stage_left)}, run {format_seconds(run_left)}"
+        if stage_left is not None:
+            text += f"; {eta_text(stage_left, run_left)}"
         self.lines.append(text)
         self.emit(text)
 
@@ -314,9 +323,7 @@ class LiveProgress:
         name = p.stages[p._index]
         description = f"stage {pipeline_stage(name)}/{len(PIPELINE_STAGES)} {name}"
         stage_left, run_left = p.eta(now)
-        eta = "" if stage_left is None or run_left is None else (
-            f"ETA stage {format_seconds(stage_left)}, run {format_seconds(run_left)}"
-        )
+        eta = "" if stage_left is None else eta_text(stage_left, run_left)
         if p._index != self._stage or self._task is None:
             if self._task is not None:
                 self.bar.stop_task(self._task)
