@@ -156,7 +156,16 @@ def _cache_rows(path: Path) -> tuple[int, int]:
     return int(rows), int(keys)
 
 
-def test_a_killed_worker_changes_nothing(ray_cluster: Any, tmp_path: Path, orthogonal_csv: Path) -> None:
+def test_a_killed_worker_changes_nothing(
+    ray_cluster: Any, tmp_path: Path, orthogonal_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    # The driver writes answers to the cache at the end of a map and at most CACHE_FLUSH_S after the first unwritten
+    # one (2 s). The vote stage here takes about 3 s (60 calls of 0.1 s on 2 workers, results a shard of 10 at a
+    # time), so with 2 s the one timed write could come after the last answers, and the cache would go from the
+    # proposals straight to every vote with no moment to kill a worker mid-stage. 0.2 s shows the stage's progress.
+    monkeypatch.setattr(importlib.import_module("icai.llm.client"), "CACHE_FLUSH_S", 0.2)
     comparisons = load_comparisons(orthogonal_csv)
     config = RunConfig(model="fake/keyword", embedder="hash", n_clusters=12, seed=0)
 
