@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from icai.debias import combine_picks
-from icai.surface import FEATURES, response_features
+from icai.surface import FEATURES, side_features
 from icai.types import Comparison, Pick, Principle, Vote
 
 STYLE_ORIGIN = "surface"
@@ -91,38 +91,20 @@ def is_style(principle: Principle) -> bool:
     return style_rule(principle) is not None
 
 
-def style_pick(rule: StyleRule, text_a: str, text_b: str) -> tuple[Pick, float, float]:
-    """The side a style rule selects on one pair, and the two feature counts; "neither" when they are equal."""
-    j = feature_column(rule)
-    a, b = float(response_features(text_a)[j]), float(response_features(text_b)[j])
-    return _SIDE_PICK[int(style_sides(rule, np.array([a]), np.array([b]))[0])], a, b
-
-
 _SIDE_PICK: dict[int, Pick] = {1: "a", -1: "b", 0: "neither"}
+"""`style_sides`' codes as picks."""
 
 
 def style_sides(rule: StyleRule, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """+1 where the rule selects side a, -1 side b, 0 neither, from the rule's feature counted on each side
-    (arrays of pairs: the `FEATURES` column `feature_column(rule)` of `style_counts`)."""
+    (arrays of pairs: the column `feature_column(rule)` of `icai.surface.side_features`)."""
     more = np.sign(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).astype(np.int8)
     return more if rule.direction == "more" else -more
 
 
 def feature_column(rule: StyleRule) -> int:
-    """The rule's column in `icai.surface.FEATURES` (and in `style_counts`' arrays)."""
+    """The rule's column in `icai.surface.FEATURES` (and in `side_features`' arrays)."""
     return FEATURES.index(rule.feature)
-
-
-def style_counts(comparisons: Sequence[Comparison]) -> tuple[np.ndarray, np.ndarray]:
-    """Every feature counted once per response: (side a, side b), each pairs x `FEATURES`.
-
-    All style rules read these, so a pair's responses are counted once, not once per rule."""
-    if not comparisons:
-        return np.zeros((0, len(FEATURES))), np.zeros((0, len(FEATURES)))
-    return (
-        np.stack([response_features(c.text_a) for c in comparisons]),
-        np.stack([response_features(c.text_b) for c in comparisons]),
-    )
 
 
 def vote_by_style(comparisons: Sequence[Comparison], principles: Sequence[Principle]) -> list[Vote]:
@@ -137,7 +119,7 @@ def vote_by_style(comparisons: Sequence[Comparison], principles: Sequence[Princi
             raise ValueError(f"not a style principle: {p.text!r}")
         rules.append(rule)
     votes = []
-    counts_a, counts_b = style_counts(comparisons)
+    counts_a, counts_b = side_features(comparisons)  # each response counted once, for every rule
     columns = [feature_column(rule) for rule in rules]
     sides = [style_sides(rule, counts_a[:, j], counts_b[:, j]).tolist() for rule, j in zip(rules, columns, strict=True)]
     for i, c in enumerate(comparisons):

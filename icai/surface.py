@@ -101,12 +101,19 @@ def response_features(text: str) -> np.ndarray:
     )
 
 
+def side_features(comparisons: Sequence[Comparison]) -> tuple[np.ndarray, np.ndarray]:
+    """The `FEATURES` counts of every pair's responses, each counted once: (side a, side b), each pairs x features."""
+    if not comparisons:
+        return np.zeros((0, len(FEATURES))), np.zeros((0, len(FEATURES)))
+    return (
+        np.stack([response_features(c.text_a) for c in comparisons]),
+        np.stack([response_features(c.text_b) for c in comparisons]),
+    )
+
+
 def pair_features(comparisons: Sequence[Comparison]) -> np.ndarray:
     """One row per pair: (a - b) / (a + b) for every feature, 0 where both counts are 0."""
-    if not comparisons:
-        return np.zeros((0, len(FEATURES)))
-    a = np.stack([response_features(c.text_a) for c in comparisons])
-    b = np.stack([response_features(c.text_b) for c in comparisons])
+    a, b = side_features(comparisons)
     total = a + b
     return np.divide(a - b, total, out=np.zeros_like(total), where=total > 0)
 

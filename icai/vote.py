@@ -20,7 +20,8 @@ from icai.llm.base import LLMError, NegotiatesLogprobs
 from icai.llm.client import LLM
 from icai.parse import parse_votes
 from icai.prompts import VOTE_LAYOUT, VoteLayout, vote_branches_request, vote_one_request, vote_request
-from icai.style import feature_column, is_style, style_counts, style_rule, style_sides
+from icai.style import feature_column, is_style, style_rule, style_sides
+from icai.surface import side_features
 from icai.types import Comparison, Principle
 from icai.votes import PICK_CODE, SWAPPED_CODE, VALUE_CODE, VoteTable, combine_codes, preferred_a
 
@@ -202,7 +203,7 @@ def _fill_style(table: VoteTable, comparisons: Sequence[Comparison], principles:
     for start in range(0, len(comparisons) if rules else 0, STYLE_CHUNK):
         pairs = comparisons[start : start + STYLE_CHUNK]
         rows = slice(start, start + len(pairs))
-        counts_a, counts_b = style_counts(pairs)
+        counts_a, counts_b = side_features(pairs)
         preferred = preferred_a(pairs)
         for j, rule in rules:
             column = feature_column(rule)
